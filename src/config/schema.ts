@@ -1,0 +1,164 @@
+// The configuration schema: its shape, its defaults (the embedded quick-start configuration), and
+// the checks that need more than one field. Validated once at start into a frozen object.
+
+import { z } from 'zod'
+import { parseDuration, parseSize } from './units.js'
+
+const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  try {
+    return parseDuration(value)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message })
+    return z.NEVER
+  }
+})
+
+const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  try {
+    return parseSize(value)
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message })
+    return z.NEVER
+  }
+})
+
+const httpUrl = z.string().refine(
+  (value) => {
+    try {
+      const url = new URL(value)
+      return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '' && url.search === '' && url.hash === ''
+    } catch {
+      return false
+    }
+  },
+  { message: 'must be an http(s) URL without credentials, query or fragment' }
+)
+
+/** An upstream name is the registry host clients know it by: `docker.io`, `ghcr.io`, `host:5000`. */
+const upstreamName = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/, 'must be a lowercase registry host such as ghcr.io or host:5000')
+
+const hostPattern = z
+  .string()
+  .regex(/^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/, 'must be a host, optionally with a leading *. wildcard')
+
+const secret = z.strictObject({
+  value: z.string().min(1).optional(),
+  file: z.string().min(1).optional(),
+  env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+})
+
+const credentials = z
+  .strictObject({
+    username: z.string().min(1),
+    password: z.union([z.string().min(1), secret]),
+  })
+  .describe('credentials Customs presents to this upstream (never a client credential)')
+
+const upstream = z.strictObject({
+  name: upstreamName,
+  url: httpUrl,
+  aliases: z.array(upstreamName).default([]),
+  default: z.boolean().default(false),
+  /** How long a tag -> digest mapping is trusted before a HEAD revalidates it. */
+  tagTtl: duration.prefault('5m'),
+  credentials: credentials.optional(),
+  /** Hosts besides the upstream's own that may serve its token realm (auth.docker.io). */
+  tokenRealmHosts: z.array(hostPattern).default([]),
+  /** Per-attempt time to response headers, and the cap on a whole manifest/metadata request. */
+  timeout: duration.prefault('30s'),
+  retries: z
+    .strictObject({
+      max: z.number().int().min(0).max(10).default(2),
+      backoff: duration.prefault('200ms'),
+      maxBackoff: duration.prefault('10s'),
+    })
+    .prefault({}),
+  breaker: z
+    .strictObject({
+      failures: z.number().int().min(1).max(1000).default(5),
+      cooldown: duration.prefault('30s'),
+    })
+    .prefault({}),
+  maxRedirects: z.number().int().min(0).max(10).default(5),
+})
+
+const DEFAULT_UPSTREAMS = [
+  {
+    name: 'docker.io',
+    url: 'https://registry-1.docker.io',
+    aliases: ['docker', 'index.docker.io', 'registry-1.docker.io'],
+    default: true,
+    tokenRealmHosts: ['auth.docker.io'],
+  },
+  { name: 'ghcr.io', url: 'https://ghcr.io', aliases: ['ghcr'] },
+  { name: 'quay.io', url: 'https://quay.io', aliases: ['quay'] },
+  { name: 'registry.k8s.io', url: 'https://registry.k8s.io', aliases: ['k8s'], tokenRealmHosts: ['*.pkg.dev'] },
+  { name: 'gcr.io', url: 'https://gcr.io', aliases: ['gcr'] },
+]
+
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .strictObject({
+        host: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(5000),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
+      .prefault({}),
+    storage: z
+      .strictObject({
+        path: z.string().min(1).default('./data'),
+        /** Least-recently-used blobs are evicted above this. */
+        maxSize: size.prefault('50GiB'),
+        /** How long one upstream blob fill may take before it is abandoned. */
+        fillTimeout: duration.prefault('30m'),
+        /** The in-memory cache of manifest bytes, for fast warm manifest answers. */
+        manifestMemory: size.prefault('64MiB'),
+      })
+      .prefault({}),
+    state: z
+      .strictObject({
+        backend: z.enum(['memory', 'redis']).default('memory'),
+        redis: z
+          .strictObject({
+            url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+            prefix: z.string().regex(/^[a-zA-Z0-9_-]+$/).default('customs'),
+          })
+          .prefault({}),
+        /** How long a fill lock is held without renewal before another replica may take over. */
+        lockTtl: duration.prefault('30s'),
+      })
+      .prefault({}),
+    upstreams: z.array(upstream).min(1).prefault(DEFAULT_UPSTREAMS),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Map<string, number>()
+    config.upstreams.forEach((u, i) => {
+      for (const name of [u.name, ...u.aliases]) {
+        const first = seen.get(name)
+        if (first !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['upstreams', i, 'name'],
+            message: `${name} already names upstreams[${first}]`,
+          })
+        }
+        seen.set(name, i)
+      }
+    })
+    const defaults = config.upstreams.filter((u) => u.default).length
+    if (defaults > 1) {
+      ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at most one upstream may be the default' })
+    }
+  })
+
+export type ConfigInput = z.input<typeof configSchema>
+export type Config = z.output<typeof configSchema>
+export type UpstreamConfig = Config['upstreams'][number]
+export type SecretRef = z.output<typeof secret>

@@ -1,0 +1,102 @@
+// The in-process state store: the quick-start default. One process only, nothing survives a
+// restart; the Redis store is for production and for more than one replica.
+
+import { randomUUID } from 'node:crypto'
+import type { Digest } from '../oci/digest.js'
+import {
+  TAG_HISTORY_LIMIT,
+  type BlobLink,
+  type ManifestLinks,
+  type ManifestRecord,
+  type RepoKey,
+  type StateStore,
+  type TagMove,
+  type TagRecord,
+} from './store.js'
+
+function repoId(repo: RepoKey): string {
+  return `${repo.upstream}\u0000${repo.repository}`
+}
+
+interface Lock {
+  token: string
+  expiresAt: number
+}
+
+export class MemoryStateStore implements StateStore {
+  readonly #tags = new Map<string, TagRecord>()
+  readonly #history = new Map<string, TagMove[]>()
+  readonly #manifests = new Map<string, ManifestRecord>()
+  readonly #blobs = new Map<string, BlobLink>()
+  readonly #parents = new Map<string, Digest>()
+  readonly #locks = new Map<string, Lock>()
+
+  async ping(): Promise<void> {}
+
+  async getTag(repo: RepoKey, tag: string): Promise<TagRecord | null> {
+    return this.#tags.get(`${repoId(repo)}\u0000${tag}`) ?? null
+  }
+
+  async setTag(repo: RepoKey, tag: string, record: TagRecord): Promise<{ previous: Digest | null }> {
+    const key = `${repoId(repo)}\u0000${tag}`
+    const current = this.#tags.get(key)
+    this.#tags.set(key, { ...record })
+    if (current?.digest === record.digest) return { previous: null }
+    const history = this.#history.get(key) ?? []
+    history.unshift({ from: current?.digest ?? null, to: record.digest, at: record.checkedAt })
+    history.length = Math.min(history.length, TAG_HISTORY_LIMIT)
+    this.#history.set(key, history)
+    return { previous: current?.digest ?? null }
+  }
+
+  async tagHistory(repo: RepoKey, tag: string, limit: number): Promise<TagMove[]> {
+    return (this.#history.get(`${repoId(repo)}\u0000${tag}`) ?? []).slice(0, limit)
+  }
+
+  async getManifest(repo: RepoKey, digest: Digest): Promise<ManifestRecord | null> {
+    return this.#manifests.get(`${repoId(repo)}\u0000${digest}`) ?? null
+  }
+
+  async recordManifest(repo: RepoKey, record: ManifestRecord, links: ManifestLinks): Promise<void> {
+    const id = repoId(repo)
+    this.#manifests.set(`${id}\u0000${record.digest}`, structuredClone(record))
+    if (record.verdict.outcome === 'detained') return
+    for (const blob of links.blobs) this.#blobs.set(`${id}\u0000${blob.digest}`, { ...blob })
+    for (const child of links.children) this.#parents.set(`${id}\u0000${child}`, record.digest)
+  }
+
+  async getBlobLink(repo: RepoKey, digest: Digest): Promise<BlobLink | null> {
+    return this.#blobs.get(`${repoId(repo)}\u0000${digest}`) ?? null
+  }
+
+  async getParent(repo: RepoKey, digest: Digest): Promise<Digest | null> {
+    return this.#parents.get(`${repoId(repo)}\u0000${digest}`) ?? null
+  }
+
+  async acquireLock(name: string, ttlMs: number): Promise<string | null> {
+    const now = Date.now()
+    const held = this.#locks.get(name)
+    if (held !== undefined && held.expiresAt > now) return null
+    const token = randomUUID()
+    this.#locks.set(name, { token, expiresAt: now + ttlMs })
+    return token
+  }
+
+  async renewLock(name: string, token: string, ttlMs: number): Promise<boolean> {
+    const held = this.#locks.get(name)
+    if (held === undefined || held.token !== token || held.expiresAt <= Date.now()) return false
+    held.expiresAt = Date.now() + ttlMs
+    return true
+  }
+
+  async releaseLock(name: string, token: string): Promise<void> {
+    if (this.#locks.get(name)?.token === token) this.#locks.delete(name)
+  }
+
+  async isLocked(name: string): Promise<boolean> {
+    const held = this.#locks.get(name)
+    return held !== undefined && held.expiresAt > Date.now()
+  }
+
+  async close(): Promise<void> {}
+}
