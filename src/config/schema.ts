@@ -43,11 +43,15 @@ const hostPattern = z
   .string()
   .regex(/^(\*\.)?[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/, 'must be a host, optionally with a leading *. wildcard')
 
-const secret = z.strictObject({
-  value: z.string().min(1).optional(),
-  file: z.string().min(1).optional(),
-  env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
-})
+const secret = z
+  .strictObject({
+    value: z.string().min(1).optional(),
+    file: z.string().min(1).optional(),
+    env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+  })
+  .refine((s) => [s.value, s.file, s.env].filter((v) => v !== undefined).length === 1, {
+    message: 'set exactly one of value, file or env',
+  })
 
 const credentials = z
   .strictObject({
@@ -140,25 +144,38 @@ export const configSchema = z
   .superRefine((config, ctx) => {
     const seen = new Map<string, number>()
     config.upstreams.forEach((u, i) => {
-      for (const name of [u.name, ...u.aliases]) {
+      // The path names the offending name or alias itself, so the error points at its line.
+      const names: [string, (string | number)[]][] = [
+        [u.name, ['upstreams', i, 'name']],
+        ...u.aliases.map((a, j): [string, (string | number)[]] => [a, ['upstreams', i, 'aliases', j]]),
+      ]
+      for (const [name, path] of names) {
         const first = seen.get(name)
         if (first !== undefined) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['upstreams', i, 'name'],
-            message: `${name} already names upstreams[${first}]`,
-          })
+          ctx.addIssue({ code: 'custom', path, message: `${name} already names upstreams[${first}]` })
         }
         seen.set(name, i)
       }
     })
-    const defaults = config.upstreams.filter((u) => u.default).length
-    if (defaults > 1) {
-      ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'at most one upstream may be the default' })
+    const defaults = config.upstreams.flatMap((u, i) => (u.default ? [i] : []))
+    for (const i of defaults.slice(1)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['upstreams', i, 'default'],
+        message: `at most one upstream may be the default (upstreams[${defaults[0]}] already is)`,
+      })
     }
   })
 
 export type ConfigInput = z.input<typeof configSchema>
-export type Config = z.output<typeof configSchema>
-export type UpstreamConfig = Config['upstreams'][number]
+/** What the schema yields: a password may still be a reference to a file or variable. */
+export type ParsedConfig = z.output<typeof configSchema>
 export type SecretRef = z.output<typeof secret>
+type ParsedUpstream = ParsedConfig['upstreams'][number]
+
+/** An upstream as the program sees it: its password resolved to the string (config/load.ts). */
+export type UpstreamConfig = Omit<ParsedUpstream, 'credentials'> & {
+  credentials?: { username: string; password: string }
+}
+/** The configuration the program runs with, as config/load.ts returns it: every secret resolved. */
+export type Config = Omit<ParsedConfig, 'upstreams'> & { upstreams: UpstreamConfig[] }

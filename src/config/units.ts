@@ -54,7 +54,9 @@ export function parseSize(value: string | number): number {
   if (m === null || unit === undefined) {
     throw new Error(`${JSON.stringify(value)} is not a size such as 512MiB, 50GiB or 10GB`)
   }
-  return Math.floor(Number(m[1]) * unit)
+  const bytes = Math.floor(Number(m[1]) * unit)
+  if (!Number.isSafeInteger(bytes)) throw new Error(`${JSON.stringify(value)} is too large a size`)
+  return bytes
 }
 
 export function formatBytes(bytes: number): string {

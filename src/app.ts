@@ -1,0 +1,21 @@
+// The hono app assembled from its parts: access log first, then health and metrics, then the
+// registry API; errors of every route are rendered by the one OCI error renderer.
+
+import { Hono } from 'hono'
+import { CustomsError } from './errors.js'
+import type { Env } from './http/context.js'
+import { accessLog } from './http/middleware/access-log.js'
+import { errorResponse, onError } from './http/oci-error.js'
+import { healthRoutes } from './http/routes/health.js'
+import { v2Routes } from './http/routes/v2.js'
+import type { Services } from './services.js'
+
+export function createApp(services: Services): Hono<Env> {
+  const app = new Hono<Env>()
+  app.use('*', accessLog(services.logger, services.metrics))
+  app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics }))
+  app.route('/', v2Routes(services))
+  app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))
+  app.onError(onError(services.logger))
+  return app
+}

@@ -1,0 +1,153 @@
+// One upstream blob fill: bytes are hashed and written to a temp file as they arrive, and every
+// reader (the client that started it and any that joined) reads the growing file at its own pace.
+// The fill commits by rename only when size and digest match; otherwise every reader is aborted
+// before its last byte, so no client ever receives a complete copy of bad bytes.
+
+import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { CustomsError } from '../errors.js'
+import { createDigester, digestAlgorithm, type Digest } from '../oci/digest.js'
+
+export type FillState = 'filling' | 'committed' | 'failed'
+
+/** Readers ask for this much at a time: large enough for throughput, small enough for memory. */
+export const READ_CHUNK = 1024 * 1024
+
+export class Fill {
+  readonly digest: Digest
+  readonly size: number
+  #state: FillState = 'filling'
+  #error: Error | undefined
+  #written = 0
+  #handle: FileHandle | undefined
+  #readers = 0
+  #waiters: Array<() => void> = []
+  readonly #part: string
+  readonly #final: string
+  readonly done: Promise<void>
+  #resolveDone!: () => void
+
+  constructor(digest: Digest, size: number, part: string, final: string) {
+    this.digest = digest
+    this.size = size
+    this.#part = part
+    this.#final = final
+    // `done` never rejects: callers inspect `state` and `error` after it settles.
+    this.done = new Promise((resolve) => (this.#resolveDone = resolve))
+  }
+
+  get state(): FillState {
+    return this.#state
+  }
+
+  get error(): Error | undefined {
+    return this.#error
+  }
+
+  get written(): number {
+    return this.#written
+  }
+
+  /**
+   * Streams `body` into the temp file while hashing it, then commits or fails. Never throws; the
+   * outcome is in `state`/`error`. `signal` bounds the whole fill (not any one client).
+   */
+  async run(body: ReadableStream<Uint8Array>, signal: AbortSignal, idleTimeout: number): Promise<void> {
+    const hash = createDigester(digestAlgorithm(this.digest))
+    let idle: NodeJS.Timeout | undefined
+    const reader = body.getReader()
+    const onAbort = () => void reader.cancel(signal.reason).catch(() => {})
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      await mkdir(dirname(this.#part), { recursive: true })
+      this.#handle = await open(this.#part, 'wx+', 0o644)
+      const armIdle = () => {
+        clearTimeout(idle)
+        idle = setTimeout(() => void reader.cancel(new Error('upstream stalled')).catch(() => {}), idleTimeout)
+      }
+      armIdle()
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        armIdle()
+        if (this.#written + value.byteLength > this.size) {
+          throw new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`)
+        }
+        hash.update(value)
+        await this.#handle.write(value, 0, value.byteLength, this.#written)
+        this.#written += value.byteLength
+        this.#notify()
+      }
+      if (this.#written !== this.size) {
+        throw new CustomsError('DIGEST_INVALID', `upstream sent ${this.#written} of the ${this.size} bytes of ${this.digest}`)
+      }
+      const actual = `${digestAlgorithm(this.digest)}:${hash.digest('hex')}`
+      if (actual !== this.digest) {
+        throw new CustomsError('DIGEST_INVALID', `upstream bytes hash to ${actual}, not ${this.digest}`)
+      }
+      // The data must be on disk before the name that vouches for it is.
+      await this.#handle.datasync()
+      await mkdir(dirname(this.#final), { recursive: true })
+      await rename(this.#part, this.#final)
+      this.#state = 'committed'
+    } catch (err) {
+      this.#state = 'failed'
+      this.#error = toFillError(err, signal)
+      await unlink(this.#part).catch(() => {})
+    } finally {
+      clearTimeout(idle)
+      signal.removeEventListener('abort', onAbort)
+      this.#notify()
+      this.#resolveDone()
+      await this.#maybeClose()
+    }
+  }
+
+  /** Registers a reader; the temp file stays open until the last one releases. */
+  acquire(): void {
+    this.#readers++
+  }
+
+  release(): void {
+    this.#readers--
+    void this.#maybeClose()
+  }
+
+  /** Reads up to `length` bytes at `position`, within what has been written. */
+  async read(position: number, length: number): Promise<Buffer> {
+    const handle = this.#handle
+    if (handle === undefined) return Buffer.alloc(0)
+    const buffer = Buffer.allocUnsafe(length)
+    const { bytesRead } = await handle.read(buffer, 0, length, position)
+    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
+  }
+
+  /** Resolves at the next write or state change. */
+  changed(): Promise<void> {
+    if (this.#state !== 'filling') return Promise.resolve()
+    return new Promise((resolve) => this.#waiters.push(resolve))
+  }
+
+  #notify(): void {
+    const waiters = this.#waiters
+    this.#waiters = []
+    for (const w of waiters) w()
+  }
+
+  async #maybeClose(): Promise<void> {
+    if (this.#state === 'filling' || this.#readers > 0 || this.#handle === undefined) return
+    const handle = this.#handle
+    this.#handle = undefined
+    await handle.close().catch(() => {})
+  }
+}
+
+function toFillError(err: unknown, signal: AbortSignal): Error {
+  if (err instanceof CustomsError) return err
+  if (signal.aborted) return new CustomsError('UPSTREAM_UNAVAILABLE', 'the blob fill timed out', { cause: err })
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EROFS' || code === 'EIO') {
+    return new CustomsError('STORAGE_FAILED', `the cache could not store the blob (${code})`, { cause: err })
+  }
+  return new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream broke off the blob', { cause: err })
+}

@@ -1,0 +1,118 @@
+// Streams a byte range of a blob to one client, from a committed file or from a fill in progress.
+// Each reader pulls at its own pace (backpressure comes from the client's socket), so memory stays
+// at about one chunk per client whatever the blob's size.
+
+import type { FileHandle } from 'node:fs/promises'
+import { READ_CHUNK, type Fill } from './fill.js'
+
+/** Where a reader's bytes come from. */
+export interface ByteSource {
+  read(position: number, length: number): Promise<Buffer>
+  /** Bytes that may be read now; Infinity-free: at most the blob's size. */
+  readable(): number
+  /** Whether every byte is final (committed). Until then the response's last byte is held back. */
+  final(): boolean
+  /** The error that ends every reader, when the source failed. */
+  failure(): Error | undefined
+  /** Resolves when more bytes or a state change may be available. */
+  changed(): Promise<void>
+  release(): void
+}
+
+export function fileSource(handle: FileHandle, size: number, onRelease: () => void): ByteSource {
+  let released = false
+  return {
+    async read(position, length) {
+      const buffer = Buffer.allocUnsafe(length)
+      const { bytesRead } = await handle.read(buffer, 0, length, position)
+      if (bytesRead === 0) throw new Error('cached blob is shorter than recorded')
+      return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
+    },
+    readable: () => size,
+    final: () => true,
+    failure: () => undefined,
+    changed: () => Promise.resolve(),
+    release() {
+      if (released) return
+      released = true
+      void handle.close().catch(() => {})
+      onRelease()
+    },
+  }
+}
+
+export function fillSource(fill: Fill): ByteSource {
+  let released = false
+  fill.acquire()
+  return {
+    read: (position, length) => fill.read(position, length),
+    readable: () => fill.written,
+    final: () => fill.state === 'committed',
+    failure: () => (fill.state === 'failed' ? (fill.error ?? new Error('fill failed')) : undefined),
+    changed: () => fill.changed(),
+    release() {
+      if (released) return
+      released = true
+      fill.release()
+    },
+  }
+}
+
+/**
+ * A stream of bytes [start, end] (inclusive) of the source. The last byte is sent only once the
+ * source is final, so a fill that fails its digest check aborts the response short of complete.
+ * `signal` (the client's request signal) releases the source when the client goes away.
+ */
+export function rangeStream(
+  source: ByteSource,
+  start: number,
+  end: number,
+  signal?: AbortSignal,
+  onBytes?: (n: number) => void
+): ReadableStream<Uint8Array> {
+  let position = start
+  const cleanup = () => {
+    signal?.removeEventListener('abort', cleanup)
+    source.release()
+  }
+  signal?.addEventListener('abort', cleanup, { once: true })
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        try {
+          for (;;) {
+            const failure = source.failure()
+            if (failure !== undefined) throw failure
+            // Hold back byte `end` until the source is final.
+            const limit = source.final() ? end + 1 : Math.min(source.readable(), end)
+            if (position < limit) {
+              const chunk = await source.read(position, Math.min(READ_CHUNK, limit - position))
+              position += chunk.byteLength
+              onBytes?.(chunk.byteLength)
+              controller.enqueue(chunk)
+              if (position > end) {
+                controller.close()
+                cleanup()
+              }
+              return
+            }
+            if (position > end && source.final()) {
+              controller.close()
+              cleanup()
+              return
+            }
+            await source.changed()
+          }
+        } catch (err) {
+          cleanup()
+          controller.error(err)
+        }
+      },
+      cancel() {
+        cleanup()
+      },
+    },
+    // No read-ahead: the next chunk is read when the socket has taken this one.
+    { highWaterMark: 0 }
+  )
+}

@@ -1,0 +1,545 @@
+// Loading the configuration: one YAML file plus CUSTOMS_* environment overrides, validated by
+// config/schema.ts into a frozen Config with its secrets resolved. Every error names where it is
+// (file:line:column and path, or the variable) and never the value of a secret.
+
+import { readFile } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
+import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument } from 'yaml'
+import type { Document } from 'yaml'
+import { z } from 'zod'
+import { configSchema } from './schema.js'
+import type { Config, ParsedConfig, SecretRef } from './schema.js'
+
+export type Env = Readonly<Record<string, string | undefined>>
+
+export interface ConfigIssue {
+  /** Where in the configuration: `upstreams[1].url`; '' for the file as a whole. */
+  readonly path: string
+  readonly message: string
+  readonly line?: number
+  readonly column?: number
+  readonly file?: string
+  /** The environment variable the offending value came from. */
+  readonly env?: string
+}
+
+/** Why a configuration was refused; the message has one positioned line per issue. */
+export class ConfigError extends Error {
+  readonly issues: readonly ConfigIssue[]
+
+  constructor(issues: readonly ConfigIssue[]) {
+    super(issues.map(formatIssue).join('\n'))
+    this.name = 'ConfigError'
+    this.issues = issues
+  }
+}
+
+/** One issue as one line: `customs.yaml:12:7 upstreams[1].url: must be …` or `CUSTOMS_X: …`. */
+export function formatIssue(issue: ConfigIssue): string {
+  if (issue.env !== undefined) return `${issue.env}: ${issue.message}`
+  const where = [issue.file, issue.line, issue.column].filter((p) => p !== undefined).join(':')
+  const prefix = [where, issue.path].filter((p) => p !== '').join(' ')
+  return prefix === '' ? issue.message : `${prefix}: ${issue.message}`
+}
+
+export interface LoadOptions {
+  /** The configuration file; without one, the configuration is the defaults and the environment. */
+  file?: string
+  /** Where CUSTOMS_* overrides and `{ env }` secrets are read; main.ts passes process.env. */
+  env?: Env
+}
+
+/**
+ * Parses and validates a configuration text with the environment overrides applied. Secrets are
+ * not resolved here (that needs I/O): a password may still be a `{ value | file | env }` reference.
+ * Throws ConfigError.
+ */
+export function parseConfig(text: string, options: LoadOptions = {}): ParsedConfig {
+  return parse(text, options).config
+}
+
+/**
+ * Reads, parses and validates the configuration, resolves every secret to its string, and returns
+ * the result deep-frozen. Throws ConfigError, whose messages never contain a secret.
+ */
+export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
+  let text = ''
+  if (options.file !== undefined) {
+    try {
+      text = await readFile(options.file, 'utf8')
+    } catch (err) {
+      const message = `cannot read the file (${errorCode(err)})`
+      throw new ConfigError([{ path: '', file: options.file, message }])
+    }
+  }
+  const parsed = parse(text, options)
+  return deepFreeze(await resolveSecrets(parsed, options))
+}
+
+/** A copy of the configuration safe to log or print: passwords, also in URLs, become `***`. */
+export function redactConfig(config: Config): Config {
+  const copy = structuredClone(config)
+  copy.state.redis.url = redactUrl(copy.state.redis.url)
+  for (const upstream of copy.upstreams) {
+    if (upstream.credentials !== undefined) upstream.credentials.password = REDACTED
+  }
+  return copy
+}
+
+const REDACTED = '***'
+
+function redactUrl(url: string): string {
+  // Up to the last '@', so that a password with an unescaped '@' is hidden whole.
+  return url.replace(/^([a-z]+:\/\/[^:@/]*:).*@/, `$1${REDACTED}@`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing and positions
+
+type Path = readonly PropertyKey[]
+
+interface Parsed {
+  config: ParsedConfig
+  /** The issue for a path, positioned at its node in the file (or the nearest parent there). */
+  issueAt(path: Path, message: string): ConfigIssue
+}
+
+interface RawIssue {
+  path: Path
+  message: string
+  /** The issue is about the key itself (an unknown key), not its value. */
+  atKey?: boolean
+}
+
+function parse(text: string, options: LoadOptions): Parsed {
+  const file = options.file
+  const lineCounter = new LineCounter()
+  // prettyErrors off: the pretty form quotes the source line, which may hold a secret.
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
+  const position = (offset: number | undefined): Pick<ConfigIssue, 'line' | 'column'> => {
+    if (offset === undefined) return {}
+    const { line, col } = lineCounter.linePos(offset)
+    return { line, column: col }
+  }
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => ({
+        path: '',
+        file,
+        ...position(e.pos[0]),
+        message: yamlMessage(e.code, e.message, text.slice(e.pos[0], e.pos[1])),
+      }))
+    )
+  }
+  let data: unknown
+  try {
+    data = dropNulls(doc.toJS({ maxAliasCount: 100 })) ?? {}
+  } catch (err) {
+    // An unresolved alias or an alias bomb; yaml names the alias, never a value.
+    throw new ConfigError([{ path: '', file, message: (err as Error).message }])
+  }
+
+  const env = applyEnv(data, options.env ?? {})
+  const result = configSchema.safeParse(data, { error: errorMessage })
+  const fileIssue = (raw: RawIssue): ConfigIssue => ({
+    path: formatPath(raw.path),
+    file,
+    ...position(locate(doc, raw.path, raw.atKey === true)),
+    message: raw.message,
+  })
+  const issues = (result.success ? [] : flattenIssues(result.error.issues, [], data)).map(
+    (raw): ConfigIssue => {
+      const variable = env.applied.find((o) => startsWith(raw.path, o.path))
+      if (variable === undefined) return fileIssue(raw)
+      return { path: formatPath(raw.path), env: variable.name, message: raw.message }
+    }
+  )
+  if (!result.success || env.issues.length > 0) {
+    throw new ConfigError([...issues.sort(byPosition), ...env.issues])
+  }
+  return { config: result.data, issueAt: (path, message) => fileIssue({ path, message }) }
+}
+
+/** yaml's message, reworded where it speaks to programmers; `source` is the offending key only. */
+function yamlMessage(code: string, message: string, source: string): string {
+  if (code === 'MULTIPLE_DOCS') return 'the file must hold a single YAML document'
+  if (code === 'DUPLICATE_KEY') return `duplicate key ${JSON.stringify(source)}`
+  return message
+}
+
+/** `key:` with nothing after it reads as null; treat it as absent so the default applies. */
+function dropNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(dropNulls)
+  if (isPlainObject(value)) {
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([, v]) => v !== null)
+        .map(([k, v]) => [k, dropNulls(v)])
+    )
+  }
+  return value
+}
+
+/** The offset of the node at path, or of its nearest ancestor present in the document. */
+function locate(doc: Document, path: Path, atKey: boolean): number | undefined {
+  let node: unknown = doc.contents
+  let offset = isNode(node) ? node.range?.[0] : undefined
+  for (const [i, segment] of path.entries()) {
+    if (isAlias(node)) node = node.resolve(doc)
+    if (isMap(node)) {
+      const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === segment)
+      if (pair === undefined) break
+      const keyOffset = isNode(pair.key) ? pair.key.range?.[0] : undefined
+      // A key with no value (or one asked about itself) is found at the key.
+      if ((atKey && i === path.length - 1) || !isNode(pair.value) || isNullScalar(pair.value)) {
+        return keyOffset ?? offset
+      }
+      node = pair.value
+    } else if (isSeq(node) && typeof segment === 'number') {
+      node = node.items[segment]
+      if (!isNode(node)) break
+    } else {
+      break
+    }
+    offset = isNode(node) ? (node.range?.[0] ?? offset) : offset
+  }
+  return offset
+}
+
+function isNullScalar(node: unknown): boolean {
+  return isScalar(node) && node.value === null
+}
+
+/** `upstreams[1].credentials.password` */
+export function formatPath(path: Path): string {
+  return path
+    .map((s, i) => {
+      if (typeof s === 'number') return `[${s}]`
+      const key = String(s)
+      if (!/^[A-Za-z_$][\w$-]*$/.test(key)) return `[${JSON.stringify(key)}]`
+      return i === 0 ? key : `.${key}`
+    })
+    .join('')
+}
+
+/** File order, so that the messages read top to bottom; unpositioned issues last. */
+function byPosition(a: ConfigIssue, b: ConfigIssue): number {
+  const key = (i: ConfigIssue): number => (i.line ?? 1e9) * 1e6 + (i.column ?? 0)
+  return key(a) - key(b)
+}
+
+function startsWith(path: Path, prefix: Path): boolean {
+  return prefix.length <= path.length && prefix.every((s, i) => path[i] === s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Zod issues -> our issues
+
+function errorMessage(issue: z.core.$ZodRawIssue): string | undefined {
+  if (issue.code === 'invalid_type') {
+    if (issue.input === undefined) return 'is required'
+    return `expected ${expectedName(issue.expected)}, got ${typeName(issue.input)}`
+  }
+  if (issue.code === 'invalid_value' && issue.values.length > 1) {
+    return `must be one of ${issue.values.map(String).join(', ')}`
+  }
+  return undefined
+}
+
+/** Zod's type names in the words of YAML. */
+function expectedName(expected: string): string {
+  return expected === 'object' ? 'mapping' : expected === 'array' ? 'list' : expected
+}
+
+function typeName(value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'list'
+  if (typeof value === 'object') return 'mapping'
+  return typeof value
+}
+
+/**
+ * One issue per problem: an unknown key is reported at the key itself, and a union (a password is
+ * a string or a reference) reports the issues of the branch whose type the value has.
+ */
+function flattenIssues(issues: readonly z.core.$ZodIssue[], base: Path, data: unknown): RawIssue[] {
+  return issues.flatMap((issue): RawIssue[] => {
+    const path = [...base, ...issue.path]
+    if (issue.code === 'unrecognized_keys') {
+      const known = objectKeysAt(configSchema, path)
+      return issue.keys.map((key) => ({
+        path: [...path, key],
+        message: unknownKeyMessage(key, known),
+        atKey: true,
+      }))
+    }
+    if (issue.code === 'invalid_union') {
+      const wrongType = (branch: readonly z.core.$ZodIssue[]): boolean =>
+        branch.length === 1 && branch[0]?.code === 'invalid_type' && branch[0].path.length === 0
+      const matching = issue.errors.filter((branch) => !wrongType(branch))
+      const [only] = matching
+      if (matching.length === 1 && only !== undefined) return flattenIssues(only, path, data)
+      const expected = issue.errors.flatMap((b) =>
+        b[0]?.code === 'invalid_type' ? [b[0].expected] : []
+      )
+      if (matching.length === 0 && expected.length > 0) {
+        const got = typeName(valueAt(data, path))
+        const names = [...new Set(expected.map(expectedName))]
+        return [{ path, message: `expected ${names.join(' or ')}, got ${got}` }]
+      }
+    }
+    return [{ path, message: issue.message }]
+  })
+}
+
+function unknownKeyMessage(key: string, known: readonly string[]): string {
+  const near = known.find((k) => k.toLowerCase() === key.toLowerCase())
+  if (near !== undefined) return `unknown key (did you mean ${near}?)`
+  return known.length > 0 ? `unknown key (expected one of ${known.join(', ')})` : 'unknown key'
+}
+
+function valueAt(data: unknown, path: Path): unknown {
+  let value = data
+  for (const segment of path) {
+    if (value === null || typeof value !== 'object') return undefined
+    value = (value as Record<PropertyKey, unknown>)[segment]
+  }
+  return value
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walking the schema
+
+type Schema = z.core.$ZodType
+
+/** The schema that decides the value's shape: defaults, optionals and transforms peeled off. */
+function unwrap(schema: Schema): Schema {
+  if (
+    schema instanceof z.ZodDefault ||
+    schema instanceof z.ZodPrefault ||
+    schema instanceof z.ZodOptional
+  ) {
+    return unwrap(schema._zod.def.innerType)
+  }
+  if (schema instanceof z.ZodPipe) return unwrap(schema._zod.def.in)
+  return schema
+}
+
+/** The keys an object in the schema allows at path, for the unknown-key message. */
+function objectKeysAt(schema: Schema, path: Path): string[] {
+  const s = unwrap(schema)
+  const [head, ...rest] = path
+  if (s instanceof z.ZodUnion) {
+    const options = s._zod.def.options.map((o) => objectKeysAt(o, path))
+    return options.find((keys) => keys.length > 0) ?? []
+  }
+  if (s instanceof z.ZodObject) {
+    if (head === undefined) return Object.keys(s._zod.def.shape)
+    const child = typeof head === 'string' ? s._zod.def.shape[head] : undefined
+    return child === undefined ? [] : objectKeysAt(child, rest)
+  }
+  if (s instanceof z.ZodArray && typeof head === 'number') {
+    return objectKeysAt(s._zod.def.element, rest)
+  }
+  return []
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment overrides
+
+type LeafKind = 'number' | 'boolean' | 'string'
+
+interface EnvKey {
+  readonly path: readonly string[]
+  readonly kind: LeafKind
+}
+
+/** CUSTOMS_* variables that are not configuration keys and are left alone. */
+export const NON_CONFIG_ENV: ReadonlySet<string> = new Set([
+  'CUSTOMS_CONFIG',
+  'CUSTOMS_TEST_CONCURRENCY',
+])
+
+const ENV_PREFIX = 'CUSTOMS'
+
+/**
+ * Every scalar key of the schema as its variable: storage.maxSize is CUSTOMS_STORAGE_MAXSIZE.
+ * Lists (upstreams) are left out: they are set in the file only.
+ */
+function envKeys(schema: Schema): { keys: Map<string, EnvKey>; lists: string[] } {
+  const keys = new Map<string, EnvKey>()
+  const lists: string[] = []
+  const walk = (node: Schema, path: readonly string[]): void => {
+    const s = unwrap(node)
+    const name = [ENV_PREFIX, ...path].join('_').toUpperCase()
+    if (s instanceof z.ZodObject) {
+      for (const [key, child] of Object.entries(s._zod.def.shape)) walk(child, [...path, key])
+    } else if (s instanceof z.ZodArray) {
+      lists.push(name)
+    } else {
+      // Two keys differing only in case would share a variable; the schema must not have them.
+      if (keys.has(name)) throw new Error(`config keys collide on ${name}`)
+      keys.set(name, { path, kind: leafKind(s) })
+    }
+  }
+  walk(schema, [])
+  return { keys, lists }
+}
+
+function leafKind(schema: Schema): LeafKind {
+  const s = unwrap(schema)
+  if (s instanceof z.ZodNumber) return 'number'
+  if (s instanceof z.ZodBoolean) return 'boolean'
+  if (s instanceof z.ZodUnion) {
+    // A duration or size takes '30s' as well as 30000: pass the text through as written.
+    const kinds = s._zod.def.options.map(leafKind)
+    return kinds.includes('string') ? 'string' : (kinds[0] ?? 'string')
+  }
+  return 'string'
+}
+
+const { keys: ENV_KEYS, lists: ENV_LISTS } = envKeys(configSchema)
+
+// A Kubernetes Service named customs(-*) injects CUSTOMS_PORT=tcp://…, CUSTOMS_SERVICE_HOST and the
+// like into every pod of its namespace; they must not stop the proxy from starting.
+const SERVICE_LINK = new RegExp(
+  '^CUSTOMS_(?:[A-Z0-9_]+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|' +
+    'PORT_\\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)$'
+)
+// Plain CUSTOMS_PORT is only a link when it holds one; CUSTOMS_FOO_PORT=6379 is a mistyped key.
+const SERVICE_LINK_PORT = /^CUSTOMS_(?:[A-Z0-9_]+_)?PORT$/
+const SERVICE_LINK_URL = /^(tcp|udp|sctp):\/\//
+
+function isServiceLink(name: string, value: string): boolean {
+  return SERVICE_LINK.test(name) || (SERVICE_LINK_PORT.test(name) && SERVICE_LINK_URL.test(value))
+}
+
+interface Override {
+  readonly name: string
+  readonly path: readonly string[]
+}
+
+/** Writes each CUSTOMS_* variable into data at its key; the issues name the bad variables. */
+function applyEnv(data: unknown, env: Env): { applied: Override[]; issues: ConfigIssue[] } {
+  const issues: ConfigIssue[] = []
+  const applied: Override[] = []
+  for (const [rawName, value] of Object.entries(env).sort(([a], [b]) => a.localeCompare(b))) {
+    const name = rawName.toUpperCase()
+    // An empty value is unset: compose writes VAR=${UNSET} as VAR=''.
+    if (!name.startsWith(`${ENV_PREFIX}_`) || value === undefined || value === '') continue
+    if (NON_CONFIG_ENV.has(name) || isServiceLink(name, value)) continue
+    const key = ENV_KEYS.get(name)
+    if (key === undefined) {
+      issues.push({ path: '', env: rawName, message: unknownVariableMessage(name) })
+      continue
+    }
+    const coerced = coerce(value, key.kind)
+    if (coerced === undefined) {
+      issues.push({ path: formatPath(key.path), env: rawName, message: `expected ${key.kind}` })
+      continue
+    }
+    if (setIn(data, key.path, coerced)) applied.push({ name: rawName, path: key.path })
+  }
+  return { applied, issues }
+}
+
+function unknownVariableMessage(name: string): string {
+  const list = ENV_LISTS.find((l) => name.startsWith(`${l}_`) || name === l)
+  if (list !== undefined) {
+    return `${list.slice(ENV_PREFIX.length + 1).toLowerCase()} can only be set in the file`
+  }
+  const squashed = name.replaceAll('_', '')
+  const near = [...ENV_KEYS.keys()].find((k) => k.replaceAll('_', '') === squashed)
+  return `not a configuration key${near === undefined ? '' : ` (did you mean ${near}?)`}`
+}
+
+function coerce(value: string, kind: LeafKind): string | number | boolean | undefined {
+  const text = value.trim()
+  if (kind === 'number') return /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : undefined
+  if (kind === 'boolean') {
+    if (/^(true|1)$/i.test(text)) return true
+    if (/^(false|0)$/i.test(text)) return false
+    return undefined
+  }
+  return value
+}
+
+/** Sets the value, creating missing sections; false when the file has a non-mapping in the way. */
+function setIn(data: unknown, path: readonly string[], value: unknown): boolean {
+  let target = data
+  for (const [i, key] of path.entries()) {
+    if (!isPlainObject(target)) return false
+    if (i === path.length - 1) {
+      target[key] = value
+      return true
+    }
+    target[key] ??= {}
+    target = target[key]
+  }
+  return false
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets
+
+async function resolveSecrets(parsed: Parsed, options: LoadOptions): Promise<Config> {
+  const env = options.env ?? {}
+  // Relative secret files are next to the configuration, wherever the process was started.
+  const base = options.file === undefined ? process.cwd() : dirname(resolve(options.file))
+  const issues: ConfigIssue[] = []
+  const upstreams = await Promise.all(
+    parsed.config.upstreams.map(async (upstream, i) => {
+      const { credentials, ...rest } = upstream
+      if (credentials === undefined) return rest
+      const path = ['upstreams', i, 'credentials', 'password']
+      const password = await resolveSecret(credentials.password, base, env).catch((err: Error) => {
+        issues.push(parsed.issueAt(path, err.message))
+        return ''
+      })
+      return { ...rest, credentials: { username: credentials.username, password } }
+    })
+  )
+  if (issues.length > 0) throw new ConfigError(issues)
+  return { ...parsed.config, upstreams }
+}
+
+/** The secret's string; an Error saying which file or variable is missing, never its value. */
+async function resolveSecret(secret: string | SecretRef, base: string, env: Env): Promise<string> {
+  if (typeof secret === 'string') return secret
+  if (secret.value !== undefined) return secret.value
+  if (secret.env !== undefined) {
+    const value = env[secret.env]
+    if (value === undefined || value === '') {
+      throw new Error(`environment variable ${secret.env} is not set`)
+    }
+    return value
+  }
+  const file = resolve(base, secret.file ?? '')
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new Error(`cannot read secret file ${file} (${errorCode(err)})`)
+  }
+  // Files written by `echo` or editors end in a newline that is not part of the secret.
+  const value = text.replace(/[\r\n]+$/, '')
+  if (value === '') throw new Error(`secret file ${file} is empty`)
+  return value
+}
+
+/** ENOENT, EACCES: the reason without the message, which may quote more than the path. */
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? 'unreadable'
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const child of Object.values(value)) deepFreeze(child)
+  }
+  return value
+}

@@ -1,0 +1,26 @@
+// The typed variables handlers and middleware share through hono's context.
+
+import type { ErrorCode } from '../errors.js'
+
+export interface AccessFields {
+  upstream?: string
+  repository?: string
+  reference?: string
+  digest?: string
+  cache?: string
+  stale?: string
+  bytes?: number
+}
+
+export type Env = {
+  Variables: {
+    requestId: string
+    access: AccessFields
+    errorCode: ErrorCode
+    /**
+     * Called by a handler that streams a body: the access line is then written when the stream
+     * ends, through the function returned, with the bytes really sent.
+     */
+    deferAccessLog: () => (bytes: number, aborted: boolean) => void
+  }
+}

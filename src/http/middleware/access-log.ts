@@ -1,0 +1,65 @@
+// One JSON line per request: upstream, repository, reference, digest, cache result, status, bytes
+// and duration. A streamed blob answer is logged when its stream ends, with the bytes really sent.
+
+import { randomUUID } from 'node:crypto'
+import type { MiddlewareHandler } from 'hono'
+import type { Logger } from '../../observability/logger.js'
+import type { Metrics } from '../../observability/metrics.js'
+import type { Env } from '../context.js'
+
+export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<Env> {
+  return async function accessLogger(c, next) {
+    const started = performance.now()
+    const requestId = c.req.header('x-request-id')?.slice(0, 64) ?? randomUUID()
+    c.set('requestId', requestId)
+    c.set('access', {})
+    let deferred = false
+    let finish: ((bytes: number, aborted: boolean) => void) | undefined
+    let early: [number, boolean] | undefined
+    c.set('deferAccessLog', () => {
+      deferred = true
+      return (bytes, aborted) => (finish !== undefined ? finish(bytes, aborted) : (early = [bytes, aborted]))
+    })
+    await next()
+    c.header('X-Request-Id', requestId)
+    const route = routeKind(c.req.path)
+    const write = (bytes: number | undefined, aborted: boolean) => {
+      const seconds = (performance.now() - started) / 1000
+      const status = c.res.status
+      metrics.requests.inc({ route, method: c.req.method, status: String(status) })
+      metrics.requestDuration.observe({ route }, seconds)
+      if (bytes !== undefined && route === 'blob') metrics.bytesServed.inc(bytes)
+      const level = status >= 500 ? 'warn' : 'info'
+      logger[level](
+        {
+          requestId,
+          method: c.req.method,
+          path: c.req.path.slice(0, 512),
+          status,
+          ...c.get('access'),
+          ...(bytes !== undefined ? { bytes } : {}),
+          ...(aborted ? { aborted } : {}),
+          ...(c.get('errorCode') ? { error: c.get('errorCode') } : {}),
+          durationMs: Math.round(seconds * 1000),
+          userAgent: c.req.header('user-agent')?.slice(0, 200),
+        },
+        'request'
+      )
+    }
+    if (deferred && c.res.status < 300) {
+      if (early !== undefined) write(...early)
+      else finish = write
+    } else {
+      write(undefined, false)
+    }
+  }
+}
+
+function routeKind(path: string): string {
+  if (/\/manifests\/[^/]+$/.test(path)) return 'manifest'
+  if (/\/blobs\/[^/]+$/.test(path)) return 'blob'
+  if (path.endsWith('/tags/list')) return 'tags'
+  if (/\/referrers\/[^/]+$/.test(path)) return 'referrers'
+  if (path.startsWith('/v2')) return 'base'
+  return 'other'
+}

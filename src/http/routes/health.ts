@@ -1,0 +1,29 @@
+// /healthz (the process answers), /readyz (state answers and storage is writable) and /metrics.
+
+import { Hono } from 'hono'
+import { access, constants } from 'node:fs/promises'
+import type { Metrics } from '../../observability/metrics.js'
+import type { StateStore } from '../../state/store.js'
+import type { Env } from '../context.js'
+
+export function healthRoutes(deps: { state: StateStore; storagePath: string; metrics: Metrics }): Hono<Env> {
+  const app = new Hono<Env>()
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/readyz', async (c) => {
+    const checks: Record<string, string> = {}
+    await deps.state.ping().then(
+      () => (checks.state = 'ok'),
+      (err: Error) => (checks.state = err.message)
+    )
+    await access(deps.storagePath, constants.W_OK).then(
+      () => (checks.storage = 'ok'),
+      () => (checks.storage = 'not writable')
+    )
+    const ready = Object.values(checks).every((v) => v === 'ok')
+    return c.json({ status: ready ? 'ready' : 'not ready', checks }, ready ? 200 : 503)
+  })
+  app.get('/metrics', async (c) => {
+    return c.body(await deps.metrics.registry.metrics(), 200, { 'Content-Type': deps.metrics.registry.contentType })
+  })
+  return app
+}

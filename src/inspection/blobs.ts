@@ -1,0 +1,69 @@
+// The blob gate and the cache behind it (DESIGN steps 5-6): a blob is served only when a cleared
+// manifest in the same (upstream, repository) references it; a miss is fetched once and streamed
+// to every waiting client while it is hashed and written.
+
+import { CustomsError } from '../errors.js'
+import type { Metrics } from '../observability/metrics.js'
+import type { Digest } from '../oci/digest.js'
+import { MediaType } from '../oci/media-types.js'
+import type { BlobStore, CacheResult } from '../cache/blob-store.js'
+import type { ByteSource } from '../cache/reader.js'
+import type { RepoKey, StateStore } from '../state/store.js'
+import { statusError } from '../upstream/client.js'
+import type { UpstreamPool } from '../upstream/pool.js'
+
+export interface BlobAnswer {
+  readonly size: number
+  /** Where the bytes come from; absent for HEAD. */
+  readonly source?: ByteSource
+  readonly result?: CacheResult
+}
+
+export class BlobService {
+  readonly #deps: { upstreams: UpstreamPool; state: StateStore; blobs: BlobStore; metrics: Metrics }
+
+  constructor(deps: { upstreams: UpstreamPool; state: StateStore; blobs: BlobStore; metrics: Metrics }) {
+    this.#deps = deps
+  }
+
+  /** The size of a gated blob, or BLOB_UNKNOWN when no cleared manifest here references it. */
+  async size(repo: RepoKey, digest: Digest): Promise<number> {
+    const link = await this.#deps.state.getBlobLink(repo, digest)
+    if (link === null) {
+      throw new CustomsError(
+        'BLOB_UNKNOWN',
+        `blob ${digest} is not referenced by a cleared manifest in ${repo.upstream}/${repo.repository}; pull a manifest first`
+      )
+    }
+    return link.size
+  }
+
+  async open(repo: RepoKey, digest: Digest): Promise<Required<BlobAnswer>> {
+    const size = await this.size(repo, digest)
+    const { source, result } = await this.#deps.blobs.getOrFill(digest, size, (signal) => this.#fetch(repo, digest, size, signal))
+    this.#deps.metrics.cache.inc({ kind: 'blob', result })
+    return { size, source, result }
+  }
+
+  async #fetch(repo: RepoKey, digest: Digest, size: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+    const client = this.#deps.upstreams.get(repo.upstream)
+    const res = await client.send({
+      method: 'GET',
+      path: `/v2/${repo.repository}/blobs/${digest}`,
+      repository: repo.repository,
+      accept: MediaType.OCTET_STREAM,
+      signal,
+    })
+    if (res.status !== 200) throw await statusError(res, repo.upstream, `blob ${digest}`, 'BLOB_UNKNOWN')
+    const declared = res.headers.get('content-length')
+    if (declared !== null && Number(declared) !== size) {
+      await res.body?.cancel().catch(() => {})
+      throw new CustomsError('UPSTREAM_INVALID', `${repo.upstream} declared ${declared.slice(0, 20)} bytes for ${digest}, whose manifest says ${size}`)
+    }
+    if (res.body === null) {
+      throw new CustomsError('UPSTREAM_INVALID', `${repo.upstream} answered blob ${digest} without a body`)
+    }
+    this.#deps.metrics.bytesFetched.inc({ upstream: repo.upstream }, size)
+    return res.body
+  }
+}

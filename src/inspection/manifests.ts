@@ -1,0 +1,194 @@
+// The pull-through path of one manifest: resolve the tag, inspect the digest, record the verdict,
+// serve or deny (DESIGN steps 2-4). A tag mapping is recorded only after its digest was cleared;
+// a stale mapping is served only when the upstream fails and its digest is cleared now.
+
+import type { UpstreamConfig } from '../config/schema.js'
+import { CustomsError, isCustomsError } from '../errors.js'
+import type { Logger } from '../observability/logger.js'
+import type { Metrics } from '../observability/metrics.js'
+import { digestOf, isDigest, type Digest } from '../oci/digest.js'
+import { Header, UPSTREAM_MANIFEST_ACCEPT, acceptsMediaType } from '../oci/media-types.js'
+import { MAX_MANIFEST_BYTES } from '../oci/manifest.js'
+import type { Reference } from '../oci/reference.js'
+import type { BlobStore } from '../cache/blob-store.js'
+import type { ManifestMemory } from '../cache/manifest-memory.js'
+import type { ManifestRecord, RepoKey, StateStore } from '../state/store.js'
+import { readBounded } from '../upstream/auth.js'
+import { statusError } from '../upstream/client.js'
+import type { UpstreamPool } from '../upstream/pool.js'
+import type { Inspector } from './inspector.js'
+import { SingleFlight } from './single-flight.js'
+
+export interface ManifestRequest {
+  readonly repo: RepoKey
+  readonly reference: Reference
+  readonly method: 'GET' | 'HEAD'
+  /** The client's Accept header. */
+  readonly accept: string | null
+}
+
+export interface ManifestAnswer {
+  readonly digest: Digest
+  readonly mediaType: string
+  readonly size: number
+  /** The exact bytes, for GET. */
+  readonly bytes?: Buffer
+  /** Why a stale tag mapping was served, when it was. */
+  readonly stale?: string
+}
+
+export interface ManifestServiceDeps {
+  readonly upstreams: UpstreamPool
+  readonly upstreamConfig: (name: string) => UpstreamConfig
+  readonly state: StateStore
+  readonly blobs: BlobStore
+  readonly memory: ManifestMemory
+  readonly inspector: Inspector
+  readonly metrics: Metrics
+  readonly logger: Logger
+}
+
+/** Upstream failures after which the last cleared tag mapping may be served. */
+const STALE_OK = new Set(['UPSTREAM_UNAVAILABLE', 'TOOMANYREQUESTS', 'UPSTREAM_INVALID'])
+
+export class ManifestService {
+  readonly #deps: ManifestServiceDeps
+  readonly #inspections = new SingleFlight<ManifestRecord>()
+  readonly #resolutions = new SingleFlight<{ digest: Digest; stale?: string }>()
+
+  constructor(deps: ManifestServiceDeps) {
+    this.#deps = deps
+  }
+
+  async get(req: ManifestRequest): Promise<ManifestAnswer> {
+    const { digest, stale } =
+      req.reference.kind === 'digest' ? { digest: req.reference.digest, stale: undefined } : await this.#resolve(req.repo, req.reference.tag)
+    const record = await this.#inspected(req.repo, digest)
+    if (record.verdict.outcome === 'detained') {
+      throw new CustomsError('DENIED', `${describe(req.repo, digest)} is detained: ${record.verdict.reasons.join('; ')}`, {
+        detail: { digest, reasons: record.verdict.reasons },
+      })
+    }
+    if (!acceptsMediaType(req.accept, record.mediaType)) {
+      // Never converted: conversion changes the digest and breaks signatures (PROTOCOL §1.4).
+      throw new CustomsError('MANIFEST_UNKNOWN', `${describe(req.repo, digest)} is a ${record.mediaType}, which the client does not accept`)
+    }
+    const answer = { digest, mediaType: record.mediaType, size: record.size, ...(stale ? { stale } : {}) }
+    if (req.method === 'HEAD') return answer
+    return { ...answer, bytes: await this.#bytes(req.repo, record) }
+  }
+
+  /** tag -> digest: fresh mapping from state, else a HEAD upstream, else the last cleared one. */
+  #resolve(repo: RepoKey, tag: string): Promise<{ digest: Digest; stale?: string }> {
+    return this.#resolutions.run(`${repo.upstream} ${repo.repository} ${tag}`, async () => {
+      const known = await this.#deps.state.getTag(repo, tag)
+      const ttl = this.#deps.upstreamConfig(repo.upstream).tagTtl
+      if (known !== null && Date.now() - known.checkedAt < ttl && (await this.#isCleared(repo, known.digest))) {
+        return { digest: known.digest }
+      }
+      let digest: Digest
+      try {
+        digest = await this.#headTag(repo, tag)
+        await this.#inspected(repo, digest)
+      } catch (err) {
+        if (known !== null && isCustomsError(err) && STALE_OK.has(err.code) && (await this.#isCleared(repo, known.digest))) {
+          this.#deps.metrics.staleServed.inc({ upstream: repo.upstream })
+          this.#deps.logger.warn({ upstream: repo.upstream, repository: repo.repository, tag, err: err.message }, 'serving stale tag mapping')
+          return { digest: known.digest, stale: `upstream failed: ${err.code}` }
+        }
+        throw err
+      }
+      const record = await this.#inspected(repo, digest)
+      if (record.verdict.outcome !== 'detained') {
+        const { previous } = await this.#deps.state.setTag(repo, tag, { digest, checkedAt: Date.now() })
+        if (previous !== null) {
+          this.#deps.logger.info({ upstream: repo.upstream, repository: repo.repository, tag, from: previous, to: digest }, 'tag moved upstream')
+        }
+      }
+      return { digest }
+    })
+  }
+
+  /** HEAD is free against Docker Hub's pull quota; GET only when HEAD gives no usable digest. */
+  async #headTag(repo: RepoKey, tag: string): Promise<Digest> {
+    const client = this.#deps.upstreams.get(repo.upstream)
+    const path = `/v2/${repo.repository}/manifests/${tag}`
+    const what = `${repo.upstream}/${repo.repository}:${tag}`
+    const res = await client.send({ method: 'HEAD', path, repository: repo.repository, accept: UPSTREAM_MANIFEST_ACCEPT })
+    if (!res.ok) throw await statusError(res, repo.upstream, what, 'MANIFEST_UNKNOWN')
+    const header = res.headers.get(Header.CONTENT_DIGEST)
+    if (header !== null && isDigest(header)) return header
+    // Some registries omit the digest on HEAD: fetch by tag, and inspect those very bytes.
+    const { bytes, mediaType } = await this.#fetch(repo, tag, what)
+    const digest = digestOf(bytes)
+    await this.#inspect(repo, digest, bytes, mediaType)
+    return digest
+  }
+
+  async #isCleared(repo: RepoKey, digest: Digest): Promise<boolean> {
+    const record = await this.#deps.state.getManifest(repo, digest)
+    return record !== null && record.verdict.outcome !== 'detained' && record.verdict.revision === this.#deps.inspector.revision
+  }
+
+  /** The record under the revision in force, inspecting (once, however many ask) when needed. */
+  async #inspected(repo: RepoKey, digest: Digest): Promise<ManifestRecord> {
+    const record = await this.#deps.state.getManifest(repo, digest)
+    if (record !== null && record.verdict.revision === this.#deps.inspector.revision) return record
+    return this.#inspections.run(`${repo.upstream} ${repo.repository} ${digest}`, async () => {
+      const cached = await this.#deps.blobs.readSmall(digest)
+      if (cached !== null && record !== null) return this.#inspect(repo, digest, cached, record.mediaType)
+      const { bytes, mediaType } = await this.#fetch(repo, digest, describe(repo, digest))
+      return this.#inspect(repo, digest, bytes, mediaType)
+    })
+  }
+
+  async #inspect(repo: RepoKey, digest: Digest, bytes: Buffer, mediaType: string): Promise<ManifestRecord> {
+    const { verdict, links, manifest } = await this.#deps.inspector.inspect({ repo, digest, bytes, mediaType })
+    this.#deps.metrics.verdicts.inc({ outcome: verdict.outcome })
+    const record: ManifestRecord = { digest, mediaType: manifest.mediaType, size: bytes.byteLength, verdict }
+    // Bytes first, then the record that points at them: a crash in between leaves only bytes.
+    if (verdict.outcome !== 'detained') {
+      await this.#deps.blobs.putVerified(digest, bytes)
+      this.#deps.memory.set(digest, bytes)
+    }
+    await this.#deps.state.recordManifest(repo, record, links)
+    return record
+  }
+
+  async #fetch(repo: RepoKey, ref: string, what: string): Promise<{ bytes: Buffer; mediaType: string }> {
+    const client = this.#deps.upstreams.get(repo.upstream)
+    const res = await client.send({
+      method: 'GET',
+      path: `/v2/${repo.repository}/manifests/${ref}`,
+      repository: repo.repository,
+      accept: UPSTREAM_MANIFEST_ACCEPT,
+      signal: AbortSignal.timeout(this.#deps.upstreamConfig(repo.upstream).timeout),
+    })
+    if (!res.ok) throw await statusError(res, repo.upstream, what, 'MANIFEST_UNKNOWN')
+    const mediaType = (res.headers.get('content-type') ?? '').split(';')[0]?.trim() ?? ''
+    const bytes = await readBounded(res, MAX_MANIFEST_BYTES, `${repo.upstream} manifest ${ref}`)
+    const declared = res.headers.get(Header.CONTENT_DIGEST)
+    if (ref.includes(':') && declared !== null && declared !== ref) {
+      throw new CustomsError('UPSTREAM_INVALID', `${repo.upstream} answered ${ref} with Docker-Content-Digest ${declared.slice(0, 80)}`)
+    }
+    return { bytes, mediaType }
+  }
+
+  async #bytes(repo: RepoKey, record: ManifestRecord): Promise<Buffer> {
+    const inMemory = this.#deps.memory.get(record.digest)
+    if (inMemory !== undefined) return inMemory
+    const onDisk = await this.#deps.blobs.readSmall(record.digest)
+    if (onDisk !== null) {
+      this.#deps.memory.set(record.digest, onDisk)
+      return onDisk
+    }
+    // Evicted or lost from disk: fetch by digest again and check it is the same manifest.
+    const { bytes, mediaType } = await this.#fetch(repo, record.digest, describe(repo, record.digest))
+    await this.#inspect(repo, record.digest, bytes, mediaType)
+    return bytes
+  }
+}
+
+function describe(repo: RepoKey, digest: Digest): string {
+  return `${repo.upstream}/${repo.repository}@${digest}`
+}

@@ -1,0 +1,86 @@
+// The `customs` command, and the only place that reads process.env and calls process.exit:
+//   customs serve [--config FILE]      run the mirror
+//   customs config check FILE          validate a configuration and print it, secrets redacted
+
+import { parseArgs } from 'node:util'
+import { serve } from '@hono/node-server'
+import type { Server } from 'node:http'
+import { createApp } from './app.js'
+import { configCheck } from './cli/config-check.js'
+import { ConfigError, loadConfig } from './config/load.js'
+import { createLogger } from './observability/logger.js'
+import { createServices } from './services.js'
+
+const USAGE = `usage:
+  customs serve [--config FILE]     run Customs (embedded defaults without a file; CUSTOMS_* overrides)
+  customs config check FILE         validate a configuration file
+`
+
+async function runServe(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true })
+  const file = values.config ?? process.env.CUSTOMS_CONFIG
+  let config
+  try {
+    config = await loadConfig({ ...(file !== undefined ? { file } : {}), env: process.env })
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
+  const logger = createLogger({ level: config.log.level })
+  const services = await createServices(config, logger)
+  const app = createApp(services)
+  const server = serve({
+    fetch: app.fetch,
+    hostname: config.listen.host,
+    port: config.listen.port,
+    serverOptions: { keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 },
+  }) as Server
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve)
+    server.once('error', reject)
+  })
+  const address = server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : config.listen.port
+  logger.info({ host: config.listen.host, port, upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path }, 'customs listening')
+
+  return new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = (signal: string) => {
+      if (stopping) return
+      stopping = true
+      logger.info({ signal }, 'shutting down')
+      // Stop taking connections, let answers in flight finish, then close state and storage.
+      server.close(() => {
+        void services.close().finally(() => {
+          logger.flush()
+          resolve(0)
+        })
+      })
+      server.closeIdleConnections()
+      setTimeout(() => server.closeAllConnections(), 10_000).unref()
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === 'serve' || command === undefined) return runServe(rest)
+  if (command === 'config' && rest[0] === 'check' && rest[1] !== undefined) {
+    return configCheck(rest[1], { stdout: process.stdout, stderr: process.stderr }, { env: process.env })
+  }
+  process.stderr.write(USAGE)
+  return command === 'help' || command === '--help' ? 0 : 2
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`customs: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exit(1)
+  }
+)

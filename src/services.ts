@@ -1,0 +1,103 @@
+// Builds every long-lived part from the configuration, once, in dependency order. main.ts calls it
+// for the real server; tests call it with their own state store and logger.
+
+import type { Config, UpstreamConfig } from './config/schema.js'
+import { BlobStore } from './cache/blob-store.js'
+import { ManifestMemory } from './cache/manifest-memory.js'
+import { BlobService } from './inspection/blobs.js'
+import { Inspector } from './inspection/inspector.js'
+import { Listings } from './inspection/listings.js'
+import { ManifestService } from './inspection/manifests.js'
+import type { Logger } from './observability/logger.js'
+import { Metrics } from './observability/metrics.js'
+import { MemoryStateStore } from './state/memory.js'
+import { RedisStateStore } from './state/redis.js'
+import type { StateStore } from './state/store.js'
+import type { Credentials } from './upstream/auth.js'
+import { UpstreamPool } from './upstream/pool.js'
+import { UpstreamRouter } from './upstream/routing.js'
+
+export interface Services {
+  readonly config: Config
+  readonly logger: Logger
+  readonly metrics: Metrics
+  readonly state: StateStore
+  readonly store: BlobStore
+  readonly router: UpstreamRouter
+  readonly upstreams: UpstreamPool
+  readonly manifests: ManifestService
+  readonly blobs: BlobService
+  readonly listings: Listings
+  close(): Promise<void>
+}
+
+export interface ServiceOverrides {
+  readonly state?: StateStore
+  readonly metrics?: Metrics
+}
+
+/** The idle limit of an upstream blob transfer: a stalled upstream is abandoned after this. */
+const FILL_IDLE_TIMEOUT_FACTOR = 2
+
+export async function createServices(config: Config, logger: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
+  const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
+  const state = overrides.state ?? (await createState(config))
+  const byName = new Map(config.upstreams.map((u) => [u.name, u]))
+  const upstreamConfig = (name: string): UpstreamConfig => byName.get(name) as UpstreamConfig
+  const store = await BlobStore.open({
+    root: config.storage.path,
+    maxSize: config.storage.maxSize,
+    fillTimeout: config.storage.fillTimeout,
+    idleTimeout: Math.max(...config.upstreams.map((u) => u.timeout)) * FILL_IDLE_TIMEOUT_FACTOR,
+    lockTtl: config.state.lockTtl,
+    state,
+    metrics,
+    logger,
+  })
+  const router = new UpstreamRouter(config.upstreams)
+  const upstreams = new UpstreamPool(config.upstreams, { metrics, logger, credentials: credentialsOf })
+  const inspector = new Inspector()
+  const manifests = new ManifestService({
+    upstreams,
+    upstreamConfig,
+    state,
+    blobs: store,
+    memory: new ManifestMemory(config.storage.manifestMemory),
+    inspector,
+    metrics,
+    logger,
+  })
+  const blobs = new BlobService({ upstreams, state, blobs: store, metrics })
+  const listings = new Listings(upstreams)
+  return {
+    config,
+    logger,
+    metrics,
+    state,
+    store,
+    router,
+    upstreams,
+    manifests,
+    blobs,
+    listings,
+    async close() {
+      await store.close()
+      await state.close()
+    },
+  }
+}
+
+async function createState(config: Config): Promise<StateStore> {
+  if (config.state.backend === 'redis') {
+    return RedisStateStore.connect({ url: config.state.redis.url, prefix: config.state.redis.prefix })
+  }
+  return new MemoryStateStore()
+}
+
+/** Credentials are resolved to plain strings by config/load.ts before they get here. */
+function credentialsOf(u: UpstreamConfig): Credentials | undefined {
+  if (u.credentials === undefined) return undefined
+  const password = u.credentials.password
+  if (typeof password !== 'string') throw new Error(`credentials of upstream ${u.name} were not resolved`)
+  return { username: u.credentials.username, password }
+}

@@ -1,0 +1,54 @@
+// Every Redis key Customs uses, built from the configured prefix and the schema version; no other
+// file spells a key. The layout, with <u> the upstream, <r> the repository, <d> a digest:
+//
+//   <prefix>:schema                    string  schema version of everything under <prefix>:v<N>:
+//   <prefix>:v1:
+//   |-- tag:<u>:<r>:<tag>              string  JSON TagRecord {digest, checkedAt}
+//   |-- tag-history:<u>:<r>:<tag>      list    JSON TagMove {from, to, at}, newest first, bounded
+//   |-- manifest:<u>:<r>:<d>           string  JSON ManifestRecord, verdict included
+//   |-- blob:<u>:<r>:<d>               string  JSON BlobLink {digest, size}: the blob gate
+//   |-- parent:<u>:<r>:<d>             string  digest of the index that listed manifest <d>
+//   `-- lock:<name>                    string  random holder token, with a PX expiry
+//
+// Every variable component goes through encodeURIComponent, so ':' and '/' in it (upstream
+// `host:5000`, repository `library/alpine`, digest `sha256:...`) cannot shift the key's fields:
+// `a:b` + `c` and `a` + `b:c` stay distinct. The schema key sits outside the versioned namespace
+// so that a reader of any version can find out which version it is looking at.
+
+import type { Digest } from '../oci/digest.js'
+import type { RepoKey } from './store.js'
+
+/** The layout version of everything under `<prefix>:v<N>:`; bump it with a migration. */
+export const SCHEMA_VERSION = 1
+
+export interface StateKeys {
+  readonly schemaVersionKey: string
+  tag(repo: RepoKey, tag: string): string
+  tagHistory(repo: RepoKey, tag: string): string
+  manifest(repo: RepoKey, digest: Digest): string
+  blob(repo: RepoKey, digest: Digest): string
+  parent(repo: RepoKey, digest: Digest): string
+  lock(name: string): string
+}
+
+const enc = encodeURIComponent
+
+/** The key builders for one prefix (config `state.redis.prefix`). */
+export function stateKeys(prefix: string): StateKeys {
+  // Config already restricts the prefix to [a-zA-Z0-9_-]; this guards callers that bypass it.
+  if (prefix === '' || prefix !== enc(prefix) || prefix.includes(':')) {
+    throw new Error(`invalid redis key prefix ${JSON.stringify(prefix)}`)
+  }
+  const ns = `${prefix}:v${SCHEMA_VERSION}`
+  const inRepo = (kind: string, repo: RepoKey, last: string): string =>
+    `${ns}:${kind}:${enc(repo.upstream)}:${enc(repo.repository)}:${enc(last)}`
+  return Object.freeze({
+    schemaVersionKey: `${prefix}:schema`,
+    tag: (repo: RepoKey, tag: string) => inRepo('tag', repo, tag),
+    tagHistory: (repo: RepoKey, tag: string) => inRepo('tag-history', repo, tag),
+    manifest: (repo: RepoKey, digest: Digest) => inRepo('manifest', repo, digest),
+    blob: (repo: RepoKey, digest: Digest) => inRepo('blob', repo, digest),
+    parent: (repo: RepoKey, digest: Digest) => inRepo('parent', repo, digest),
+    lock: (name: string) => `${ns}:lock:${enc(name)}`,
+  })
+}

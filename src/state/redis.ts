@@ -1,0 +1,321 @@
+// The Redis state store: for production and for more than one replica. Calls fail fast with
+// STATE_UNAVAILABLE while Redis is away (fail closed, never hang), and the client reconnects by
+// itself when Redis comes back. Keys come from keys.ts; the contract is store.ts.
+
+import { createHash, randomUUID } from 'node:crypto'
+import { Redis, type RedisOptions } from 'ioredis'
+import { CustomsError } from '../errors.js'
+import type { Digest } from '../oci/digest.js'
+import { SCHEMA_VERSION, stateKeys, type StateKeys } from './keys.js'
+import {
+  TAG_HISTORY_LIMIT,
+  type BlobLink,
+  type ManifestLinks,
+  type ManifestRecord,
+  type RepoKey,
+  type StateStore,
+  type TagMove,
+  type TagRecord,
+} from './store.js'
+
+// Records are stored as JSON strings, not hashes: each is always read and written whole, a
+// verdict nests an array of reasons, and JSON round-trips the exact shape memory.ts returns.
+
+export interface RedisStateStoreOptions {
+  readonly url: string
+  readonly prefix: string
+  /** An existing client (tests): the store neither configures it nor quits it on close(). */
+  readonly client?: Redis
+  /** How long one command may take before it fails with STATE_UNAVAILABLE (default 1000). */
+  readonly commandTimeoutMs?: number
+  /** How long connect() waits for the first connection (default 5000). */
+  readonly connectTimeoutMs?: number
+  /** Told of connection errors, for logging; the client keeps reconnecting regardless. */
+  readonly onConnectionError?: (err: Error) => void
+}
+
+/** The data under the prefix is of another schema version: migrate, or use another prefix. */
+export class StateSchemaError extends CustomsError<'STATE_UNAVAILABLE'> {
+  constructor(
+    readonly found: string,
+    readonly expected: string
+  ) {
+    super(
+      'STATE_UNAVAILABLE',
+      `redis state schema is version ${found} but this Customs reads version ${expected}; ` +
+        'migrate the data or configure another state.redis.prefix',
+      { detail: { found, expected } }
+    )
+    this.name = 'StateSchemaError'
+  }
+}
+
+/** A Lua script run by EVALSHA, falling back to EVAL once Redis has forgotten it (a restart). */
+class Script {
+  readonly #sha: string
+  constructor(readonly source: string) {
+    this.#sha = createHash('sha1').update(source).digest('hex')
+  }
+
+  async run(client: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await client.evalsha(this.#sha, keys.length, ...keys, ...args)
+    } catch (err) {
+      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err
+      return client.eval(this.source, keys.length, ...keys, ...args)
+    }
+  }
+}
+
+// Compare and move in one step, so two replicas moving a tag at once each see the other's write:
+// a read-then-write from here could record the same `from` twice and lose a move.
+// KEYS: tag, history. ARGV: record JSON, new digest, JSON of `to`, JSON of `at`, history limit.
+const SET_TAG = new Script(`
+local current = redis.call('GET', KEYS[1])
+local previous = false
+if current then previous = cjson.decode(current).digest end
+redis.call('SET', KEYS[1], ARGV[1])
+if previous == ARGV[2] then return {0, ''} end
+local from = 'null'
+if previous then from = cjson.encode(previous) end
+local move = '{"from":' .. from .. ',"to":' .. ARGV[3] .. ',"at":' .. ARGV[4] .. '}'
+redis.call('LPUSH', KEYS[2], move)
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
+return {1, previous or ''}
+`)
+
+// Only the holder's token may extend or drop a lock; one that expired and was retaken is not ours.
+const RENEW_LOCK = new Script(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`)
+const RELEASE_LOCK = new Script(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+function clientOptions(options: RedisStateStoreOptions): RedisOptions {
+  return {
+    lazyConnect: false,
+    // Fail fast instead of queueing while disconnected: a pull waiting on state must get a 503
+    // now, not a hang. maxRetriesPerRequest 0 rejects in-flight commands when the socket drops,
+    // and without the resend a command we already reported as failed is not applied later.
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: options.commandTimeoutMs ?? 1000,
+    connectTimeout: 2000,
+    // Reconnect forever with capped backoff: Customs must recover from a Redis restart unaided.
+    retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times - 1, 5), 2000),
+  }
+}
+
+export class RedisStateStore implements StateStore {
+  readonly #client: Redis
+  readonly #keys: StateKeys
+  readonly #owned: boolean
+  readonly #pingTimeoutMs: number
+  readonly #options: RedisStateStoreOptions
+  #schemaError: StateSchemaError | null = null
+  readonly #onError = (err: Error): void => this.#options.onConnectionError?.(err)
+  readonly #onReady = (): void => {
+    // A Redis restarted without persistence has lost the schema key: write it again.
+    this.#checkSchema().catch(() => {})
+  }
+
+  private constructor(options: RedisStateStoreOptions) {
+    this.#options = options
+    this.#keys = stateKeys(options.prefix) // first: a bad prefix must not leave a client behind
+    this.#owned = options.client === undefined
+    this.#client = options.client ?? new Redis(options.url, clientOptions(options))
+    this.#pingTimeoutMs = options.commandTimeoutMs ?? 1000
+    this.#client.on('error', this.#onError)
+  }
+
+  /** Connects, then checks or writes the schema version; throws STATE_UNAVAILABLE if it cannot. */
+  static async connect(options: RedisStateStoreOptions): Promise<RedisStateStore> {
+    const store = new RedisStateStore(options)
+    try {
+      await waitReady(store.#client, options.connectTimeoutMs ?? 5000)
+      await store.#call('schema check', () => store.#checkSchema())
+    } catch (err) {
+      await store.close()
+      throw unavailable('connect', err)
+    }
+    store.#client.on('ready', store.#onReady)
+    return store
+  }
+
+  async #checkSchema(): Promise<void> {
+    const key = this.#keys.schemaVersionKey
+    const expected = String(SCHEMA_VERSION)
+    await this.#client.set(key, expected, 'NX')
+    const found = await this.#client.get(key)
+    this.#schemaError = found === expected ? null : new StateSchemaError(String(found), expected)
+    if (this.#schemaError !== null) throw this.#schemaError
+  }
+
+  async #call<T>(op: string, fn: () => Promise<T>): Promise<T> {
+    if (this.#schemaError !== null) throw this.#schemaError
+    try {
+      return await fn()
+    } catch (err) {
+      throw unavailable(op, err)
+    }
+  }
+
+  async ping(): Promise<void> {
+    await this.#call('ping', () => withTimeout(this.#client.ping(), this.#pingTimeoutMs))
+  }
+
+  async getTag(repo: RepoKey, tag: string): Promise<TagRecord | null> {
+    return this.#call('getTag', async () =>
+      parse<TagRecord>(await this.#client.get(this.#keys.tag(repo, tag)))
+    )
+  }
+
+  async setTag(
+    repo: RepoKey,
+    tag: string,
+    record: TagRecord
+  ): Promise<{ previous: Digest | null }> {
+    return this.#call('setTag', async () => {
+      const keys = [this.#keys.tag(repo, tag), this.#keys.tagHistory(repo, tag)]
+      const json = JSON.stringify({ digest: record.digest, checkedAt: record.checkedAt })
+      const to = JSON.stringify(record.digest)
+      const at = JSON.stringify(record.checkedAt)
+      const args = [json, record.digest, to, at, TAG_HISTORY_LIMIT]
+      const reply = (await SET_TAG.run(this.#client, keys, args)) as [number, string]
+      return { previous: reply[1] === '' ? null : (reply[1] as Digest) }
+    })
+  }
+
+  async tagHistory(repo: RepoKey, tag: string, limit: number): Promise<TagMove[]> {
+    if (limit <= 0) return []
+    return this.#call('tagHistory', async () => {
+      const entries = await this.#client.lrange(this.#keys.tagHistory(repo, tag), 0, limit - 1)
+      return entries.map((entry) => JSON.parse(entry) as TagMove)
+    })
+  }
+
+  async getManifest(repo: RepoKey, digest: Digest): Promise<ManifestRecord | null> {
+    return this.#call('getManifest', async () =>
+      parse<ManifestRecord>(await this.#client.get(this.#keys.manifest(repo, digest)))
+    )
+  }
+
+  async recordManifest(repo: RepoKey, record: ManifestRecord, links: ManifestLinks): Promise<void> {
+    await this.#call('recordManifest', async () => {
+      // One MULTI/EXEC: no reader may see the links without the verdict, or the other way round.
+      const tx = this.#client.multi()
+      tx.set(this.#keys.manifest(repo, record.digest), JSON.stringify(record))
+      if (record.verdict.outcome !== 'detained') {
+        for (const blob of links.blobs) {
+          const link: BlobLink = { digest: blob.digest, size: blob.size }
+          tx.set(this.#keys.blob(repo, blob.digest), JSON.stringify(link))
+        }
+        for (const child of links.children) tx.set(this.#keys.parent(repo, child), record.digest)
+      }
+      const results = await tx.exec()
+      if (results === null) throw new Error('transaction aborted')
+      for (const [err] of results) if (err) throw err
+    })
+  }
+
+  async getBlobLink(repo: RepoKey, digest: Digest): Promise<BlobLink | null> {
+    return this.#call('getBlobLink', async () =>
+      parse<BlobLink>(await this.#client.get(this.#keys.blob(repo, digest)))
+    )
+  }
+
+  async getParent(repo: RepoKey, digest: Digest): Promise<Digest | null> {
+    const key = this.#keys.parent(repo, digest)
+    return this.#call('getParent', async () => (await this.#client.get(key)) as Digest | null)
+  }
+
+  async acquireLock(name: string, ttlMs: number): Promise<string | null> {
+    return this.#call('acquireLock', async () => {
+      const token = randomUUID()
+      const ok = await this.#client.set(this.#keys.lock(name), token, 'PX', ms(ttlMs), 'NX')
+      return ok === 'OK' ? token : null
+    })
+  }
+
+  async renewLock(name: string, token: string, ttlMs: number): Promise<boolean> {
+    const key = this.#keys.lock(name)
+    return this.#call('renewLock', async () => {
+      return (await RENEW_LOCK.run(this.#client, [key], [token, ms(ttlMs)])) === 1
+    })
+  }
+
+  async releaseLock(name: string, token: string): Promise<void> {
+    await this.#call('releaseLock', () =>
+      RELEASE_LOCK.run(this.#client, [this.#keys.lock(name)], [token])
+    )
+  }
+
+  async isLocked(name: string): Promise<boolean> {
+    const key = this.#keys.lock(name)
+    return this.#call('isLocked', async () => (await this.#client.exists(key)) === 1)
+  }
+
+  async close(): Promise<void> {
+    this.#client.off('ready', this.#onReady)
+    if (!this.#owned) return
+    if (this.#client.status !== 'end') {
+      // QUIT lets replies in flight arrive; when there is no connection it cannot be sent, and
+      // disconnect() is what stops the reconnect loop.
+      await this.#client.quit().catch(() => this.#client.disconnect())
+    }
+    this.#client.off('error', this.#onError)
+  }
+}
+
+function unavailable(op: string, err: unknown): CustomsError {
+  if (err instanceof CustomsError) return err
+  const reason = err instanceof Error ? err.message : String(err)
+  const message = `redis state ${op} failed: ${reason}`
+  return new CustomsError('STATE_UNAVAILABLE', message, { cause: err })
+}
+
+function parse<T>(json: string | null): T | null {
+  return json === null ? null : (JSON.parse(json) as T)
+}
+
+/** PX takes a positive whole number of milliseconds. */
+function ms(value: number): number {
+  return Math.max(1, Math.ceil(value))
+}
+
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+  })
+  try {
+    return await Promise.race([promise, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function waitReady(client: Redis, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    let last: unknown
+    const onError = (err: Error): void => void (last = err)
+    const finish = (err?: Error): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady).off('error', onError).off('end', onEnd)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onReady = (): void => finish()
+    const onEnd = (): void => finish(new Error('connection closed', { cause: last }))
+    const timer = setTimeout(() => {
+      const reason = last instanceof Error ? `: ${last.message}` : ''
+      finish(new Error(`no connection within ${timeoutMs} ms${reason}`, { cause: last }))
+    }, timeoutMs)
+    client.on('ready', onReady).on('error', onError).on('end', onEnd)
+  })
+}

@@ -1,0 +1,263 @@
+// The client for one upstream registry: auth challenges, redirects (blob CDNs, registry.k8s.io),
+// retries on 408/429/5xx with backoff, and a circuit breaker, each a separate setting. It returns
+// the final Response; callers turn statuses into typed errors with `statusError`.
+
+import type { UpstreamConfig } from '../config/schema.js'
+import { CustomsError, type ErrorCode } from '../errors.js'
+import type { Logger } from '../observability/logger.js'
+import type { Metrics } from '../observability/metrics.js'
+import { Header } from '../oci/media-types.js'
+import { UpstreamAuth, type Credentials } from './auth.js'
+import { CircuitBreaker } from './breaker.js'
+import { parseChallenge } from './challenge.js'
+
+export const USER_AGENT = 'customs/0.1'
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308])
+/** Request headers that never cross to another origin on a redirect. */
+const RETRYABLE = (status: number) => status === 408 || status === 429 || status >= 500
+
+export interface UpstreamRequest {
+  readonly method: 'GET' | 'HEAD'
+  /** Path and query on the upstream, already encoded: `/v2/library/alpine/manifests/3.19`. */
+  readonly path: string
+  /** The repository, for the token scope; omit for `/v2/`. */
+  readonly repository?: string
+  readonly accept?: string
+  readonly range?: string
+  /** Aborts the request and, for streamed bodies, the body too. */
+  readonly signal?: AbortSignal
+}
+
+export interface RateLimit {
+  readonly limit?: number
+  readonly remaining: number
+  readonly at: number
+}
+
+export interface UpstreamClientDeps {
+  readonly metrics: Metrics
+  readonly logger: Logger
+  readonly credentials?: Credentials
+}
+
+export class UpstreamClient {
+  readonly name: string
+  readonly origin: string
+  readonly breaker: CircuitBreaker
+  #rateLimit: RateLimit | undefined
+  readonly #config: UpstreamConfig
+  readonly #base: URL
+  readonly #auth: UpstreamAuth
+  readonly #deps: UpstreamClientDeps
+
+  constructor(config: UpstreamConfig, deps: UpstreamClientDeps) {
+    this.#config = config
+    this.#deps = deps
+    this.name = config.name
+    this.#base = new URL(config.url)
+    this.origin = this.#base.origin
+    this.#auth = new UpstreamAuth({
+      origin: this.origin,
+      credentials: deps.credentials,
+      tokenRealmHosts: config.tokenRealmHosts,
+      timeout: config.timeout,
+      userAgent: USER_AGENT,
+    })
+    this.breaker = new CircuitBreaker({
+      failures: config.breaker.failures,
+      cooldown: config.breaker.cooldown,
+      onChange: (state) => {
+        deps.metrics.breakerOpen.set({ upstream: config.name }, state === 'open' ? 1 : 0)
+        deps.logger.warn({ upstream: config.name, state }, 'upstream circuit changed state')
+      },
+    })
+  }
+
+  /** The pull quota the upstream last reported, if it reports one. */
+  get rateLimit(): RateLimit | undefined {
+    return this.#rateLimit
+  }
+
+  /**
+   * Sends a request with retries on 408/429/5xx and transport errors (only before a response
+   * arrives), following redirects and answering auth challenges. Throws UPSTREAM_UNAVAILABLE when
+   * the circuit is open or every attempt failed to reach the upstream.
+   */
+  async send(req: UpstreamRequest): Promise<Response> {
+    if (!this.breaker.tryAcquire()) {
+      const seconds = Math.ceil(this.breaker.retryAfterMs() / 1000)
+      throw new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is failing; its circuit is open`, {
+        headers: { [Header.RETRY_AFTER]: String(Math.max(1, seconds)) },
+      })
+    }
+    const { max, backoff, maxBackoff } = this.#config.retries
+    let lastError: unknown
+    for (let attempt = 0; ; attempt++) {
+      let res: Response | undefined
+      try {
+        res = await this.#follow(req)
+      } catch (err) {
+        if (err instanceof CustomsError && err.code !== 'UPSTREAM_UNAVAILABLE') {
+          // A refusal or a malformed answer is not an outage: it does not trip the breaker.
+          this.breaker.success()
+          throw err
+        }
+        if (req.signal?.aborted) {
+          this.breaker.success()
+          throw err
+        }
+        lastError = err
+      }
+      const retryable = res === undefined || RETRYABLE(res.status)
+      if (!retryable) {
+        this.breaker.success()
+        return res as Response
+      }
+      const retryAfter = res === undefined ? undefined : parseRetryAfter(res.headers.get(Header.RETRY_AFTER))
+      const wait = retryAfter ?? Math.min(maxBackoff, backoff * 2 ** attempt) * (0.5 + Math.random() / 2)
+      if (attempt >= max || wait > maxBackoff) {
+        this.breaker.failure()
+        if (res !== undefined) return res
+        throw lastError instanceof CustomsError
+          ? lastError
+          : new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable`, { cause: lastError })
+      }
+      await res?.body?.cancel().catch(() => {})
+      this.#deps.logger.debug({ upstream: this.name, path: req.path, status: res?.status, attempt }, 'retrying upstream request')
+      await sleep(wait, req.signal)
+    }
+  }
+
+  /** One attempt: follows redirects and answers at most one challenge per origin. */
+  async #follow(req: UpstreamRequest): Promise<Response> {
+    const scope = req.repository === undefined ? '' : `repository:${req.repository}:pull`
+    let url = new URL(req.path, this.#base)
+    let method = req.method
+    const challenged = new Set<string>()
+    for (let hop = 0; ; ) {
+      const authorization = scope === '' && url.origin !== this.origin ? undefined : this.#auth.cached(url.origin, scope)
+      const res = await this.#once(url, method, req, authorization)
+      if (REDIRECTS.has(res.status)) {
+        await res.body?.cancel().catch(() => {})
+        if (++hop > this.#config.maxRedirects) {
+          throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected more than ${this.#config.maxRedirects} times`)
+        }
+        url = this.#redirectTarget(url, res.headers.get('location'))
+        if (res.status === 303 && method !== 'HEAD') method = 'GET'
+        continue
+      }
+      if (res.status === 401 && !challenged.has(url.origin)) {
+        const challenge = parseChallenge(res.headers.get(Header.WWW_AUTHENTICATE))
+        if (challenge !== undefined) {
+          await res.body?.cancel().catch(() => {})
+          challenged.add(url.origin)
+          this.#auth.invalidate(url.origin, scope)
+          const tokenScope = challenge.params.scope !== undefined && scope === '' ? challenge.params.scope : scope
+          await this.#auth.authorize(challenge, url.origin, tokenScope, req.signal)
+          continue
+        }
+      }
+      return res
+    }
+  }
+
+  #redirectTarget(from: URL, location: string | null): URL {
+    let to: URL
+    try {
+      to = new URL(location ?? '', from)
+    } catch {
+      throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} sent a redirect without a valid Location`)
+    }
+    if (to.protocol !== 'https:' && to.protocol !== 'http:') {
+      throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to a ${to.protocol} URL`)
+    }
+    if (from.protocol === 'https:' && to.protocol === 'http:') {
+      throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected from https to plain http`)
+    }
+    return to
+  }
+
+  async #once(url: URL, method: string, req: UpstreamRequest, authorization: string | undefined): Promise<Response> {
+    const headers: Record<string, string> = { 'User-Agent': USER_AGENT }
+    if (req.accept !== undefined) headers.Accept = req.accept
+    if (req.range !== undefined) headers.Range = req.range
+    // Authorization only ever goes to the origin it was issued for (never to a blob CDN).
+    if (authorization !== undefined) headers.Authorization = authorization
+    // The timeout bounds the wait for response headers; a streamed body is bounded by the caller.
+    const headersTimeout = new AbortController()
+    const timer = setTimeout(
+      () => headersTimeout.abort(new Error(`no answer within ${this.#config.timeout} ms`)),
+      this.#config.timeout
+    )
+    const signal = req.signal === undefined ? headersTimeout.signal : AbortSignal.any([req.signal, headersTimeout.signal])
+    try {
+      const res = await fetch(url, { method, headers, signal, redirect: 'manual' })
+      this.#deps.metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
+      this.#recordRateLimit(res)
+      return res
+    } catch (cause) {
+      this.#deps.metrics.upstreamRequests.inc({ upstream: this.name, method, status: 'error' })
+      throw new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable`, { cause })
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  #recordRateLimit(res: Response): void {
+    const remaining = parseQuota(res.headers.get(Header.RATELIMIT_REMAINING))
+    if (remaining === undefined) return
+    const limit = parseQuota(res.headers.get(Header.RATELIMIT_LIMIT))
+    this.#rateLimit = { remaining, at: Date.now(), ...(limit !== undefined ? { limit } : {}) }
+    this.#deps.metrics.rateLimitRemaining.set({ upstream: this.name }, remaining)
+  }
+}
+
+/**
+ * The typed error for an upstream answer that is not a success. `notFound` names what was missing
+ * (MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN).
+ */
+export async function statusError(res: Response, upstream: string, what: string, notFound: ErrorCode): Promise<CustomsError> {
+  await res.body?.cancel().catch(() => {})
+  const s = res.status
+  if (s === 404) return new CustomsError(notFound, `${what} not found on ${upstream}`)
+  if (s === 401 || s === 403) return new CustomsError('UPSTREAM_DENIED', `${upstream} refused access to ${what}`)
+  if (s === 429) {
+    const retryAfter = res.headers.get(Header.RETRY_AFTER)
+    return new CustomsError('TOOMANYREQUESTS', `${upstream} is rate-limiting pulls of ${what}`, {
+      headers: retryAfter !== null && /^\d{1,6}$/.test(retryAfter) ? { [Header.RETRY_AFTER]: retryAfter } : {},
+    })
+  }
+  if (s >= 500 || s === 408) return new CustomsError('UPSTREAM_UNAVAILABLE', `${upstream} answered ${s} for ${what}`)
+  return new CustomsError('UPSTREAM_INVALID', `${upstream} answered ${s} for ${what}`)
+}
+
+/** Retry-After in ms: delta-seconds or an HTTP date; undefined when absent or malformed. */
+export function parseRetryAfter(value: string | null): number | undefined {
+  if (value === null) return undefined
+  if (/^\d{1,9}$/.test(value.trim())) return Number(value.trim()) * 1000
+  const at = Date.parse(value)
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined
+}
+
+/** `100;w=21600` -> 100. */
+function parseQuota(value: string | null): number | undefined {
+  if (value === null) return undefined
+  const m = /^\s*(\d{1,12})/.exec(value)
+  return m === null ? undefined : Number(m[1])
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason)
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(signal?.reason)
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}

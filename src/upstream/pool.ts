@@ -1,0 +1,35 @@
+// The configured upstreams, one client each, built once at start.
+
+import type { UpstreamConfig } from '../config/schema.js'
+import { CustomsError } from '../errors.js'
+import type { Logger } from '../observability/logger.js'
+import type { Metrics } from '../observability/metrics.js'
+import type { Credentials } from './auth.js'
+import { UpstreamClient } from './client.js'
+
+export class UpstreamPool {
+  readonly #clients = new Map<string, UpstreamClient>()
+
+  constructor(
+    upstreams: readonly UpstreamConfig[],
+    deps: { metrics: Metrics; logger: Logger; credentials: (u: UpstreamConfig) => Credentials | undefined }
+  ) {
+    for (const u of upstreams) {
+      const credentials = deps.credentials(u)
+      this.#clients.set(
+        u.name,
+        new UpstreamClient(u, { metrics: deps.metrics, logger: deps.logger, ...(credentials ? { credentials } : {}) })
+      )
+    }
+  }
+
+  get(name: string): UpstreamClient {
+    const client = this.#clients.get(name)
+    if (client === undefined) throw new CustomsError('NAME_UNKNOWN', `upstream ${name} is not configured`)
+    return client
+  }
+
+  all(): UpstreamClient[] {
+    return [...this.#clients.values()]
+  }
+}
