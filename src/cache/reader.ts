@@ -61,15 +61,20 @@ export function fillSource(fill: Fill): ByteSource {
 /**
  * A stream of bytes [start, end] (inclusive) of the source. The last byte is sent only once the
  * source is final, so a fill that fails its digest check aborts the response short of complete.
- * `signal` (the client's request signal) releases the source when the client goes away.
  */
-export function rangeStream(
-  source: ByteSource,
-  start: number,
-  end: number,
-  signal?: AbortSignal,
-  onBytes?: (n: number) => void
-): ReadableStream<Uint8Array> {
+export interface RangeStreamOptions {
+  /** The client's request signal: releases the source when the client goes away. */
+  readonly signal?: AbortSignal
+  readonly onBytes?: (n: number) => void
+  /**
+   * Cuts the client's connection when the source fails. Without it the stream errors, which the
+   * HTTP layer turns into a reset too, but only after logging the error as unexpected.
+   */
+  readonly abort?: (err: unknown) => void
+}
+
+export function rangeStream(source: ByteSource, start: number, end: number, options: RangeStreamOptions = {}): ReadableStream<Uint8Array> {
+  const { signal, onBytes, abort } = options
   let position = start
   const cleanup = () => {
     signal?.removeEventListener('abort', cleanup)
@@ -105,7 +110,9 @@ export function rangeStream(
           }
         } catch (err) {
           cleanup()
-          controller.error(err)
+          if (abort === undefined) return controller.error(err)
+          abort(err)
+          controller.close()
         }
       },
       cancel() {

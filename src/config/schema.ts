@@ -47,7 +47,10 @@ const secret = z
   .strictObject({
     value: z.string().min(1).optional(),
     file: z.string().min(1).optional(),
-    env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name').optional(),
+    env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+      .optional(),
   })
   .refine((s) => [s.value, s.file, s.env].filter((v) => v !== undefined).length === 1, {
     message: 'set exactly one of value, file or env',
@@ -147,12 +150,16 @@ export const configSchema = z
       // The path names the offending name or alias itself, so the error points at its line.
       const names: [string, (string | number)[]][] = [
         [u.name, ['upstreams', i, 'name']],
-        ...u.aliases.map((a, j): [string, (string | number)[]] => [a, ['upstreams', i, 'aliases', j]]),
+        ...u.aliases.map((a, j): [string, (string | number)[]] => [
+          a,
+          ['upstreams', i, 'aliases', j],
+        ]),
       ]
       for (const [name, path] of names) {
         const first = seen.get(name)
         if (first !== undefined) {
-          ctx.addIssue({ code: 'custom', path, message: `${name} already names upstreams[${first}]` })
+          const message = `${name} already names upstreams[${first}]`
+          ctx.addIssue({ code: 'custom', path, message })
         }
         seen.set(name, i)
       }

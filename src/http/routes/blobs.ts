@@ -51,9 +51,16 @@ export async function blobHandler(c: Context<Env>, blobs: BlobService, route: Ro
     finish(sent, aborted)
   }
   signal.addEventListener('abort', () => done(true), { once: true })
-  const body = rangeStream(source, start, end, signal, (n) => {
-    sent += n
-    if (sent === end - start + 1) done(false)
+  const outgoing = (c.env as { outgoing?: { destroy(err?: Error): void } } | undefined)?.outgoing
+  const body = rangeStream(source, start, end, {
+    signal,
+    onBytes: (n) => {
+      sent += n
+      if (sent === end - start + 1) done(false)
+    },
+    // Short of its last byte, the response is cut: the client sees a failed transfer, never a
+    // complete one. The fill already logged why.
+    ...(outgoing !== undefined ? { abort: () => (done(true), outgoing.destroy()) } : {}),
   })
   if (end < start) done(false)
   return new Response(body, { status: range === undefined ? 200 : 206, headers })

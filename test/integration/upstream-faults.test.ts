@@ -1,0 +1,397 @@
+// Faults a real registry will not produce, from an in-process fake upstream: lies, resets, slow
+// drips, hostile challenges and redirects, oversized and malformed manifests. Each gets an OCI
+// error or a clean abort; nothing unverified is ever committed to the cache.
+
+import assert from 'node:assert/strict'
+import { afterEach, beforeEach, describe, it } from 'node:test'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
+import { ociImage, putImage, send, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
+
+let upstream: FakeUpstream
+let customs: CustomsHandle
+
+async function start(extra = ''): Promise<void> {
+  customs = await startCustoms({ config: upstreamConfig('docker.io', upstream.url, extra) })
+}
+
+beforeEach(async () => {
+  upstream = await startFakeUpstream()
+})
+
+afterEach(async () => {
+  await customs?.stop()
+  await upstream.close()
+})
+
+async function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; headers: Headers; error?: unknown }> {
+  const res = await fetch(`${customs.url}${path}`, { headers })
+  try {
+    return { status: res.status, body: Buffer.from(await res.arrayBuffer()), headers: res.headers }
+  } catch (error) {
+    return { status: res.status, body: Buffer.alloc(0), headers: res.headers, error }
+  }
+}
+
+function code(body: Buffer): string {
+  return (JSON.parse(body.toString()) as { errors: Array<{ code: string }> }).errors[0]?.code ?? ''
+}
+
+/** Every file under the cache's blobs/ folder must hash to its own name. */
+async function assertCacheConsistent(): Promise<number> {
+  let files = 0
+  const root = join(customs.storage, 'blobs', 'sha256')
+  const { readFile } = await import('node:fs/promises')
+  for (const prefix of await readdir(root).catch(() => [] as string[])) {
+    for (const hex of await readdir(join(root, prefix))) {
+      const bytes = await readFile(join(root, prefix, hex))
+      assert.equal(sha256(bytes), `sha256:${hex}`, 'a cached file does not match its name')
+      files++
+    }
+  }
+  return files
+}
+
+async function cachedBlob(digest: string): Promise<boolean> {
+  const hex = digest.slice(7)
+  return (await readdir(join(customs.storage, 'blobs', 'sha256', hex.slice(0, 2))).catch(() => [] as string[])).includes(hex)
+}
+
+describe('when the upstream lies about a blob', () => {
+  it('aborts the response before its last byte and caches nothing', async () => {
+    const layer = Buffer.alloc(2 * 1024 * 1024, 1)
+    const image = ociImage([layer])
+    putImage(upstream, 'library/x', image, 'v1')
+    const digest = sha256(layer)
+    upstream.intercept = (_req, res, path) => {
+      if (!path.includes(`/blobs/${digest}`)) return false
+      const lie = Buffer.from(layer)
+      lie[lie.length - 1] = 2
+      send(res, 200, lie, 'application/octet-stream')
+      return true
+    }
+    await start()
+    assert.equal((await get('/v2/library/x/manifests/v1')).status, 200)
+    const res = await get(`/v2/library/x/blobs/${digest}`)
+    assert.equal(res.status, 200)
+    assert.ok(res.error !== undefined || res.body.byteLength < layer.byteLength, 'the client must not receive the whole body')
+    assert.equal(await cachedBlob(digest), false)
+    await assertCacheConsistent()
+  })
+})
+
+describe('when the upstream resets mid-blob', () => {
+  it('aborts the response, commits nothing, and the next pull succeeds', async () => {
+    const layer = Buffer.alloc(3 * 1024 * 1024, 3)
+    const image = ociImage([layer])
+    putImage(upstream, 'library/x', image, 'v1')
+    const digest = sha256(layer)
+    let resets = 1
+    upstream.intercept = (_req, res, path) => {
+      if (!path.includes(`/blobs/${digest}`) || resets-- <= 0) return false
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(layer.byteLength) })
+      res.write(layer.subarray(0, 1024 * 1024), () => res.destroy())
+      return true
+    }
+    await start()
+    await get('/v2/library/x/manifests/v1')
+    const first = await get(`/v2/library/x/blobs/${digest}`)
+    assert.ok(first.error !== undefined || first.body.byteLength < layer.byteLength)
+    assert.equal(await cachedBlob(digest), false)
+    const second = await get(`/v2/library/x/blobs/${digest}`)
+    assert.equal(second.status, 200)
+    assert.equal(sha256(second.body), digest)
+    assert.equal(await cachedBlob(digest), true)
+  })
+})
+
+describe('when the upstream sends more bytes than the manifest declared', () => {
+  it('refuses before streaming and caches nothing', async () => {
+    const layer = Buffer.alloc(4096, 5)
+    const image = ociImage([layer])
+    putImage(upstream, 'library/x', image, 'v1')
+    const digest = sha256(layer)
+    upstream.intercept = (_req, res, path) => {
+      if (!path.includes(`/blobs/${digest}`)) return false
+      send(res, 200, Buffer.concat([layer, Buffer.from('extra')]), 'application/octet-stream')
+      return true
+    }
+    await start()
+    await get('/v2/library/x/manifests/v1')
+    const res = await get(`/v2/library/x/blobs/${digest}`)
+    assert.equal(res.status, 502)
+    assert.equal(code(res.body), 'UNKNOWN')
+    assert.equal(await cachedBlob(digest), false)
+  })
+})
+
+describe('when a client disconnects mid-blob', () => {
+  it('the fill completes and is committed', async () => {
+    const layer = Buffer.alloc(8 * 1024 * 1024, 9)
+    const image = ociImage([layer])
+    putImage(upstream, 'library/x', image, 'v1')
+    const digest = sha256(layer)
+    // Drip the blob so that the client is gone long before the end.
+    upstream.intercept = (_req, res, path) => {
+      if (!path.includes(`/blobs/${digest}`)) return false
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(layer.byteLength) })
+      let offset = 0
+      const step = () => {
+        if (offset >= layer.byteLength) return res.end()
+        const next = Math.min(layer.byteLength, offset + 512 * 1024)
+        res.write(layer.subarray(offset, next))
+        offset = next
+        setTimeout(step, 20)
+      }
+      step()
+      return true
+    }
+    await start()
+    await get('/v2/library/x/manifests/v1')
+    const controller = new AbortController()
+    const res = await fetch(`${customs.url}/v2/library/x/blobs/${digest}`, { signal: controller.signal })
+    const reader = res.body!.getReader()
+    await reader.read()
+    controller.abort()
+    const deadline = Date.now() + 15_000
+    while (!(await cachedBlob(digest)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+    assert.equal(await cachedBlob(digest), true)
+    assert.equal(upstream.count((r) => r.path.includes('/blobs/')), 1)
+    await assertCacheConsistent()
+  })
+})
+
+describe('when 20 clients ask for one uncached blob at once', () => {
+  it('fetches it from the upstream once and all 20 get the right bytes', async () => {
+    const layer = Buffer.alloc(6 * 1024 * 1024)
+    for (let i = 0; i < layer.length; i += 4) layer.writeUInt32LE((i * 2654435761) >>> 0, i)
+    const image = ociImage([layer])
+    putImage(upstream, 'library/x', image, 'v1')
+    const digest = sha256(layer)
+    await start()
+    await get('/v2/library/x/manifests/v1')
+    const results = await Promise.all(Array.from({ length: 20 }, () => get(`/v2/library/x/blobs/${digest}`)))
+    for (const r of results) {
+      assert.equal(r.status, 200)
+      assert.equal(sha256(r.body), digest)
+    }
+    assert.equal(upstream.count((r) => r.method === 'GET' && r.path.includes(`/blobs/${digest}`)), 1)
+  })
+})
+
+describe('manifests the upstream gets wrong', () => {
+  const cases: Array<[string, Buffer, string]> = [
+    ['not JSON', Buffer.from('<html>nope</html>'), 'application/vnd.oci.image.manifest.v1+json'],
+    ['over 4 MiB', Buffer.alloc(4 * 1024 * 1024 + 1, 0x20), 'application/vnd.oci.image.manifest.v1+json'],
+    ['schema 1', Buffer.from(JSON.stringify({ schemaVersion: 1, name: 'x', tag: 'v1' })), 'application/vnd.docker.distribution.manifest.v1+prettyjws'],
+    ['a type that disagrees with its body', Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [] })), 'application/vnd.oci.image.manifest.v1+json'],
+  ]
+  for (const [what, bytes, type] of cases) {
+    it(`refuses a manifest that is ${what}, with an OCI error`, async () => {
+      upstream.putManifest('library/x', bytes, type, 'v1')
+      await start()
+      const res = await get('/v2/library/x/manifests/v1')
+      assert.ok(res.status >= 400 && res.status < 600, `status ${res.status}`)
+      assert.ok(['MANIFEST_INVALID', 'UNKNOWN'].includes(code(res.body)), code(res.body))
+      assert.equal(await cachedBlob(sha256(bytes)), false)
+    })
+  }
+
+  it('refuses manifest bytes whose digest is not the one asked for', async () => {
+    const image = ociImage([Buffer.from('a')])
+    putImage(upstream, 'library/x', image, 'v1')
+    const other = ociImage([Buffer.from('b')])
+    upstream.intercept = (_req, res, path) => {
+      if (!path.includes(`/manifests/${image.digest}`)) return false
+      res.setHeader('Docker-Content-Digest', image.digest)
+      send(res, 200, other.manifest, other.mediaType)
+      return true
+    }
+    await start()
+    const res = await get(`/v2/library/x/manifests/${image.digest}`)
+    assert.equal(res.status, 502)
+    assert.equal(await cachedBlob(image.digest), false)
+    assert.equal(await cachedBlob(other.digest), false)
+  })
+})
+
+describe('auth the upstream gets wrong', () => {
+  it('answers a 401 loop with an error after one token round, not a loop', async () => {
+    upstream.intercept = (req, res, path) => {
+      if (path.startsWith('/token')) {
+        send(res, 200, JSON.stringify({ token: 't', expires_in: 300 }), 'application/json')
+        return true
+      }
+      res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${upstream.url}/token",service="x"`, 'Content-Length': '0' })
+      res.end()
+      return true
+    }
+    await start()
+    const res = await get('/v2/library/x/manifests/v1')
+    assert.equal(res.status, 404)
+    assert.equal(code(res.body), 'NAME_UNKNOWN')
+    assert.ok(upstream.count((r) => r.path.includes('/manifests/')) <= 4)
+    assert.ok(upstream.count((r) => r.path.startsWith('/token')) <= 2)
+  })
+
+  it('refuses a token realm on a foreign host and never calls it', async () => {
+    let foreignCalls = 0
+    const foreign: Server = createServer((_req, res) => {
+      foreignCalls++
+      send(res, 200, JSON.stringify({ token: 'stolen' }), 'application/json')
+    })
+    await new Promise<void>((r) => foreign.listen(0, '127.0.0.2', () => r()))
+    const port = (foreign.address() as AddressInfo).port
+    upstream.intercept = (_req, res) => {
+      res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="http://127.0.0.2:${port}/token",service="x"`, 'Content-Length': '0' })
+      res.end()
+      return true
+    }
+    try {
+      await start()
+      const res = await get('/v2/library/x/manifests/v1')
+      assert.equal(res.status, 502)
+      assert.equal(foreignCalls, 0)
+    } finally {
+      foreign.close()
+    }
+  })
+
+  it('sends configured credentials only to the upstream, never to a blob CDN it redirects to', async () => {
+    const layer = Buffer.alloc(1000, 4)
+    const image = ociImage([layer])
+    putImage(upstream, 'library/x', image, 'v1')
+    const digest = sha256(layer)
+    const cdnAuth: Array<string | undefined> = []
+    const cdn: Server = createServer((req, res) => {
+      cdnAuth.push(req.headers.authorization)
+      send(res, 200, layer, 'application/octet-stream')
+    })
+    await new Promise<void>((r) => cdn.listen(0, '127.0.0.1', () => r()))
+    const cdnUrl = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`
+    upstream.intercept = (req, res, path) => {
+      if (path.startsWith('/token')) {
+        send(res, 200, JSON.stringify({ token: 'secret-token' }), 'application/json')
+        return true
+      }
+      if (req.headers.authorization !== 'Bearer secret-token') {
+        res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${upstream.url}/token",service="x"`, 'Content-Length': '0' })
+        res.end()
+        return true
+      }
+      if (path.includes(`/blobs/${digest}`)) {
+        res.writeHead(307, { Location: `${cdnUrl}/data/${digest}?sig=1`, 'Content-Length': '0' })
+        res.end()
+        return true
+      }
+      return false
+    }
+    try {
+      await start('credentials: { username: bot, password: hunter2 }')
+      assert.equal((await get('/v2/library/x/manifests/v1')).status, 200)
+      const res = await get(`/v2/library/x/blobs/${digest}`)
+      assert.equal(res.status, 200)
+      assert.equal(sha256(res.body), digest)
+      assert.deepEqual(cdnAuth, [undefined])
+      const tokenCalls = upstream.requests.filter((r) => r.path.startsWith('/token'))
+      assert.ok(tokenCalls.length >= 1)
+      assert.ok(!JSON.stringify(customs.logs).includes('hunter2'), 'the password must not be logged')
+      assert.ok(!JSON.stringify(customs.logs).includes('secret-token'), 'the token must not be logged')
+    } finally {
+      cdn.close()
+    }
+  })
+
+  it('refuses a redirect to a non-http scheme', async () => {
+    const layer = Buffer.alloc(10, 4)
+    putImage(upstream, 'library/x', ociImage([layer]), 'v1')
+    upstream.intercept = (_req, res, path) => {
+      if (!path.includes('/blobs/')) return false
+      res.writeHead(302, { Location: 'file:///etc/passwd', 'Content-Length': '0' })
+      res.end()
+      return true
+    }
+    await start()
+    await get('/v2/library/x/manifests/v1')
+    const res = await get(`/v2/library/x/blobs/${sha256(layer)}`)
+    assert.equal(res.status, 502)
+  })
+})
+
+describe('when the upstream is down or rate-limiting', () => {
+  it('serves the last cleared tag mapping, says it is stale, and answers unknown tags with 503', async () => {
+    const image = ociImage([Buffer.from('layer')])
+    putImage(upstream, 'library/x', image, 'v1')
+    await start('tagTtl: 0s')
+    assert.equal((await get('/v2/library/x/manifests/v1')).status, 200)
+    upstream.intercept = (_req, res) => {
+      send(res, 503, 'down', 'text/plain')
+      return true
+    }
+    const stale = await get('/v2/library/x/manifests/v1')
+    assert.equal(stale.status, 200)
+    assert.equal(stale.headers.get('docker-content-digest'), image.digest)
+    assert.match(stale.headers.get('customs-stale') ?? '', /UPSTREAM_UNAVAILABLE/)
+    const unknown = await get('/v2/library/x/manifests/never-seen')
+    assert.equal(unknown.status, 503)
+    assert.equal(code(unknown.body), 'UNAVAILABLE')
+  })
+
+  it('passes 429 on as TOOMANYREQUESTS with Retry-After for content it never saw', async () => {
+    upstream.intercept = (_req, res) => {
+      res.writeHead(429, { 'Retry-After': '3600', 'Content-Type': 'text/plain' })
+      res.end('You have reached your pull rate limit.')
+      return true
+    }
+    await start()
+    const res = await get('/v2/library/x/manifests/v1')
+    assert.equal(res.status, 429)
+    assert.equal(code(res.body), 'TOOMANYREQUESTS')
+    assert.equal(res.headers.get('retry-after'), '3600')
+    // A Retry-After beyond the backoff cap is not retried.
+    assert.equal(upstream.count((r) => r.path.includes('/manifests/')), 1)
+  })
+
+  it('opens the circuit after repeated failures and stops calling the upstream', async () => {
+    upstream.intercept = (_req, res) => {
+      send(res, 500, 'boom', 'text/plain')
+      return true
+    }
+    await start('breaker: { failures: 2, cooldown: 1m }')
+    for (let i = 0; i < 5; i++) await get(`/v2/library/x/manifests/t${i}`)
+    const calls = upstream.requests.length
+    const res = await get('/v2/library/x/manifests/later')
+    assert.equal(res.status, 503)
+    assert.ok(res.headers.get('retry-after') !== null)
+    assert.equal(upstream.requests.length, calls, 'an open circuit sends nothing upstream')
+  })
+})
+
+describe('when a tag moves upstream', () => {
+  it('inspects the new digest, serves it, and records the move', async () => {
+    const one = ociImage([Buffer.from('one')])
+    const two = ociImage([Buffer.from('two')])
+    putImage(upstream, 'library/x', one, 'v1')
+    await start('tagTtl: 0s')
+    assert.equal((await get('/v2/library/x/manifests/v1')).headers.get('docker-content-digest'), one.digest)
+    putImage(upstream, 'library/x', two, 'v1')
+    assert.equal((await get('/v2/library/x/manifests/v1')).headers.get('docker-content-digest'), two.digest)
+    const history = await customs.services.state.tagHistory({ upstream: 'docker.io', repository: 'library/x' }, 'v1', 10)
+    assert.deepEqual(history.map((m) => [m.from, m.to]), [[one.digest, two.digest], [null, one.digest]])
+  })
+
+  it('revalidates with HEAD, not GET, when the mapping is unchanged', async () => {
+    const one = ociImage([Buffer.from('one')])
+    putImage(upstream, 'library/x', one, 'v1')
+    await start('tagTtl: 0s')
+    await get('/v2/library/x/manifests/v1')
+    const gets = upstream.count((r) => r.method === 'GET' && r.path.includes('/manifests/'))
+    await get('/v2/library/x/manifests/v1')
+    await get('/v2/library/x/manifests/v1')
+    assert.equal(upstream.count((r) => r.method === 'GET' && r.path.includes('/manifests/')), gets)
+    assert.ok(upstream.count((r) => r.method === 'HEAD' && r.path.includes('/manifests/')) >= 3)
+  })
+})
