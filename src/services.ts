@@ -96,8 +96,5 @@ async function createState(config: Config): Promise<StateStore> {
 
 /** Credentials are resolved to plain strings by config/load.ts before they get here. */
 function credentialsOf(u: UpstreamConfig): Credentials | undefined {
-  if (u.credentials === undefined) return undefined
-  const password = u.credentials.password
-  if (typeof password !== 'string') throw new Error(`credentials of upstream ${u.name} were not resolved`)
-  return { username: u.credentials.username, password }
+  return u.credentials === undefined ? undefined : { username: u.credentials.username, password: u.credentials.password }
 }

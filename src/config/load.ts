@@ -187,7 +187,9 @@ function locate(doc: Document, path: Path, atKey: boolean): number | undefined {
   for (const [i, segment] of path.entries()) {
     if (isAlias(node)) node = node.resolve(doc)
     if (isMap(node)) {
-      const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === segment)
+      // Compared as text: a YAML key `1:` is the number 1, and zod names it '1'.
+      const keyText = (key: unknown): string => String(isScalar(key) ? key.value : key)
+      const pair = node.items.find((p) => keyText(p.key) === String(segment))
       if (pair === undefined) break
       const keyOffset = isNode(pair.key) ? pair.key.range?.[0] : undefined
       // A key with no value (or one asked about itself) is found at the key.
