@@ -395,3 +395,44 @@ describe('when a tag moves upstream', () => {
     assert.ok(upstream.count((r) => r.method === 'HEAD' && r.path.includes('/manifests/')) >= 3)
   })
 })
+
+describe('an upstream with Basic auth', () => {
+  function basicOnly(): void {
+    upstream.intercept = (req, res) => {
+      if (req.headers.authorization === `Basic ${Buffer.from('bot:pw').toString('base64')}`) return false
+      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="registry"', 'Content-Length': '0' })
+      res.end()
+      return true
+    }
+  }
+
+  it('pulls with the configured credentials', async () => {
+    putImage(upstream, 'library/x', ociImage([Buffer.from('basic')]), 'v1')
+    basicOnly()
+    await start('credentials: { username: bot, password: pw }')
+    assert.equal((await get('/v2/library/x/manifests/v1')).status, 200)
+  })
+
+  it('answers NAME_UNKNOWN without credentials, never UNAUTHORIZED (which would make Docker prompt)', async () => {
+    basicOnly()
+    await start()
+    const res = await get('/v2/library/x/manifests/v1')
+    assert.equal(res.status, 404)
+    assert.equal(code(res.body), 'NAME_UNKNOWN')
+  })
+})
+
+describe('Docker Hub rate-limit headers', () => {
+  it('are exported as a metric', async () => {
+    putImage(upstream, 'library/x', ociImage([Buffer.from('rl')]), 'v1')
+    upstream.intercept = (_req, res) => {
+      res.setHeader('ratelimit-limit', '100;w=21600')
+      res.setHeader('ratelimit-remaining', '42;w=21600')
+      return false
+    }
+    await start()
+    await get('/v2/library/x/manifests/v1')
+    const metrics = await (await fetch(`${customs.url}/metrics`)).text()
+    assert.match(metrics, /customs_upstream_ratelimit_remaining\{upstream="docker.io"\} 42/)
+  })
+})
