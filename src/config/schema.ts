@@ -95,7 +95,8 @@ const DEFAULT_UPSTREAMS = [
   {
     name: 'docker.io',
     url: 'https://registry-1.docker.io',
-    aliases: ['docker', 'index.docker.io', 'registry-1.docker.io'],
+    // No `docker` alias: Docker Hub's own `docker/` namespace (docker/dockerfile) must stay reachable.
+    aliases: ['index.docker.io', 'registry-1.docker.io'],
     default: true,
     tokenRealmHosts: ['auth.docker.io'],
   },

@@ -52,17 +52,29 @@ export const Header = Object.freeze({
 export const API_VERSION_VALUE = 'registry/2.0'
 
 /**
- * Whether a client's Accept header admits a manifest of this media type. No Accept header, or a
- * wildcard, admits everything; parameters and q-values are ignored except q=0, which excludes.
+ * Whether a client's Accept header admits a manifest of this media type (RFC 9110 §12.5.1): the
+ * most specific matching range decides, so a wildcard with `x;q=0` still excludes x. No Accept
+ * header admits everything. Parameters other than q are ignored.
  */
 export function acceptsMediaType(accept: string | null | undefined, mediaType: string): boolean {
   if (accept === null || accept === undefined || accept.trim() === '') return true
-  for (const part of accept.split(',')) {
+  const wanted = mediaType.toLowerCase()
+  const slash = wanted.indexOf('/')
+  const typeWildcard = `${wanted.slice(0, slash)}/*`
+  // Specificity: 2 exact, 1 a type wildcard, 0 the full wildcard; the highest seen wins.
+  let best = -1
+  let admitted = false
+  for (const part of accept.slice(0, 8192).split(',')) {
     const [rawType = '', ...params] = part.split(';')
     const type = rawType.trim().toLowerCase()
-    const excluded = params.some((p) => /^\s*q\s*=\s*0(?:\.0*)?\s*$/.test(p))
-    if (excluded) continue
-    if (type === '*/*' || type === 'application/*' || type === mediaType) return true
+    const specificity = type === wanted ? 2 : type === typeWildcard ? 1 : type === '*/*' ? 0 : -1
+    if (specificity < best || specificity === -1) continue
+    const q = params.map((p) => /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(p)).find((m) => m !== null)
+    const weight = q === undefined || q === null ? 1 : Number(q[1])
+    const ok = Number.isFinite(weight) && weight > 0
+    // Within one specificity, any admitting entry admits.
+    admitted = specificity > best ? ok : admitted || ok
+    best = specificity
   }
-  return false
+  return admitted
 }

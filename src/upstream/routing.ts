@@ -45,8 +45,9 @@ export class UpstreamRouter {
       if (upstream === undefined) {
         throw new CustomsError('NAME_UNKNOWN', `upstream ${JSON.stringify(namespace.slice(0, 100))} is not configured`)
       }
-      // containerd with override_path sends both: /v2/ghcr.io/org/app?ns=ghcr.io
-      const prefixed = rest !== '' && this.lookup(first) === upstream
+      // containerd with override_path sends both: /v2/ghcr.io/org/app?ns=ghcr.io. Only the host
+      // itself is stripped: `docker/dockerfile?ns=docker.io` is Docker Hub's `docker` namespace.
+      const prefixed = rest !== '' && (first === namespace || first === upstream.name)
       return this.#finish(upstream, prefixed ? rest : name, namespace)
     }
 

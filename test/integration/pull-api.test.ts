@@ -19,7 +19,7 @@ before(async () => {
   upstream = await startFakeUpstream()
   putImage(upstream, 'library/alpine', image, '3.19')
   putImage(upstream, 'org/app', image, 'v1')
-  customs = await startCustoms({ config: upstreamConfig('docker.io', upstream.url, 'aliases: [docker]') })
+  customs = await startCustoms({ config: upstreamConfig('docker.io', upstream.url, 'aliases: [hub]') })
 })
 
 after(async () => {
@@ -100,7 +100,7 @@ describe('manifests', () => {
 
   it('routes by a first path component naming an upstream or alias', async () => {
     assert.equal((await raw('GET', '/v2/docker.io/org/app/manifests/v1')).status, 200)
-    assert.equal((await raw('GET', '/v2/docker/org/app/manifests/v1')).status, 200)
+    assert.equal((await raw('GET', '/v2/hub/org/app/manifests/v1')).status, 200)
   })
 
   it('refuses an unconfigured upstream with NAME_UNKNOWN and sends nothing upstream', async () => {
