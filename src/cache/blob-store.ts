@@ -42,7 +42,7 @@ export class BlobStore {
   /** Committed blobs in least-recently-used order (Map iteration order), with their sizes. */
   readonly #index = new Map<string, number>()
   readonly #active = new Map<string, number>()
-  readonly #fills = new Map<string, Promise<Fill>>()
+  readonly #fills = new Map<string, Promise<Fill | null>>()
   #total = 0
 
   private constructor(options: BlobStoreOptions) {
@@ -98,28 +98,33 @@ export class BlobStore {
   async getOrFill(digest: Digest, size: number, fetch: BlobFetcher): Promise<{ source: ByteSource; result: CacheResult }> {
     const deadline = Date.now() + this.#options.fillTimeout
     for (;;) {
+      let running = this.#fills.get(digest)
+      let started = false
+      if (running === undefined) {
+        const committed = await this.openCommitted(digest)
+        if (committed !== null) return { source: committed, result: 'hit' }
+        // Checked again: another caller may have begun while we looked on disk.
+        running = this.#fills.get(digest)
+        if (running === undefined) {
+          running = this.#begin(digest, size, fetch)
+          started = true
+        }
+      }
+      const fill = await running
+      if (fill === null) {
+        // Another replica holds the fill lock; its commit will show on disk.
+        if (Date.now() > deadline) {
+          throw new CustomsError('UPSTREAM_UNAVAILABLE', 'another replica is still fetching this blob')
+        }
+        await new Promise((resolve) => setTimeout(resolve, FOLLOWER_POLL_MS))
+        continue
+      }
+      if (fill.state === 'filling') return { source: fillSource(fill), result: started ? 'miss' : 'join' }
+      if (fill.state === 'failed') throw fill.error ?? new CustomsError('UPSTREAM_UNAVAILABLE', 'the blob fill failed')
+      // Committed: its handle may be closed already, so read the committed file instead.
       const committed = await this.openCommitted(digest)
       if (committed !== null) return { source: committed, result: 'hit' }
-      const running = this.#fills.get(digest)
-      if (running !== undefined) {
-        const fill = await running
-        return { source: fillSource(fill), result: 'join' }
-      }
-      const token = await this.#tryLock(digest)
-      if (token !== undefined) {
-        // Another replica may have committed between our look and our lock.
-        const late = await this.openCommitted(digest)
-        if (late !== null) {
-          await this.#unlock(digest, token)
-          return { source: late, result: 'hit' }
-        }
-        const fill = await this.#startFill(digest, size, fetch, token)
-        return { source: fillSource(fill), result: 'miss' }
-      }
-      if (Date.now() > deadline) {
-        throw new CustomsError('UPSTREAM_UNAVAILABLE', 'another replica is still fetching this blob')
-      }
-      await new Promise((resolve) => setTimeout(resolve, FOLLOWER_POLL_MS))
+      if (this.#fills.get(digest) === running) this.#fills.delete(digest)
     }
   }
 
@@ -162,35 +167,49 @@ export class BlobStore {
 
   /** Removes this process's temp folder (on shutdown). */
   async close(): Promise<void> {
-    await Promise.allSettled([...this.#fills.values()].map(async (f) => (await f).done))
+    await Promise.allSettled([...this.#fills.values()].map(async (f) => (await f)?.done))
     await rm(this.paths.processTmp, { recursive: true, force: true })
   }
 
-  async #startFill(digest: Digest, size: number, fetch: BlobFetcher, token: string): Promise<Fill> {
-    // The fill is bounded by its own timeout, never by the client that happened to start it.
-    const signal = AbortSignal.timeout(this.#options.fillTimeout)
+  /**
+   * Begins a fill, registering it before the first await so that concurrent callers join it.
+   * Resolves to null when another replica holds the lock or committed meanwhile.
+   */
+  #begin(digest: Digest, size: number, fetch: BlobFetcher): Promise<Fill | null> {
     const starting = (async () => {
-      const body = await fetch(signal)
-      const fill = new Fill(digest, size, this.paths.part(digest), this.paths.blob(digest))
-      return this.#run(fill, body, signal, token)
+      const token = await this.#tryLock(digest)
+      if (token === undefined) return null
+      // Another replica may have committed between our look and our lock.
+      if (await exists(this.paths.blob(digest))) {
+        await this.#unlock(digest, token)
+        return null
+      }
+      // The fill is bounded by its own timeout, never by the client that happened to start it.
+      const signal = AbortSignal.timeout(this.#options.fillTimeout)
+      try {
+        const body = await fetch(signal)
+        return this.#run(new Fill(digest, size, this.paths.part(digest), this.paths.blob(digest)), body, signal, token)
+      } catch (err) {
+        await this.#unlock(digest, token)
+        throw err
+      }
     })()
     this.#fills.set(digest, starting)
-    try {
-      return await starting
-    } catch (err) {
-      this.#fills.delete(digest)
-      await this.#unlock(digest, token)
-      throw err
+    const forget = () => {
+      if (this.#fills.get(digest) === starting) this.#fills.delete(digest)
     }
+    starting.then((fill) => fill === null && forget(), forget)
+    return starting
   }
 
   #run(fill: Fill, body: ReadableStream<Uint8Array>, signal: AbortSignal, token: string): Fill {
     const renew = setInterval(() => {
       this.#options.state.renewLock(lockName.fill(fill.digest), token, this.#options.lockTtl).catch(() => {})
     }, Math.max(1000, Math.floor(this.#options.lockTtl / 3)))
+    const entry = this.#fills.get(fill.digest)
     void fill.run(body, signal, this.#options.idleTimeout).then(async () => {
       clearInterval(renew)
-      this.#fills.delete(fill.digest)
+      if (this.#fills.get(fill.digest) === entry) this.#fills.delete(fill.digest)
       await this.#unlock(fill.digest, token)
       const { metrics, logger } = this.#options
       if (fill.state === 'committed') {
@@ -300,6 +319,13 @@ export class BlobStore {
   }
 }
 
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false
+  )
+}
 
 function isAlive(pid: number | undefined): boolean {
   if (pid === undefined) return false

@@ -56,18 +56,27 @@ export class Fill {
     const hash = createDigester(digestAlgorithm(this.digest))
     let idle: NodeJS.Timeout | undefined
     const reader = body.getReader()
-    const onAbort = () => void reader.cancel(signal.reason).catch(() => {})
+    // Cancelling makes the pending read() resolve as if the body had ended; remember why, so a
+    // stall or a timeout is not mistaken for a short (mismatching) body.
+    let stopped: CustomsError | undefined
+    const stop = (why: CustomsError) => {
+      stopped ??= why
+      void reader.cancel(why).catch(() => {})
+    }
+    const onAbort = () =>
+      stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the blob fill timed out', { cause: signal.reason }))
     signal.addEventListener('abort', onAbort, { once: true })
     try {
       await mkdir(dirname(this.#part), { recursive: true })
       this.#handle = await open(this.#part, 'wx+', 0o644)
       const armIdle = () => {
         clearTimeout(idle)
-        idle = setTimeout(() => void reader.cancel(new Error('upstream stalled')).catch(() => {}), idleTimeout)
+        idle = setTimeout(() => stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream stalled')), idleTimeout)
       }
       armIdle()
       for (;;) {
         const { done, value } = await reader.read()
+        if (stopped !== undefined) throw stopped
         if (done) break
         armIdle()
         if (this.#written + value.byteLength > this.size) {

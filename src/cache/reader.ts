@@ -92,6 +92,8 @@ export function rangeStream(source: ByteSource, start: number, end: number, opti
             const limit = source.final() ? end + 1 : Math.min(source.readable(), end)
             if (position < limit) {
               const chunk = await source.read(position, Math.min(READ_CHUNK, limit - position))
+              // A source that has bytes to give but returns none would spin this loop forever.
+              if (chunk.byteLength === 0) throw new Error('the blob source returned no bytes')
               position += chunk.byteLength
               onBytes?.(chunk.byteLength)
               controller.enqueue(chunk)

@@ -14,13 +14,36 @@ const MAX_HEADER = 8192
  */
 export function parseChallenge(header: string | null): Challenge | undefined {
   if (header === null || header.length > MAX_HEADER) return undefined
-  const starts = [...header.matchAll(/(?:^|,)\s*(bearer|basic)(?=\s|$)\s*/gi)]
-  const m = starts.find((s) => (s[1] as string).toLowerCase() === 'bearer') ?? starts[0]
-  if (m === undefined) return undefined
-  const scheme = (m[1] as string).toLowerCase() as Challenge['scheme']
+  const scheme = /\s*(bearer|basic)(?=\s|$)\s*/iy
+  let basic: Challenge | undefined
+  for (const start of challengeStarts(header)) {
+    scheme.lastIndex = start
+    const m = scheme.exec(header)
+    if (m === null) continue
+    const name = (m[1] as string).toLowerCase() as Challenge['scheme']
+    const challenge = { scheme: name, params: parseParams(header.slice(scheme.lastIndex)) }
+    if (name === 'bearer') return challenge
+    basic ??= challenge
+  }
+  return basic
+}
+
+/** 0, and every index just after a comma outside a quoted string: where a challenge may start. */
+function* challengeStarts(header: string): Generator<number> {
+  yield 0
+  let quoted = false
+  for (let i = 0; i < header.length; i++) {
+    const ch = header[i]
+    if (quoted && ch === '\\') i++
+    else if (ch === '"') quoted = !quoted
+    else if (!quoted && ch === ',') yield i + 1
+  }
+}
+
+function parseParams(text: string): Record<string, string> {
   // A Map, so that keys such as __proto__ or constructor are plain keys.
   const params = new Map<string, string>()
-  let rest = header.slice((m.index ?? 0) + m[0].length)
+  let rest = text
   const param = /^([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*(?:,\s*|$)/
   while (rest.length > 0) {
     const p = param.exec(rest)
@@ -30,5 +53,5 @@ export function parseChallenge(header: string | null): Challenge | undefined {
     if (!params.has(key)) params.set(key, value)
     rest = rest.slice(p[0].length)
   }
-  return { scheme, params: Object.fromEntries(params) }
+  return Object.fromEntries(params)
 }
