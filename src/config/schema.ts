@@ -13,6 +13,11 @@ const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
   }
 })
 
+/** Node timers overflow past 2^31-1 ms (about 24.8 days) and then fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+/** A duration that is used as a timer, so it must fit one. */
+const timerDuration = duration.refine((ms) => ms <= MAX_TIMER_MS, { message: 'must be at most 24d' })
+
 const size = z.union([z.string(), z.number()]).transform((value, ctx) => {
   try {
     return parseSize(value)
@@ -74,18 +79,18 @@ const upstream = z.strictObject({
   /** Hosts besides the upstream's own that may serve its token realm (auth.docker.io). */
   tokenRealmHosts: z.array(hostPattern).default([]),
   /** Per-attempt time to response headers, and the cap on a whole manifest/metadata request. */
-  timeout: duration.prefault('30s'),
+  timeout: timerDuration.prefault('30s'),
   retries: z
     .strictObject({
       max: z.number().int().min(0).max(10).default(2),
-      backoff: duration.prefault('200ms'),
-      maxBackoff: duration.prefault('10s'),
+      backoff: timerDuration.prefault('200ms'),
+      maxBackoff: timerDuration.prefault('10s'),
     })
     .prefault({}),
   breaker: z
     .strictObject({
       failures: z.number().int().min(1).max(1000).default(5),
-      cooldown: duration.prefault('30s'),
+      cooldown: timerDuration.prefault('30s'),
     })
     .prefault({}),
   maxRedirects: z.number().int().min(0).max(10).default(5),
@@ -125,7 +130,7 @@ export const configSchema = z
         /** Least-recently-used blobs are evicted above this. */
         maxSize: size.prefault('50GiB'),
         /** How long one upstream blob fill may take before it is abandoned. */
-        fillTimeout: duration.prefault('30m'),
+        fillTimeout: timerDuration.prefault('30m'),
         /** The in-memory cache of manifest bytes, for fast warm manifest answers. */
         manifestMemory: size.prefault('64MiB'),
       })
@@ -140,7 +145,7 @@ export const configSchema = z
           })
           .prefault({}),
         /** How long a fill lock is held without renewal before another replica may take over. */
-        lockTtl: duration.prefault('30s'),
+        lockTtl: timerDuration.prefault('30s'),
       })
       .prefault({}),
     upstreams: z.array(upstream).min(1).prefault(DEFAULT_UPSTREAMS),

@@ -566,3 +566,19 @@ describe('configCheck', () => {
     })
   })
 })
+
+describe('when a timer-backed duration is longer than a Node timer can hold', () => {
+  for (const [key, text] of [
+    ['storage.fillTimeout', 'storage: { fillTimeout: 25d }\n'],
+    ['state.lockTtl', 'state: { lockTtl: 4w }\n'],
+    ['upstreams[0].timeout', 'upstreams: [{ name: a.io, url: "https://a.io", timeout: 30d }]\n'],
+  ] as const) {
+    it(`reports ${key}`, () => {
+      assert.ok(issuesOf(text).some((i) => i.path === key), JSON.stringify(issuesOf(text)))
+    })
+  }
+
+  it('accepts a long tag TTL, which is compared, not timed', () => {
+    assert.deepEqual(issuesOf('upstreams: [{ name: a.io, url: "https://a.io", tagTtl: 60d }]\n'), [])
+  })
+})
