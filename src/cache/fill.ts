@@ -12,6 +12,8 @@ export type FillState = 'filling' | 'committed' | 'failed'
 
 /** Readers ask for this much at a time: large enough for throughput, small enough for memory. */
 export const READ_CHUNK = 1024 * 1024
+/** How many received bytes may wait for the disk before the upstream is paused. */
+const MAX_UNWRITTEN = 8 * 1024 * 1024
 
 export class Fill {
   readonly digest: Digest
@@ -74,19 +76,52 @@ export class Fill {
         idle = setTimeout(() => stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream stalled')), idleTimeout)
       }
       armIdle()
+      const handle = this.#handle
+      // Upstream reads and disk writes overlap: chunks that arrive while a write is in flight are
+      // gathered and written with one writev, so neither side waits on the other chunk by chunk.
+      const pending: Uint8Array[] = []
+      let pendingBytes = 0
+      let received = 0
+      let flushing: Promise<void> | undefined
+      let writeError: unknown
+      const flush = async () => {
+        while (pending.length > 0) {
+          const batch = pending.splice(0)
+          const bytes = pendingBytes
+          pendingBytes = 0
+          const { bytesWritten } = await handle.writev(batch, this.#written)
+          if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`)
+          this.#written += bytes
+          this.#notify()
+        }
+      }
+      const startFlush = (): void => {
+        flushing ??= flush()
+          .catch((err: unknown) => void (writeError ??= err))
+          .finally(() => {
+            flushing = undefined
+            if (pending.length > 0 && writeError === undefined) startFlush()
+          })
+      }
       for (;;) {
         const { done, value } = await reader.read()
         if (stopped !== undefined) throw stopped
+        if (writeError !== undefined) throw writeError
         if (done) break
         armIdle()
-        if (this.#written + value.byteLength > this.size) {
+        if (received + value.byteLength > this.size) {
           throw new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`)
         }
+        received += value.byteLength
         hash.update(value)
-        await this.#handle.write(value, 0, value.byteLength, this.#written)
-        this.#written += value.byteLength
-        this.#notify()
+        pending.push(value)
+        pendingBytes += value.byteLength
+        startFlush()
+        // Backpressure: the upstream waits while too much is unwritten.
+        if (pendingBytes >= MAX_UNWRITTEN) await flushing
       }
+      while (flushing !== undefined) await flushing
+      if (writeError !== undefined) throw writeError
       if (this.#written !== this.size) {
         throw new CustomsError('DIGEST_INVALID', `upstream sent ${this.#written} of the ${this.size} bytes of ${this.digest}`)
       }

@@ -5,6 +5,22 @@
 import type { FileHandle } from 'node:fs/promises'
 import { READ_CHUNK, type Fill } from './fill.js'
 
+/** A reader of a growing fill reads at least this much at a time (unless at the end)... */
+const MIN_GROWING_READ = 256 * 1024
+/** ...or whatever there is after waiting this long for more. */
+const GATHER_MS = 5
+
+/** True when the source changed within `ms`, false when the time ran out first. */
+function changedWithin(source: ByteSource, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms)
+    void source.changed().then(() => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
+}
+
 /** Where a reader's bytes come from. */
 export interface ByteSource {
   read(position: number, length: number): Promise<Buffer>
@@ -76,6 +92,7 @@ export interface RangeStreamOptions {
 export function rangeStream(source: ByteSource, start: number, end: number, options: RangeStreamOptions = {}): ReadableStream<Uint8Array> {
   const { signal, onBytes, abort } = options
   let position = start
+  let waited = false
   const cleanup = () => {
     signal?.removeEventListener('abort', cleanup)
     source.release()
@@ -90,6 +107,15 @@ export function rangeStream(source: ByteSource, start: number, end: number, opti
             if (failure !== undefined) throw failure
             // Hold back byte `end` until the source is final.
             const limit = source.final() ? end + 1 : Math.min(source.readable(), end)
+            // While a fill grows fast, wait a moment for a worthwhile amount rather than chase
+            // every write; a slow upstream still gets its bytes through after that moment.
+            const worthwhile = limit - position >= MIN_GROWING_READ || source.final() || limit === end || waited
+            if (position < limit && !worthwhile) {
+              waited = await changedWithin(source, GATHER_MS)
+              waited = !waited
+              continue
+            }
+            waited = false
             if (position < limit) {
               const chunk = await source.read(position, Math.min(READ_CHUNK, limit - position))
               // A source that has bytes to give but returns none would spin this loop forever.

@@ -27,5 +27,5 @@ export async function manifestHandler(c: Context<Env>, manifests: ManifestServic
     headers[Header.CUSTOMS_STALE] = answer.stale
     headers.Warning = '110 customs "Response is Stale"'
   }
-  return new Response(method === 'HEAD' ? null : new Uint8Array(answer.bytes ?? Buffer.alloc(0)), { status: 200, headers })
+  return new Response(method === 'HEAD' ? null : (answer.bytes ?? null), { status: 200, headers })
 }
