@@ -12,7 +12,12 @@ import type { Logger } from './observability/logger.js'
 import { Metrics } from './observability/metrics.js'
 import { MemoryStateStore } from './state/memory.js'
 import { RedisStateStore } from './state/redis.js'
-import type { StateStore } from './state/store.js'
+import type { RepoKey, StateStore } from './state/store.js'
+import picomatch from 'picomatch'
+import { artifactReader } from './inspection/artifact-reader.js'
+import { SignatureService } from './verify/service.js'
+import { loadTrust } from './verify/trust.js'
+import { SignatureVerifier } from './verify/verifier.js'
 import type { Credentials } from './upstream/auth.js'
 import { UpstreamPool } from './upstream/pool.js'
 import { UpstreamRouter } from './upstream/routing.js'
@@ -34,6 +39,8 @@ export interface Services {
 export interface ServiceOverrides {
   readonly state?: StateStore
   readonly metrics?: Metrics
+  /** Where relative trust file paths are resolved: the configuration file's folder. */
+  readonly baseDir?: string
 }
 
 /** The idle limit of an upstream blob transfer: a stalled upstream is abandoned after this. */
@@ -56,8 +63,23 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   })
   const router = new UpstreamRouter(config.upstreams)
   const upstreams = new UpstreamPool(config.upstreams, { metrics, logger, credentials: credentialsOf })
-  const inspector = new Inspector()
-  const manifests = new ManifestService({
+  const trust = await loadTrust(config.trust, overrides.baseDir)
+  const blobs = new BlobService({ upstreams, state, blobs: store, metrics })
+  const listings = new Listings(upstreams)
+  // The signature service reads artifacts through the manifest service, built just below.
+  let manifests: ManifestService | undefined
+  const signatures = new SignatureService(
+    new SignatureVerifier(trust),
+    () => artifactReader(manifests as ManifestService, blobs, listings),
+    {
+      attestations: config.trust.discovery.attestations,
+      maxArtifacts: config.trust.discovery.maxArtifacts,
+      negativeTtl: config.trust.discovery.negativeTtl,
+      signatureRepository: signatureRepositories(config),
+    }
+  )
+  const inspector = new Inspector(signatures, trust.revision)
+  manifests = new ManifestService({
     upstreams,
     upstreamConfig,
     state,
@@ -67,8 +89,6 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     metrics,
     logger,
   })
-  const blobs = new BlobService({ upstreams, state, blobs: store, metrics })
-  const listings = new Listings(upstreams)
   return {
     config,
     logger,
@@ -84,6 +104,15 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       await store.close()
       await state.close()
     },
+  }
+}
+
+/** Maps a repository to where its signatures live (cosign's COSIGN_REPOSITORY), by glob. */
+function signatureRepositories(config: Config): (repo: RepoKey) => RepoKey {
+  const rules = config.trust.signatureRepositories.map((r) => ({ ...r, match: picomatch(r.repository) }))
+  return (repo) => {
+    const rule = rules.find((r) => r.upstream === repo.upstream && r.match(repo.repository))
+    return rule === undefined ? repo : { upstream: repo.upstream, repository: rule.signatures }
   }
 }
 

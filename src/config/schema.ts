@@ -2,6 +2,7 @@
 // the checks that need more than one field. Validated once at start into a frozen object.
 
 import { z } from 'zod'
+import { trustSchema } from './trust-schema.js'
 import { parseDuration, parseSize } from './units.js'
 
 const duration = z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -111,6 +112,26 @@ const DEFAULT_UPSTREAMS = [
   { name: 'gcr.io', url: 'https://gcr.io', aliases: ['gcr'] },
 ]
 
+/**
+ * HTTPS for the listener; absent, Customs serves plain HTTP. Paths are relative to the
+ * configuration file's folder; src/tls/server.ts reads and checks the files at start.
+ */
+const tls = z
+  .strictObject({
+    /** The server certificate, PEM, optionally followed by its chain (`certs init` writes both). */
+    cert: z.string().min(1),
+    /** Its private key, PEM, unencrypted. */
+    key: z.string().min(1),
+    /** CAs whose client certificates are accepted (mTLS); the subject CN is logged as `client`. */
+    clientCa: z.string().min(1).optional(),
+    /** Refuse clients without a certificate from clientCa; false makes one optional. */
+    requireClientCert: z.boolean().default(false),
+  })
+  .refine((t) => !t.requireClientCert || t.clientCa !== undefined, {
+    path: ['requireClientCert'],
+    message: 'needs tls.clientCa, the CA that signs client certificates',
+  })
+
 export const configSchema = z
   .strictObject({
     listen: z
@@ -149,6 +170,8 @@ export const configSchema = z
       })
       .prefault({}),
     upstreams: z.array(upstream).min(1).prefault(DEFAULT_UPSTREAMS),
+    tls: tls.optional(),
+    trust: trustSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Map<string, number>()

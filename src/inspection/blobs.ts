@@ -4,7 +4,8 @@
 
 import { CustomsError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
-import type { Digest } from '../oci/digest.js'
+import { digestOf, type Digest } from '../oci/digest.js'
+import { rangeStream } from '../cache/reader.js'
 import { MediaType } from '../oci/media-types.js'
 import type { BlobStore, CacheResult } from '../cache/blob-store.js'
 import type { ByteSource } from '../cache/reader.js'
@@ -43,6 +44,26 @@ export class BlobService {
     const { source, result } = await this.#deps.blobs.getOrFill(digest, size, (signal) => this.#fetch(repo, digest, size, signal))
     this.#deps.metrics.cache.inc({ kind: 'blob', result })
     return { size, source, result }
+  }
+
+  /**
+   * Reads a small gated blob whole (signature payloads, bundles), through the cache, refusing
+   * more than `max` bytes and bytes that do not hash to `digest`.
+   */
+  async readVerified(repo: RepoKey, digest: Digest, max: number): Promise<Buffer> {
+    const size = await this.size(repo, digest)
+    if (size > max) throw new CustomsError('UPSTREAM_INVALID', `blob ${digest} is ${size} bytes, over the ${max}-byte limit`)
+    const { source } = await this.open(repo, digest)
+    const chunks: Uint8Array[] = []
+    const reader = rangeStream(source, 0, size - 1).getReader()
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      chunks.push(value)
+    }
+    const bytes = Buffer.concat(chunks)
+    if (digestOf(bytes, digest) !== digest) throw new CustomsError('DIGEST_INVALID', `blob ${digest} does not match its digest`)
+    return bytes
   }
 
   async #fetch(repo: RepoKey, digest: Digest, size: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {

@@ -17,6 +17,7 @@ import { readBounded } from '../upstream/auth.js'
 import { statusError } from '../upstream/client.js'
 import type { UpstreamPool } from '../upstream/pool.js'
 import type { Inspector } from './inspector.js'
+import type { VerificationFacts } from '../verify/facts.js'
 import { SingleFlight } from './single-flight.js'
 
 export interface ManifestRequest {
@@ -25,6 +26,8 @@ export interface ManifestRequest {
   readonly method: 'GET' | 'HEAD'
   /** The client's Accept header. */
   readonly accept: string | null
+  /** Read as another manifest's signature or attestation: not itself searched for signatures. */
+  readonly artifact?: boolean
 }
 
 export interface ManifestAnswer {
@@ -62,8 +65,10 @@ export class ManifestService {
 
   async get(req: ManifestRequest): Promise<ManifestAnswer> {
     const { digest, stale } =
-      req.reference.kind === 'digest' ? { digest: req.reference.digest, stale: undefined } : await this.#resolve(req.repo, req.reference.tag)
-    const record = await this.#inspected(req.repo, digest)
+      req.reference.kind === 'digest'
+        ? { digest: req.reference.digest, stale: undefined }
+        : await this.#resolve(req.repo, req.reference.tag, req.artifact === true)
+    const record = await this.#inspected(req.repo, digest, req.artifact === true)
     if (record.verdict.outcome === 'detained') {
       throw new CustomsError('DENIED', `${describe(req.repo, digest)} is detained: ${record.verdict.reasons.join('; ')}`, {
         detail: { digest, reasons: record.verdict.reasons },
@@ -79,7 +84,7 @@ export class ManifestService {
   }
 
   /** tag -> digest: fresh mapping from state, else a HEAD upstream, else the last cleared one. */
-  #resolve(repo: RepoKey, tag: string): Promise<{ digest: Digest; stale?: string }> {
+  #resolve(repo: RepoKey, tag: string, artifact: boolean): Promise<{ digest: Digest; stale?: string }> {
     return this.#resolutions.run(`${repo.upstream} ${repo.repository} ${tag}`, async () => {
       const known = await this.#deps.state.getTag(repo, tag)
       const ttl = this.#deps.upstreamConfig(repo.upstream).tagTtl
@@ -88,8 +93,8 @@ export class ManifestService {
       }
       let digest: Digest
       try {
-        digest = await this.#headTag(repo, tag)
-        await this.#inspected(repo, digest)
+        digest = await this.#headTag(repo, tag, artifact)
+        await this.#inspected(repo, digest, artifact)
       } catch (err) {
         if (known !== null && isCustomsError(err) && STALE_OK.has(err.code) && (await this.#isCleared(repo, known.digest))) {
           this.#deps.metrics.staleServed.inc({ upstream: repo.upstream })
@@ -98,7 +103,7 @@ export class ManifestService {
         }
         throw err
       }
-      const record = await this.#inspected(repo, digest)
+      const record = await this.#inspected(repo, digest, artifact)
       if (record.verdict.outcome !== 'detained') {
         const { previous } = await this.#deps.state.setTag(repo, tag, { digest, checkedAt: Date.now() })
         if (previous !== null) {
@@ -110,7 +115,7 @@ export class ManifestService {
   }
 
   /** HEAD is free against Docker Hub's pull quota; GET only when HEAD gives no usable digest. */
-  async #headTag(repo: RepoKey, tag: string): Promise<Digest> {
+  async #headTag(repo: RepoKey, tag: string, artifact: boolean): Promise<Digest> {
     const client = this.#deps.upstreams.get(repo.upstream)
     const path = `/v2/${repo.repository}/manifests/${tag}`
     const what = `${repo.upstream}/${repo.repository}:${tag}`
@@ -121,7 +126,7 @@ export class ManifestService {
     // Some registries omit the digest on HEAD: fetch by tag, and inspect those very bytes.
     const { bytes, mediaType } = await this.#fetch(repo, tag, what)
     const digest = digestOf(bytes)
-    await this.#inspect(repo, digest, bytes, mediaType)
+    await this.#inspect(repo, digest, bytes, mediaType, artifact)
     return digest
   }
 
@@ -130,22 +135,55 @@ export class ManifestService {
     return record !== null && record.verdict.outcome !== 'detained' && record.verdict.revision === this.#deps.inspector.revision
   }
 
-  /** The record under the revision in force, inspecting (once, however many ask) when needed. */
-  async #inspected(repo: RepoKey, digest: Digest): Promise<ManifestRecord> {
+  /**
+   * The record under the revision in force, inspecting (once, however many ask) when needed: never
+   * seen, reached under another trust revision, or an empty signature search gone stale.
+   */
+  async #inspected(repo: RepoKey, digest: Digest, artifact = false): Promise<ManifestRecord> {
     const record = await this.#deps.state.getManifest(repo, digest)
-    if (record !== null && record.verdict.revision === this.#deps.inspector.revision) return record
+    if (record !== null && this.#fresh(record)) return record
     return this.#inspections.run(`${repo.upstream} ${repo.repository} ${digest}`, async () => {
       const cached = await this.#deps.blobs.readSmall(digest)
-      if (cached !== null && record !== null) return this.#inspect(repo, digest, cached, record.mediaType)
+      if (cached !== null && record !== null) return this.#inspect(repo, digest, cached, record.mediaType, artifact)
       const { bytes, mediaType } = await this.#fetch(repo, digest, describe(repo, digest))
-      return this.#inspect(repo, digest, bytes, mediaType)
+      return this.#inspect(repo, digest, bytes, mediaType, artifact)
     })
   }
 
-  async #inspect(repo: RepoKey, digest: Digest, bytes: Buffer, mediaType: string): Promise<ManifestRecord> {
-    const { verdict, links, manifest } = await this.#deps.inspector.inspect({ repo, digest, bytes, mediaType })
+  #fresh(record: ManifestRecord): boolean {
+    if (record.verdict.revision !== this.#deps.inspector.revision) return false
+    const recheck = record.facts?.recheckAfter
+    return recheck === undefined || recheck > Date.now()
+  }
+
+  /** The cleared index that listed this manifest, with its facts, when there is one. */
+  async #parent(repo: RepoKey, digest: Digest): Promise<{ digest: Digest; facts: VerificationFacts } | undefined> {
+    const parentDigest = await this.#deps.state.getParent(repo, digest)
+    if (parentDigest === null) return undefined
+    const parent = await this.#deps.state.getManifest(repo, parentDigest)
+    if (parent === null || parent.facts === undefined || parent.verdict.outcome === 'detained') return undefined
+    if (parent.verdict.revision !== this.#deps.inspector.revision) return undefined
+    return { digest: parentDigest, facts: parent.facts }
+  }
+
+  async #inspect(repo: RepoKey, digest: Digest, bytes: Buffer, mediaType: string, artifact = false): Promise<ManifestRecord> {
+    const parent = artifact ? undefined : await this.#parent(repo, digest)
+    const { verdict, links, manifest, facts } = await this.#deps.inspector.inspect({
+      repo,
+      digest,
+      bytes,
+      mediaType,
+      artifact,
+      ...(parent !== undefined ? { parent } : {}),
+    })
     this.#deps.metrics.verdicts.inc({ outcome: verdict.outcome })
-    const record: ManifestRecord = { digest, mediaType: manifest.mediaType, size: bytes.byteLength, verdict }
+    const record: ManifestRecord = {
+      digest,
+      mediaType: manifest.mediaType,
+      size: bytes.byteLength,
+      verdict,
+      ...(facts !== undefined ? { facts } : {}),
+    }
     // Bytes first, then the record that points at them: a crash in between leaves only bytes.
     if (verdict.outcome !== 'detained') {
       await this.#deps.blobs.putVerified(digest, bytes)
@@ -182,11 +220,13 @@ export class ManifestService {
       this.#deps.memory.set(record.digest, onDisk)
       return onDisk
     }
-    // Evicted or lost from disk: fetch by digest again and check it is the same manifest.
-    const { bytes, mediaType } = await this.#fetch(repo, record.digest, describe(repo, record.digest))
-    await this.#inspect(repo, record.digest, bytes, mediaType)
+    // Evicted or lost from disk: fetch by digest again; putVerified refuses other bytes.
+    const { bytes } = await this.#fetch(repo, record.digest, describe(repo, record.digest))
+    await this.#deps.blobs.putVerified(record.digest, bytes)
+    this.#deps.memory.set(record.digest, bytes)
     return bytes
   }
+
 }
 
 function describe(repo: RepoKey, digest: Digest): string {

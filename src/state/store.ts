@@ -4,6 +4,7 @@
 // bare name, or docker.io/x/y and ghcr.io/x/y would collide.
 
 import type { Digest } from '../oci/digest.js'
+import type { VerificationFacts } from '../verify/facts.js'
 
 /** Where a repository lives: the configured upstream's name and the repository on it. */
 export interface RepoKey {
@@ -29,6 +30,8 @@ export interface ManifestRecord {
   readonly mediaType: string
   readonly size: number
   readonly verdict: Verdict
+  /** The signatures and attestations found and verified for it (absent for artifacts). */
+  readonly facts?: VerificationFacts
 }
 
 /** A tag's resolution, recorded only after its digest was cleared. */
