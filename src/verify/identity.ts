@@ -98,10 +98,10 @@ function utf8Extension(cert: X509Certificate, oid: string): string | undefined {
   const ext = cert.extension(oid)
   if (ext === undefined) return undefined
   const v = ext.value
-  if (v[0] !== 0x0c) return v.toString('utf8')
-  try {
-    return ext.valueObj.value.toString('utf8')
-  } catch {
-    return undefined
-  }
+  if (v[0] !== 0x0c || v.length < 2) return v.toString('utf8')
+  const first = v[1] as number
+  // Short form below 0x80; long form 0x81/0x82 gives the length in the next one or two bytes.
+  const [length, start] = first < 0x80 ? [first, 2] : first === 0x81 ? [v[2] ?? 0, 3] : first === 0x82 ? [((v[2] ?? 0) << 8) | (v[3] ?? 0), 4] : [-1, 0]
+  if (length < 0 || start + length > v.length) return undefined
+  return v.subarray(start, start + length).toString('utf8')
 }

@@ -31,6 +31,12 @@ export function simpleSigningMismatch(payload: Buffer, digest: Digest): string |
   return undefined
 }
 
+/** The predicateType a statement declares, whatever it is about: for sorting, not trusting. */
+export function declaredPredicateType(payload: Buffer): string | undefined {
+  const body = parseJson(payload)
+  return isObject(body) && typeof body.predicateType === 'string' ? body.predicateType.slice(0, 512) : undefined
+}
+
 export interface Statement {
   readonly predicateType: string
   readonly predicate: unknown

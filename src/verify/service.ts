@@ -8,7 +8,7 @@ import type { RepoKey } from '../state/store.js'
 import { dssePayload } from './cosign-legacy.js'
 import { discover, type ArtifactReader, type Candidate, type DiscoverOptions } from './discover.js'
 import type { AttestationFact, SignatureFact, VerificationFacts } from './facts.js'
-import { COSIGN_SIGN_PREDICATE, parseStatement, predicateFacts, simpleSigningMismatch } from './payloads.js'
+import { COSIGN_SIGN_PREDICATE, declaredPredicateType, parseStatement, predicateFacts, simpleSigningMismatch } from './payloads.js'
 import type { SignatureVerifier } from './verifier.js'
 
 export interface SignatureServiceOptions extends DiscoverOptions {
@@ -36,7 +36,8 @@ export class SignatureService {
     const attestations: AttestationFact[] = []
     for (const c of found.candidates) {
       const fact = this.#check(c, digest)
-      if ('predicateType' in fact && fact.predicateType !== COSIGN_SIGN_PREDICATE) attestations.push(fact)
+      const attestation = c.source === 'legacy-att' || (fact.predicateType !== undefined && fact.predicateType !== COSIGN_SIGN_PREDICATE)
+      if (attestation) attestations.push(fact)
       else signatures.push(fact)
     }
     const empty = signatures.length === 0 && attestations.length === 0
@@ -52,7 +53,7 @@ export class SignatureService {
   }
 
   /** Verifies one candidate and binds its payload to `digest`. */
-  #check(c: Candidate, digest: Digest): SignatureFact | AttestationFact {
+  #check(c: Candidate, digest: Digest): AttestationFact {
     const base = { source: c.source, artifact: c.artifact }
     if (c.error !== undefined || c.bundle === undefined) return { ...base, verified: false, reason: c.error ?? 'no bundle' }
     const statementBytes = dssePayload(c.bundle)
@@ -65,7 +66,7 @@ export class SignatureService {
       return mismatch === undefined ? { ...base, verified: true, ...result.signer } : { ...base, verified: false, reason: mismatch }
     }
     const statement = parseStatement(statementBytes, digest)
-    const predicateType = typeof statement === 'string' ? undefined : statement.predicateType
+    const predicateType = declaredPredicateType(statementBytes)
     const typed = { ...base, ...(predicateType !== undefined ? { predicateType } : {}) }
     if (!result.ok) return { ...typed, verified: false, reason: result.reason }
     if (typeof statement === 'string') return { ...typed, verified: false, reason: statement }
