@@ -21,6 +21,8 @@ let customs: CustomsHandle
 let pki: TestPki
 let release: TestKeyPair
 let ed: TestKeyPair
+let rsa: TestKeyPair
+let p384: TestKeyPair
 let counter = 0
 
 before(async () => {
@@ -28,6 +30,8 @@ before(async () => {
   pki = createTestPki()
   release = keyPair('p256')
   ed = keyPair('ed25519')
+  rsa = keyPair('rsa2048')
+  p384 = keyPair('p384')
   const dir = await makeTempDir('signatures-')
   const root = await pki.writeTrustedRoot(join(dir, 'trusted_root.json'))
   customs = await startCustoms({
@@ -41,6 +45,10 @@ trust:
       pem: ${JSON.stringify(release.publicKeyPem)}
     - name: edkey
       pem: ${JSON.stringify(ed.publicKeyPem)}
+    - name: rsakey
+      pem: ${JSON.stringify(rsa.publicKeyPem)}
+    - name: p384key
+      pem: ${JSON.stringify(p384.publicKeyPem)}
   signatureRepositories:
     - { upstream: docker.io, repository: "acme/elsewhere-*", signatures: acme/signatures }
 `,
@@ -104,6 +112,37 @@ describe('legacy cosign signatures (.sig)', () => {
     const [sig] = (await pull(repo, digest)).signatures
     assert.equal(sig?.verified, true, sig?.reason)
     assert.equal(sig?.key, 'edkey')
+  })
+
+  for (const [which, key] of [['rsakey', () => rsa], ['p384key', () => p384]] as const) {
+    it(`verifies a keyed signature by ${which}`, async () => {
+      const { repo, digest } = await image()
+      const signed = signedSigLayer({ pki, imageDigest: digest, signer: { kind: 'keyed', key: key() }, timestamps: 'none' })
+      await pushLegacySignature(registry, repo, digest, [signed.layer])
+      const [sig] = (await pull(repo, digest)).signatures
+      assert.equal(sig?.verified, true, sig?.reason)
+      assert.equal(sig?.key, which)
+    })
+  }
+
+  it('verifies a keyed signature with a transparency-log entry, checking the entry', async () => {
+    const { repo, digest } = await image()
+    const signed = signedSigLayer({ pki, imageDigest: digest, signer: { kind: 'keyed', key: release }, timestamps: 'rekor' })
+    await pushLegacySignature(registry, repo, digest, [signed.layer])
+    const [sig] = (await pull(repo, digest)).signatures
+    assert.equal(sig?.verified, true, sig?.reason)
+    assert.equal(sig?.tlog, true)
+    assert.equal(sig?.root, 'test')
+    assert.ok(sig?.signedAt)
+  })
+
+  it('fails a keyed signature whose log entry comes from an untrusted log', async () => {
+    const { repo, digest } = await image()
+    const signed = signedSigLayer({ pki, imageDigest: digest, signer: { kind: 'keyed', key: release }, timestamps: 'rekor', rekor: pki.untrustedRekor })
+    await pushLegacySignature(registry, repo, digest, [signed.layer])
+    const [sig] = (await pull(repo, digest)).signatures
+    assert.equal(sig?.verified, false)
+    assert.match(sig?.reason ?? '', /TLOG/)
   })
 
   it('finds signatures in the configured signature repository', async () => {
