@@ -1,20 +1,26 @@
 // The `customs` command, and the only place that reads process.env and calls process.exit:
 //   customs serve [--config FILE]      run the mirror
 //   customs config check FILE          validate a configuration and print it, secrets redacted
+//   customs certs init|renew|client    make the CA and certificates for HTTPS and mTLS
 
 import { parseArgs } from 'node:util'
 import { serve } from '@hono/node-server'
 import type { Server } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import { dirname, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
+import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
 import { ConfigError, loadConfig } from './config/load.js'
 import { createLogger } from './observability/logger.js'
 import { createServices } from './services.js'
+import { TlsError } from './tls/errors.js'
+import { loadTlsMaterial, logTlsMaterial, tlsReloader, type TlsMaterial } from './tls/server.js'
 
 const USAGE = `usage:
   customs serve [--config FILE]     run Customs (embedded defaults without a file; CUSTOMS_* overrides)
   customs config check FILE         validate a configuration file
-`
+${CERTS_USAGE}`
 
 async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true })
@@ -30,21 +36,50 @@ async function runServe(args: string[]): Promise<number> {
     throw err
   }
   const logger = createLogger({ level: config.log.level })
-  const services = await createServices(config, logger)
+  // TLS files are checked before anything else starts, so a bad one stops Customs at once.
+  // Relative paths are from the configuration file's folder, like secret files.
+  const base = file !== undefined ? dirname(resolvePath(file)) : process.cwd()
+  let tls: TlsMaterial | undefined
+  if (config.tls !== undefined) {
+    try {
+      tls = await loadTlsMaterial(config.tls, { base })
+    } catch (err) {
+      if (!(err instanceof TlsError)) throw err
+      process.stderr.write(`${err.message}\n`)
+      return 2
+    }
+    logTlsMaterial(logger, tls, 'tls certificates loaded')
+  }
+  const services = await createServices(config, logger, file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {})
   const app = createApp(services)
-  const server = serve({
-    fetch: app.fetch,
-    hostname: config.listen.host,
-    port: config.listen.port,
-    serverOptions: { keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 },
-  }) as Server
+  const common = { keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 }
+  const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }
+  const server = (
+    tls === undefined
+      ? serve({ ...listen, serverOptions: common })
+      : serve({
+          ...listen,
+          createServer: createHttpsServer,
+          serverOptions: { ...common, ...tls.serverOptions },
+        })
+  ) as Server
+  if (tls !== undefined && config.tls !== undefined) {
+    const https = server as unknown as HttpsServer
+    // A client that does not trust the CA, or sends plain HTTP, fails here and never reaches a
+    // route; at debug level this says why.
+    https.on('tlsClientError', (err, socket) => {
+      logger.debug({ reason: err.message, remote: socket.remoteAddress }, 'tls handshake failed')
+    })
+    const reload = tlsReloader(https, config.tls, { base, logger })
+    process.on('SIGHUP', () => void reload())
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve)
     server.once('error', reject)
   })
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.listen.port
-  logger.info({ host: config.listen.host, port, upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path }, 'customs listening')
+  logger.info({ host: config.listen.host, port, scheme: tls === undefined ? 'http' : 'https', upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path }, 'customs listening')
 
   return new Promise<number>((resolve) => {
     let stopping = false
@@ -70,6 +105,7 @@ async function runServe(args: string[]): Promise<number> {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (command === 'serve' || command === undefined) return runServe(rest)
+  if (command === 'certs') return certsCommand(rest, { stdout: process.stdout, stderr: process.stderr })
   if (command === 'config' && rest[0] === 'check' && rest[1] !== undefined) {
     return configCheck(rest[1], { stdout: process.stdout, stderr: process.stderr }, { env: process.env })
   }

@@ -1,10 +1,12 @@
-// One JSON line per request: upstream, repository, reference, digest, cache result, status, bytes
-// and duration. A streamed blob answer is logged when its stream ends, with the bytes really sent.
+// One JSON line per request: upstream, repository, reference, digest, cache result, status, bytes,
+// duration, and the mTLS client's certificate CN. A streamed blob answer is logged when its stream
+// ends, with the bytes really sent.
 
 import { randomUUID } from 'node:crypto'
 import type { MiddlewareHandler } from 'hono'
 import type { Logger } from '../../observability/logger.js'
 import type { Metrics } from '../../observability/metrics.js'
+import { clientIdentity } from '../../tls/identity.js'
 import type { Env } from '../context.js'
 
 export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<Env> {
@@ -13,6 +15,8 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<E
     const requestId = c.req.header('x-request-id')?.slice(0, 64) ?? randomUUID()
     c.set('requestId', requestId)
     c.set('access', {})
+    // Read while the connection is surely open; undefined without a verified client certificate.
+    const client = clientIdentity(c.env)
     let deferred = false
     let finish: ((bytes: number, aborted: boolean) => void) | undefined
     let early: [number, boolean] | undefined
@@ -37,6 +41,7 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<E
           method: c.req.method,
           path: c.req.path.slice(0, 512),
           status,
+          ...(client !== undefined ? { client } : {}),
           ...c.get('access'),
           ...(bytes !== undefined ? { bytes } : {}),
           ...(aborted ? { aborted } : {}),
