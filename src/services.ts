@@ -16,6 +16,9 @@ import type { RepoKey, StateStore } from './state/store.js'
 import picomatch from 'picomatch'
 import { artifactReader } from './inspection/artifact-reader.js'
 import { SignatureService } from './verify/service.js'
+import { EMPTY_POLICY_SET, PolicyEngine } from './policy/engine.js'
+import type { PolicySet } from './policy/types.js'
+import { MAX_CONFIG_BYTES } from './inspection/facts.js'
 import { loadTrust } from './verify/trust.js'
 import { SignatureVerifier } from './verify/verifier.js'
 import type { Credentials } from './upstream/auth.js'
@@ -33,6 +36,7 @@ export interface Services {
   readonly manifests: ManifestService
   readonly blobs: BlobService
   readonly listings: Listings
+  readonly policies: PolicyEngine
   close(): Promise<void>
 }
 
@@ -41,6 +45,8 @@ export interface ServiceOverrides {
   readonly metrics?: Metrics
   /** Where relative trust file paths are resolved: the configuration file's folder. */
   readonly baseDir?: string
+  /** A policy set to start with instead of the configured one (tests). */
+  readonly policies?: PolicySet
 }
 
 /** The idle limit of an upstream blob transfer: a stalled upstream is abandoned after this. */
@@ -78,7 +84,21 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       signatureRepository: signatureRepositories(config),
     }
   )
-  const inspector = new Inspector(signatures, trust.revision)
+  const policies = new PolicyEngine(overrides.policies ?? EMPTY_POLICY_SET)
+  const inspector = new Inspector({
+    signatures,
+    trustRevision: trust.revision,
+    policies,
+    readConfig: async (repo, config) => {
+      try {
+        return await blobs.readForInspection(repo, config.digest, config.size, MAX_CONFIG_BYTES)
+      } catch (err) {
+        // Facts from the config are then unknown; rules that need them fail, closed.
+        logger.warn({ upstream: repo.upstream, repository: repo.repository, digest: config.digest, err: (err as Error).message }, 'failed to read image config')
+        return undefined
+      }
+    },
+  })
   manifests = new ManifestService({
     upstreams,
     upstreamConfig,
@@ -86,6 +106,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     blobs: store,
     memory: new ManifestMemory(config.storage.manifestMemory),
     inspector,
+    policies,
     metrics,
     logger,
   })
@@ -100,6 +121,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     manifests,
     blobs,
     listings,
+    policies,
     async close() {
       await store.close()
       await state.close()

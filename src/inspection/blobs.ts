@@ -54,16 +54,17 @@ export class BlobService {
     const size = await this.size(repo, digest)
     if (size > max) throw new CustomsError('UPSTREAM_INVALID', `blob ${digest} is ${size} bytes, over the ${max}-byte limit`)
     const { source } = await this.open(repo, digest)
-    const chunks: Uint8Array[] = []
-    const reader = rangeStream(source, 0, size - 1).getReader()
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      chunks.push(value)
-    }
-    const bytes = Buffer.concat(chunks)
-    if (digestOf(bytes, digest) !== digest) throw new CustomsError('DIGEST_INVALID', `blob ${digest} does not match its digest`)
-    return bytes
+    return readAll(source, size, digest)
+  }
+
+  /**
+   * Reads a blob a manifest under inspection references (its config), through the cache but
+   * before the gate opens: the manifest is not cleared yet. Bounded, and verified by digest.
+   */
+  async readForInspection(repo: RepoKey, digest: Digest, size: number, max: number): Promise<Buffer> {
+    if (size > max) throw new CustomsError('MANIFEST_INVALID', `blob ${digest} is ${size} bytes, over the ${max}-byte limit`)
+    const { source } = await this.#deps.blobs.getOrFill(digest, size, (signal) => this.#fetch(repo, digest, size, signal))
+    return readAll(source, size, digest)
   }
 
   async #fetch(repo: RepoKey, digest: Digest, size: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
@@ -87,4 +88,18 @@ export class BlobService {
     this.#deps.metrics.bytesFetched.inc({ upstream: repo.upstream }, size)
     return res.body
   }
+}
+
+/** Reads a whole (small) source and checks it hashes to `digest`. */
+async function readAll(source: ByteSource, size: number, digest: Digest): Promise<Buffer> {
+  const chunks: Uint8Array[] = []
+  const reader = rangeStream(source, 0, size - 1).getReader()
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    chunks.push(value)
+  }
+  const bytes = Buffer.concat(chunks)
+  if (digestOf(bytes, digest) !== digest) throw new CustomsError('DIGEST_INVALID', `blob ${digest} does not match its digest`)
+  return bytes
 }

@@ -1,6 +1,6 @@
 // The inspection step: every manifest (GET and HEAD, by tag and by digest, index and child) passes
-// through `inspect` before it is served or cached. Here it checks the digest, bounds the size and
-// parses; signature verification and policies join as further checks in later stages.
+// through `inspect` before it is served or cached: digest, size and parse checks, then the facts
+// (verified signatures and attestations, image config), then the policies' verdict.
 
 import type { Digest } from '../oci/digest.js'
 import { digestOf } from '../oci/digest.js'
@@ -10,6 +10,10 @@ import type { ManifestLinks, RepoKey, Verdict } from '../state/store.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import type { SignatureService } from '../verify/service.js'
 import { isSignatureArtifact } from './artifacts.js'
+import { imageFacts, type ImageFacts } from './facts.js'
+import { evaluate } from '../policy/evaluate.js'
+import type { PolicyEngine } from '../policy/engine.js'
+import type { Descriptor } from '../oci/manifest.js'
 
 export interface InspectionInput {
   readonly repo: RepoKey
@@ -28,6 +32,17 @@ export interface Inspection {
   readonly verdict: Verdict
   readonly links: ManifestLinks
   readonly facts?: VerificationFacts
+  readonly image: ImageFacts
+}
+
+/** Reads an image config blob (verified by digest) for its facts; undefined when it cannot. */
+export type ConfigReader = (repo: RepoKey, config: Descriptor) => Promise<Buffer | undefined>
+
+export interface InspectorDeps {
+  readonly signatures?: SignatureService
+  readonly trustRevision?: string
+  readonly policies: PolicyEngine
+  readonly readConfig: ConfigReader
 }
 
 /**
@@ -37,37 +52,50 @@ export interface Inspection {
 export const BUILTIN_REVISION = 'builtin-1'
 
 export class Inspector {
-  readonly revision: string
-  readonly #signatures: SignatureService | undefined
+  readonly #deps: InspectorDeps
 
-  /** `trustRevision` names the trust in force; without a signature service nothing is verified. */
-  constructor(signatures?: SignatureService, trustRevision = 'none') {
-    this.#signatures = signatures
-    this.revision = `${BUILTIN_REVISION}:${trustRevision}`
+  constructor(deps: InspectorDeps) {
+    this.#deps = deps
+  }
+
+  /** The trust and policy revision in force: a verdict reached under another one is stale. */
+  get revision(): string {
+    return `${BUILTIN_REVISION}:${this.#deps.trustRevision ?? 'none'}:${this.#deps.policies.current().revision}`
   }
 
   /**
    * Inspects one manifest. Integrity failures (wrong digest, oversize, unparseable) throw: such
    * bytes are not the manifest asked for, so there is nothing to detain. Everything else yields a
-   * verdict with its reasons, and the verified signature and attestation facts.
+   * verdict with its reasons, the verified signature and attestation facts, and the image facts.
    */
   async inspect(input: InspectionInput): Promise<Inspection> {
     const manifest = checkIntegrity(input)
-    const facts = await this.#facts(input, manifest)
-    const verdict: Verdict = {
-      outcome: 'cleared',
-      reasons: [],
-      revision: this.revision,
-      decidedAt: Date.now(),
+    const revision = this.revision
+    const artifact = input.artifact === true || isSignatureArtifact(manifest)
+    const config = manifest.kind === 'image' && !artifact ? await this.#deps.readConfig(input.repo, manifest.config) : undefined
+    const image = imageFacts(manifest, config)
+    const facts = artifact ? undefined : await this.#facts(input)
+    const links = linksOf(manifest)
+    if (artifact) {
+      // Signatures and attestations are not themselves judged: downstream verifiers need them.
+      return { manifest, image, links, verdict: { outcome: 'cleared', reasons: [], revision, decidedAt: Date.now() } }
     }
-    return { manifest, verdict, links: linksOf(manifest), ...(facts !== undefined ? { facts } : {}) }
+    const decision = evaluate(this.#deps.policies.current(), {
+      upstream: input.repo.upstream,
+      repository: input.repo.repository,
+      digest: input.digest,
+      image,
+      ...(facts !== undefined ? { verification: facts } : {}),
+    })
+    const verdict: Verdict = { outcome: decision.outcome, reasons: decision.reasons, revision, decidedAt: Date.now() }
+    return { manifest, image, links, verdict, ...(facts !== undefined ? { facts } : {}) }
   }
 
-  async #facts(input: InspectionInput, manifest: Manifest): Promise<VerificationFacts | undefined> {
-    if (this.#signatures === undefined || input.artifact === true || isSignatureArtifact(manifest)) return undefined
+  async #facts(input: InspectionInput): Promise<VerificationFacts | undefined> {
+    if (this.#deps.signatures === undefined) return undefined
     // Signatures are usually on the index: a platform manifest it lists inherits its facts.
     if (input.parent !== undefined) return { ...input.parent.facts, inheritedFrom: input.parent.digest }
-    return this.#signatures.factsFor(input.repo, input.digest)
+    return this.#deps.signatures.factsFor(input.repo, input.digest)
   }
 }
 

@@ -12,7 +12,9 @@ import { MAX_MANIFEST_BYTES } from '../oci/manifest.js'
 import type { Reference } from '../oci/reference.js'
 import type { BlobStore } from '../cache/blob-store.js'
 import type { ManifestMemory } from '../cache/manifest-memory.js'
-import type { ManifestRecord, RepoKey, StateStore } from '../state/store.js'
+import type { ManifestRecord, RepoKey, StateStore, Verdict } from '../state/store.js'
+import { evaluate } from '../policy/evaluate.js'
+import type { PolicyEngine } from '../policy/engine.js'
 import { readBounded } from '../upstream/auth.js'
 import { statusError } from '../upstream/client.js'
 import type { UpstreamPool } from '../upstream/pool.js'
@@ -34,6 +36,8 @@ export interface ManifestAnswer {
   readonly digest: Digest
   readonly mediaType: string
   readonly size: number
+  /** cleared, or cleared-with-warnings when an audit-mode policy would have denied. */
+  readonly verdict: string
   /** The exact bytes, for GET. */
   readonly bytes?: Buffer
   /** Why a stale tag mapping was served, when it was. */
@@ -47,9 +51,13 @@ export interface ManifestServiceDeps {
   readonly blobs: BlobStore
   readonly memory: ManifestMemory
   readonly inspector: Inspector
+  readonly policies: PolicyEngine
   readonly metrics: Metrics
   readonly logger: Logger
 }
+
+/** Tag-level decisions remembered per (digest, tag, revision); cleared wholesale when full. */
+const TAG_DECISIONS_MAX = 10_000
 
 /** Upstream failures after which the last cleared tag mapping may be served. */
 const STALE_OK = new Set(['UPSTREAM_UNAVAILABLE', 'TOOMANYREQUESTS', 'UPSTREAM_INVALID'])
@@ -58,6 +66,7 @@ export class ManifestService {
   readonly #deps: ManifestServiceDeps
   readonly #inspections = new SingleFlight<ManifestRecord>()
   readonly #resolutions = new SingleFlight<{ digest: Digest; stale?: string }>()
+  readonly #tagDecisions = new Map<string, Pick<Verdict, 'outcome' | 'reasons'>>()
 
   constructor(deps: ManifestServiceDeps) {
     this.#deps = deps
@@ -69,18 +78,58 @@ export class ManifestService {
         ? { digest: req.reference.digest, stale: undefined }
         : await this.#resolve(req.repo, req.reference.tag, req.artifact === true)
     const record = await this.#inspected(req.repo, digest, req.artifact === true)
-    if (record.verdict.outcome === 'detained') {
-      throw new CustomsError('DENIED', `${describe(req.repo, digest)} is detained: ${record.verdict.reasons.join('; ')}`, {
-        detail: { digest, reasons: record.verdict.reasons },
+    const verdict = this.#decide(req, record)
+    if (verdict.outcome === 'detained') {
+      const asked = req.reference.kind === 'tag' ? `${req.repo.upstream}/${req.repo.repository}:${req.reference.tag} (${digest})` : describe(req.repo, digest)
+      throw new CustomsError('DENIED', `${asked} is denied: ${verdict.reasons.join('; ')}`, {
+        detail: { digest, reasons: verdict.reasons },
       })
     }
     if (!acceptsMediaType(req.accept, record.mediaType)) {
       // Never converted: conversion changes the digest and breaks signatures (PROTOCOL §1.4).
       throw new CustomsError('MANIFEST_UNKNOWN', `${describe(req.repo, digest)} is a ${record.mediaType}, which the client does not accept`)
     }
-    const answer = { digest, mediaType: record.mediaType, size: record.size, ...(stale ? { stale } : {}) }
+    const answer = { digest, mediaType: record.mediaType, size: record.size, verdict: verdict.outcome, ...(stale ? { stale } : {}) }
     if (req.method === 'HEAD') return answer
     return { ...answer, bytes: await this.#bytes(req.repo, record) }
+  }
+
+  /**
+   * The verdict for this request: the digest's own, unless a policy looks at tags (a banned
+   * `latest`, tag-scoped matches), in which case it is evaluated again with the tag, from the
+   * recorded facts, without I/O.
+   */
+  #decide(req: ManifestRequest, record: ManifestRecord): Pick<Verdict, 'outcome' | 'reasons'> {
+    if (req.reference.kind !== 'tag' || req.artifact === true || record.image === undefined) return record.verdict
+    if (record.verdict.outcome === 'detained') return record.verdict
+    const set = this.#deps.policies.current()
+    const tagSensitive = set.policies.some((p) => p.rules.tags !== undefined || p.match.some((m) => m.tags !== undefined))
+    if (!tagSensitive) return record.verdict
+    const key = `${req.repo.upstream} ${req.repo.repository} ${record.digest} ${req.reference.tag} ${record.verdict.revision}`
+    let decided = this.#tagDecisions.get(key)
+    if (decided === undefined) {
+      const decision = evaluate(set, {
+        upstream: req.repo.upstream,
+        repository: req.repo.repository,
+        tag: req.reference.tag,
+        digest: record.digest,
+        image: record.image,
+        ...(record.facts !== undefined ? { verification: record.facts } : {}),
+      })
+      decided = { outcome: decision.outcome, reasons: decision.reasons }
+      if (this.#tagDecisions.size >= TAG_DECISIONS_MAX) this.#tagDecisions.clear()
+      this.#tagDecisions.set(key, decided)
+      this.#report(req.repo, record.digest, decided, req.reference.tag)
+    }
+    return decided
+  }
+
+  /** Logs and counts what policies decided (once per decision, not per request). */
+  #report(repo: RepoKey, digest: Digest, verdict: Pick<Verdict, 'outcome' | 'reasons'>, tag?: string): void {
+    if (verdict.outcome === 'cleared') return
+    const fields = { upstream: repo.upstream, repository: repo.repository, digest, ...(tag ? { tag } : {}), reasons: verdict.reasons }
+    if (verdict.outcome === 'detained') this.#deps.logger.warn(fields, 'image detained')
+    else this.#deps.logger.info(fields, 'audit policy would deny image')
   }
 
   /** tag -> digest: fresh mapping from state, else a HEAD upstream, else the last cleared one. */
@@ -168,7 +217,7 @@ export class ManifestService {
 
   async #inspect(repo: RepoKey, digest: Digest, bytes: Buffer, mediaType: string, artifact = false): Promise<ManifestRecord> {
     const parent = artifact ? undefined : await this.#parent(repo, digest)
-    const { verdict, links, manifest, facts } = await this.#deps.inspector.inspect({
+    const { verdict, links, manifest, facts, image } = await this.#deps.inspector.inspect({
       repo,
       digest,
       bytes,
@@ -177,11 +226,13 @@ export class ManifestService {
       ...(parent !== undefined ? { parent } : {}),
     })
     this.#deps.metrics.verdicts.inc({ outcome: verdict.outcome })
+    this.#report(repo, digest, verdict)
     const record: ManifestRecord = {
       digest,
       mediaType: manifest.mediaType,
       size: bytes.byteLength,
       verdict,
+      image,
       ...(facts !== undefined ? { facts } : {}),
     }
     // Bytes first, then the record that points at them: a crash in between leaves only bytes.

@@ -5,6 +5,7 @@
 
 import type { Digest } from '../oci/digest.js'
 import type { VerificationFacts } from '../verify/facts.js'
+import type { ImageFacts } from '../inspection/facts.js'
 
 /** Where a repository lives: the configured upstream's name and the repository on it. */
 export interface RepoKey {
@@ -32,6 +33,8 @@ export interface ManifestRecord {
   readonly verdict: Verdict
   /** The signatures and attestations found and verified for it (absent for artifacts). */
   readonly facts?: VerificationFacts
+  /** What policies saw of the image: config facts, platforms, sizes. */
+  readonly image?: ImageFacts
 }
 
 /** A tag's resolution, recorded only after its digest was cleared. */

@@ -159,7 +159,7 @@ describe('when a client disconnects mid-blob', () => {
     const deadline = Date.now() + 15_000
     while (!(await cachedBlob(digest)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
     assert.equal(await cachedBlob(digest), true)
-    assert.equal(upstream.count((r) => r.path.includes('/blobs/')), 1)
+    assert.equal(upstream.count((r) => r.path.includes(`/blobs/${digest}`)), 1)
     await assertCacheConsistent()
   })
 })

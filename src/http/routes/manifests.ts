@@ -22,6 +22,7 @@ export async function manifestHandler(c: Context<Env>, manifests: ManifestServic
     ETag: `"${answer.digest}"`,
   }
   if (route.namespace !== undefined) headers[Header.OCI_NAMESPACE] = route.namespace
+  if (answer.verdict !== 'cleared') headers[Header.CUSTOMS_VERDICT] = answer.verdict
   if (answer.stale !== undefined) {
     access.stale = answer.stale
     headers[Header.CUSTOMS_STALE] = answer.stale

@@ -1,0 +1,92 @@
+// The compiled policy set: what policy/load.ts produces from YAML documents and policy/evaluate.ts
+// consumes. Globs, regexes and CEL programs are compiled once, at load; evaluation does no I/O.
+
+import type { ExtensionName } from '../verify/identity.js'
+
+export type PolicyMode = 'enforce' | 'audit'
+
+/** Which images a policy or exception applies to. Every given field must match. */
+export interface CompiledMatch {
+  /** Exact upstream name; undefined matches every upstream. */
+  readonly upstream?: string
+  /** Repository glob (`**` crosses `/`), compiled. */
+  readonly repository: (repository: string) => boolean
+  /** Tag globs; when given, only pulls by a matching tag match (pulls by digest never do). */
+  readonly tags?: (tag: string) => boolean
+}
+
+/** One way an image may be signed. */
+export type CompiledAuthority =
+  | {
+      readonly kind: 'keyless'
+      readonly name: string
+      readonly issuer: string
+      readonly subject?: string
+      /** The author's pattern; evaluate anchors it (identityMismatch). */
+      readonly subjectRegExp?: string
+      readonly extensions?: Partial<Record<ExtensionName, string>>
+    }
+  | { readonly kind: 'key'; readonly name: string; /** A key name from trust.keys. */ readonly key: string }
+  | { readonly kind: 'static'; readonly name: string; readonly action: 'pass' | 'fail' }
+
+export interface CompiledAttestation {
+  readonly name: string
+  readonly predicateType: string
+  /** Who must have signed it; any of these (absent: any verified signer). */
+  readonly authorities?: readonly CompiledAuthority[]
+  /** SLSA provenance conditions (exact values). */
+  readonly slsa?: { readonly builderId?: string; readonly sourceUri?: string }
+  /** Vulnerability scan conditions. */
+  readonly vulnerabilities?: { readonly maxAgeMs?: number }
+}
+
+/** The image-fact rules; each absent field is not checked. */
+export interface CompiledRules {
+  readonly tags?: { readonly allow?: (tag: string) => boolean; readonly deny?: (tag: string) => boolean }
+  readonly digests?: { readonly allow?: ReadonlySet<string>; readonly deny?: ReadonlySet<string> }
+  readonly maxAgeMs?: number
+  /** Label name -> required value glob (`*` means present with any value). */
+  readonly labels?: ReadonlyArray<{ readonly name: string; readonly value: (v: string) => boolean; readonly pattern: string }>
+  /** `os/arch[/variant]` entries. */
+  readonly platforms?: ReadonlySet<string>
+  readonly maxLayers?: number
+  readonly maxSizeBytes?: number
+  readonly nonRoot?: boolean
+  /** A compiled CEL expression over the facts; true passes. */
+  readonly cel?: { readonly source: string; readonly evaluate: (facts: Record<string, unknown>) => unknown }
+}
+
+export interface CompiledPolicy {
+  readonly name: string
+  /** Where it was defined, for messages: `policies/base.yaml:3`. */
+  readonly source: string
+  readonly mode: PolicyMode
+  readonly onVerifierUnavailable: 'deny' | 'allow'
+  readonly match: readonly CompiledMatch[]
+  readonly authorities: readonly CompiledAuthority[]
+  /** How many distinct authorities must be satisfied (k of n); 1 when absent. */
+  readonly authoritiesRequired: number
+  readonly attestations: readonly CompiledAttestation[]
+  readonly rules: CompiledRules
+}
+
+export interface CompiledException {
+  readonly name: string
+  readonly source: string
+  readonly images: ReadonlyArray<CompiledMatch & { readonly digest?: string }>
+  /** Policy name -> waived rule names (undefined: the whole policy). */
+  readonly waives: ReadonlyArray<{ readonly policy: string; readonly rules?: readonly string[] }>
+  readonly reason: string
+  readonly owner: string
+  /** Milliseconds since the epoch; the exception stops applying after it. */
+  readonly expires: number
+}
+
+export interface PolicySet {
+  readonly policies: readonly CompiledPolicy[]
+  readonly exceptions: readonly CompiledException[]
+  /** What an image no policy matches gets. */
+  readonly unmatched: 'allow' | 'audit' | 'deny'
+  /** A hash of every document's canonical content: keys the verdict cache. */
+  readonly revision: string
+}
