@@ -54,7 +54,7 @@ const FILL_IDLE_TIMEOUT_FACTOR = 2
 
 export async function createServices(config: Config, logger: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
-  const state = overrides.state ?? (await createState(config))
+  const state = overrides.state ?? createState(config, logger)
   const byName = new Map(config.upstreams.map((u) => [u.name, u]))
   const upstreamConfig = (name: string): UpstreamConfig => byName.get(name) as UpstreamConfig
   const store = await BlobStore.open({
@@ -138,9 +138,14 @@ function signatureRepositories(config: Config): (repo: RepoKey) => RepoKey {
   }
 }
 
-async function createState(config: Config): Promise<StateStore> {
+function createState(config: Config, logger: Logger): StateStore {
   if (config.state.backend === 'redis') {
-    return RedisStateStore.connect({ url: config.state.redis.url, prefix: config.state.redis.prefix })
+    // Connects in the background: Customs starts not ready rather than exiting while Redis is away.
+    return RedisStateStore.open({
+      url: config.state.redis.url,
+      prefix: config.state.redis.prefix,
+      onConnectionError: (err) => logger.warn({ err: err.message }, 'redis connection problem'),
+    })
   }
   return new MemoryStateStore()
 }

@@ -120,7 +120,7 @@ export class RedisStateStore implements StateStore {
   readonly #onError = (err: Error): void => this.#options.onConnectionError?.(err)
   readonly #onReady = (): void => {
     // A Redis restarted without persistence has lost the schema key: write it again.
-    this.#checkSchema().catch(() => {})
+    this.#checkSchema().catch((err: unknown) => this.#options.onConnectionError?.(err instanceof Error ? err : new Error(String(err))))
   }
 
   private constructor(options: RedisStateStoreOptions) {
@@ -142,6 +142,17 @@ export class RedisStateStore implements StateStore {
       await store.close()
       throw unavailable('connect', err)
     }
+    store.#client.on('ready', store.#onReady)
+    return store
+  }
+
+  /**
+   * Returns at once and connects in the background, so that a process started while Redis is
+   * down comes up not ready (every call STATE_UNAVAILABLE, /readyz 503) instead of exiting, and
+   * becomes ready when Redis answers. The schema version is checked on every (re)connection.
+   */
+  static open(options: RedisStateStoreOptions): RedisStateStore {
+    const store = new RedisStateStore(options)
     store.#client.on('ready', store.#onReady)
     return store
   }
