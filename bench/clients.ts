@@ -1,9 +1,11 @@
 // Clients of the pull benchmark: curl child processes for blob pulls (the same client cost on both
-// sides), wrk for requests per second, and checks that every measured download was right.
+// sides), wrk for requests per second, a keep-alive node:http client for per-request latency, and
+// checks that every measured download was right.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
+import { Agent, request as httpRequest } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { isolatedEnv, run } from '../test/helpers/processes.js'
 
@@ -211,4 +213,49 @@ export async function wrk(
     throw new Error(`wrk against ${url}: wrong answers or none:\n${stdout}`)
   }
   return result
+}
+
+/** One answer of {@link KeepAliveClient.get}. */
+export interface Answer {
+  status: number
+  /** The `Docker-Content-Digest` header ('' when absent). */
+  digest: string
+  body: Buffer
+  /** From the call until the last body byte, as the client sees it. */
+  ms: number
+}
+
+/**
+ * Sequential GETs over one kept-alive connection (node:http, one socket), timed from the call to
+ * the last body byte: the latency a client with a warm connection sees, client overhead included.
+ */
+export class KeepAliveClient {
+  readonly #agent = new Agent({ keepAlive: true, maxSockets: 1 })
+
+  get(url: string, headers: Record<string, string> = {}): Promise<Answer> {
+    return new Promise<Answer>((resolve, reject) => {
+      const started = performance.now()
+      const req = httpRequest(url, { agent: this.#agent, headers }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (chunk: Buffer) => chunks.push(chunk))
+        res.once('error', reject)
+        res.once('end', () => {
+          const header = res.headers['docker-content-digest']
+          resolve({
+            status: res.statusCode ?? 0,
+            digest: typeof header === 'string' ? header : '',
+            body: Buffer.concat(chunks),
+            ms: performance.now() - started,
+          })
+        })
+      })
+      req.setTimeout(60_000, () => req.destroy(new Error(`GET ${url} timed out after 60 s`)))
+      req.once('error', reject)
+      req.end()
+    })
+  }
+
+  close(): void {
+    this.#agent.destroy()
+  }
 }

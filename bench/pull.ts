@@ -1,6 +1,7 @@
 // `npm run bench [-- --quick] [-- --profile] [-- --no-build]`: blob and manifest pulls through
 // Customs (built dist) from a real docker-registry, side by side with nginx serving the same bytes
-// from disk. Prints a table with targets; exits non-zero only when a download or a service failed.
+// from disk, then the cost of signature verification (first pulls of signed images, repeats).
+// Prints tables with targets; exits non-zero only when a download or a service failed.
 
 import { mkdir, open, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -19,7 +20,7 @@ import {
   type Pull,
 } from './clients.js'
 import { nowUs, printProfile, type Window } from './profile.js'
-import { MiB, printHeader, printResults, type Settings } from './report.js'
+import { MiB, printHeader, printResults, printSignatureResults, type Settings } from './report.js'
 import {
   ROOT,
   RssSampler,
@@ -29,9 +30,10 @@ import {
   startNginx,
   type Service,
 } from './services.js'
+import { makeSigning, measureSignatures, pushSignatureImages } from './signatures.js'
 
 const USAGE = `usage: npm run bench [-- --quick] [-- --profile] [-- --no-build]
-  --quick     32 MiB and 16 MiB blobs, wrk 3 s: a smoke run CI can afford
+  --quick     32 MiB and 16 MiB blobs, wrk 3 s, 5 signed images: a smoke run CI can afford
   --profile   run Customs with --cpu-prof and summarise self time per phase (slows Customs down)
   --no-build  use the existing dist/ instead of running npm run build first
 CUSTOMS_KEEP_TMP=1 keeps the temp dirs (logs, storage, the .cpuprofile).`
@@ -72,6 +74,9 @@ const SETTINGS: Settings = {
   warmRuns: 5,
   wrkSeconds: QUICK ? 3 : 10,
   wrkConnections: 32,
+  signedImages: QUICK ? 5 : 20,
+  repeats: 2000,
+  repeatWarmup: 200,
 }
 const ACCEPT = `Accept: ${MANIFEST_ACCEPT}`
 
@@ -180,6 +185,8 @@ async function main(): Promise<number> {
     const big = await prepare(registry, 'bench/big', BIG, join(www, 'big.blob'))
     const mid = await prepare(registry, 'bench/mid', MID, join(www, 'mid.blob'))
     await writeFile(join(www, 'manifest.json'), big.manifest)
+    const signing = await makeSigning(await makeDir(join(dir, 'trust')))
+    const signatureImages = await pushSignatureImages(registry, signing, SETTINGS.signedImages)
     const disk = `write ${big.diskWrite.toFixed(3)} s + fdatasync ${big.diskSync.toFixed(3)} s`
     console.log(`disk (temp dir): nginx's ${BIG / MiB} MiB copy took ${disk}`)
 
@@ -190,6 +197,7 @@ async function main(): Promise<number> {
     const proxy = await startCustoms({
       dir: await makeDir(join(dir, 'customs')),
       upstreamUrl: registry.url,
+      trust: signing.trust,
       ...(profileDir !== undefined ? { profileDir } : {}),
     })
     customs = proxy
@@ -261,6 +269,15 @@ async function main(): Promise<number> {
     )
     const rpsNginx = await wrk(nginxManifest, wrkSeconds, wrkConnections, [ACCEPT])
 
+    const signed = SETTINGS.signedImages
+    progress(`6-8. signature verification: ${signed} signed images, ${SETTINGS.repeats} repeats`)
+    sampler.phase('6. signatures')
+    const signatures = await measureSignatures(proxy.url, registryLog, signatureImages, {
+      repeats: SETTINGS.repeats,
+      warmup: SETTINGS.repeatWarmup,
+      timed,
+    })
+
     printResults(
       {
         direct,
@@ -273,6 +290,7 @@ async function main(): Promise<number> {
       },
       SETTINGS
     )
+    printSignatureResults(signatures, SETTINGS)
     if (profileDir !== undefined) {
       progress('stopping Customs to write its CPU profile')
       await proxy.stop(60_000)

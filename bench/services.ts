@@ -1,5 +1,6 @@
-// The services of the pull benchmark: Customs from the built dist as its own process, nginx as the
-// physical reference, the registry's access log as the upstream fetch counter, and RSS sampling.
+// The services of the pull benchmark: Customs from the built dist as its own process (optionally
+// with a trust section), nginx as the physical reference, the registry's access log as the upstream
+// request counter, and RSS sampling.
 
 import { readFileSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
@@ -73,14 +74,37 @@ export interface CustomsOptions {
   upstreamUrl: string
   /** When set, the process runs with `--cpu-prof --cpu-prof-dir <profileDir>`. */
   profileDir?: string
+  /** When set, the `trust:` section: one trusted root and named public keys. */
+  trust?: CustomsTrust
+}
+
+/** A `trust:` section with one test root (no tlog or CT log, one timestamp) and keys. */
+export interface CustomsTrust {
+  /** A trusted_root.json. */
+  trustedRoot: string
+  keys: ReadonlyArray<{ name: string; pem: string }>
+}
+
+/** The YAML lines of `trust` (JSON strings are YAML double-quoted scalars). */
+function trustYaml(trust: CustomsTrust): string[] {
+  const root = `name: bench, trustedRoot: ${JSON.stringify(trust.trustedRoot)}`
+  const thresholds = 'tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 1'
+  return [
+    'trust:',
+    '  roots:',
+    `    - { ${root}, ${thresholds} }`,
+    '  keys:',
+    ...trust.keys.map((k) => `    - { name: ${k.name}, pem: ${JSON.stringify(k.pem)} }`),
+  ]
 }
 
 /**
  * Starts `node dist/main.js serve --config FILE` (the built entry point, no tsx) with storage in
- * `dir`, state in memory, one default upstream and log level warn; waits for /healthz.
+ * `dir`, state in memory, one default upstream, log level warn and the optional `trust` section;
+ * waits for /healthz.
  */
 export function startCustoms(options: CustomsOptions): Promise<Service> {
-  const { dir, upstreamUrl, profileDir } = options
+  const { dir, upstreamUrl, profileDir, trust } = options
   const launch = async (port: number): Promise<ServiceProcess> => {
     const configFile = join(dir, 'customs.yaml')
     const config = [
@@ -92,6 +116,7 @@ export function startCustoms(options: CustomsOptions): Promise<Service> {
       '  - name: docker.io',
       `    url: ${upstreamUrl}`,
       '    default: true',
+      ...(trust === undefined ? [] : trustYaml(trust)),
       '',
     ].join('\n')
     await writeFile(configFile, config)
@@ -178,6 +203,44 @@ export function countUpstreamGets(logFile: string, repo: string, digest: string)
     bytes += m[4] === '-' || m[4] === undefined ? 0 : Number(m[4])
   }
   return { count, bytes }
+}
+
+/** One request in the registry's access log. */
+export interface UpstreamRequest {
+  method: string
+  path: string
+  status: number
+}
+
+/** The requests in the registry's access log under `pathPrefix`, in the order it logged them. */
+export function upstreamRequests(logFile: string, pathPrefix = ''): UpstreamRequest[] {
+  const requests: UpstreamRequest[] = []
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    const m = ACCESS_LINE.exec(line)
+    if (m?.[1] === undefined || m[2]?.startsWith(pathPrefix) !== true) continue
+    requests.push({ method: m[1], path: m[2], status: Number(m[3]) })
+  }
+  return requests
+}
+
+/** How many requests the registry logged under `pathPrefix`, whatever the method or client. */
+export function countUpstreamRequests(logFile: string, pathPrefix = ''): number {
+  return upstreamRequests(logFile, pathPrefix).length
+}
+
+/**
+ * The request count once the access log has been still for `quietMs` (at most 5 s): the registry
+ * logs a request after its response, a moment after Customs may already have answered.
+ */
+export async function settledUpstreamRequests(logFile: string, quietMs = 500): Promise<number> {
+  const deadline = Date.now() + 5000
+  let count = countUpstreamRequests(logFile)
+  for (;;) {
+    await sleep(quietMs)
+    const now = countUpstreamRequests(logFile)
+    if (now === count || Date.now() > deadline) return now
+    count = now
+  }
 }
 
 /**
