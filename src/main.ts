@@ -12,6 +12,7 @@ import { createApp } from './app.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
 import { ConfigError, loadConfig } from './config/load.js'
+import { PolicyError } from './policy/load.js'
 import { createLogger } from './observability/logger.js'
 import { createServices } from './services.js'
 import { TlsError } from './tls/errors.js'
@@ -50,7 +51,17 @@ async function runServe(args: string[]): Promise<number> {
     }
     logTlsMaterial(logger, tls, 'tls certificates loaded')
   }
-  const services = await createServices(config, logger, file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {})
+  let services
+  try {
+    services = await createServices(config, logger, file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {})
+  } catch (err) {
+    // A policy set that does not validate stops the start: there is no previous set to keep.
+    if (err instanceof PolicyError) {
+      process.stderr.write(`${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
   const app = createApp(services)
   const common = { keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 }
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }
@@ -77,9 +88,11 @@ async function runServe(args: string[]): Promise<number> {
     server.once('listening', resolve)
     server.once('error', reject)
   })
+  // SIGHUP reloads the policy set (and the certificates, above); a set that fails stays out.
+  process.on('SIGHUP', () => void services.reloadPolicies())
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.listen.port
-  logger.info({ host: config.listen.host, port, scheme: tls === undefined ? 'http' : 'https', upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path }, 'customs listening')
+  logger.info({ host: config.listen.host, port, scheme: tls === undefined ? 'http' : 'https', upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path, policies: services.policyDir, policyRevision: services.policies.current().revision }, 'customs listening')
 
   return new Promise<number>((resolve) => {
     let stopping = false

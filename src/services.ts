@@ -16,7 +16,11 @@ import type { RepoKey, StateStore } from './state/store.js'
 import picomatch from 'picomatch'
 import { artifactReader } from './inspection/artifact-reader.js'
 import { SignatureService } from './verify/service.js'
-import { EMPTY_POLICY_SET, PolicyEngine } from './policy/engine.js'
+import { PolicyEngine } from './policy/engine.js'
+import { loadPolicies } from './policy/load.js'
+import { PolicyReloader, type ReloadResult } from './policy/reload.js'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { PolicySet } from './policy/types.js'
 import { MAX_CONFIG_BYTES } from './inspection/facts.js'
 import { loadTrust } from './verify/trust.js'
@@ -37,6 +41,10 @@ export interface Services {
   readonly blobs: BlobService
   readonly listings: Listings
   readonly policies: PolicyEngine
+  /** Loads the policy folder again (SIGHUP); the previous set stays when the new one fails. */
+  reloadPolicies(): Promise<ReloadResult>
+  /** The policy folder in force, when policies come from files. */
+  readonly policyDir: string | undefined
   close(): Promise<void>
 }
 
@@ -48,6 +56,9 @@ export interface ServiceOverrides {
   /** A policy set to start with instead of the configured one (tests). */
   readonly policies?: PolicySet
 }
+
+/** The shipped default policy set (audit mode), beside src/ and dist/ alike. */
+export const DEFAULT_POLICY_DIR = fileURLToPath(new URL('../policies/default', import.meta.url))
 
 /** The idle limit of an upstream blob transfer: a stalled upstream is abandoned after this. */
 const FILL_IDLE_TIMEOUT_FACTOR = 2
@@ -84,7 +95,16 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       signatureRepository: signatureRepositories(config),
     }
   )
-  const policies = new PolicyEngine(overrides.policies ?? EMPTY_POLICY_SET)
+  const policyDir = config.policy.path === undefined ? DEFAULT_POLICY_DIR : resolve(overrides.baseDir ?? process.cwd(), config.policy.path)
+  const loadSet = () =>
+    loadPolicies(policyDir, {
+      keyNames: new Set(config.trust.keys.map((k) => k.name)),
+      upstreams: new Set(config.upstreams.map((u) => u.name)),
+    })
+  // A set that does not load at start stops the start: there is no previous set to keep.
+  const policies = new PolicyEngine(overrides.policies ?? (await loadSet()))
+  const reloader = new PolicyReloader(policies, loadSet, logger)
+  if (overrides.policies === undefined && config.policy.watch) reloader.watch(policyDir)
   const inspector = new Inspector({
     signatures,
     trustRevision: trust.revision,
@@ -122,7 +142,10 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     blobs,
     listings,
     policies,
+    reloadPolicies: () => reloader.reload(),
+    policyDir: overrides.policies === undefined ? policyDir : undefined,
     async close() {
+      reloader.close()
       await store.close()
       await state.close()
     },

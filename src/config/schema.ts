@@ -172,6 +172,14 @@ export const configSchema = z
     upstreams: z.array(upstream).min(1).prefault(DEFAULT_UPSTREAMS),
     tls: tls.optional(),
     trust: trustSchema.prefault({}),
+    policy: z
+      .strictObject({
+        /** The folder of policy files; absent: the shipped default set (audit mode). */
+        path: z.string().min(1).optional(),
+        /** Reload when a file in the folder changes (SIGHUP always reloads). */
+        watch: z.boolean().default(true),
+      })
+      .prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Map<string, number>()

@@ -97,8 +97,8 @@ export function matches(m: CompiledMatch, input: { upstream: string; repository:
 /** The rule names a policy checks, for reporting passes as well as failures. */
 function ruleNames(p: CompiledPolicy): string[] {
   const names: string[] = []
-  if (p.authorities.length > 0) names.push('signature')
-  for (const a of p.attestations) names.push(`attestation:${a.name}`)
+  if (p.authorities.length > 0) names.push('authorities')
+  if (p.attestations.length > 0) names.push('attestations')
   const r = p.rules
   if (r.tags !== undefined) names.push('tags')
   if (r.digests !== undefined) names.push('digests')
@@ -121,14 +121,14 @@ function check(p: CompiledPolicy, input: EvaluationInput, now: number): Failure[
     const satisfied = p.authorities.filter((a) => satisfiedBy(a, v?.signatures ?? []))
     if (satisfied.length < p.authoritiesRequired) {
       const tolerated = unavailable !== undefined && p.onVerifierUnavailable === 'allow'
-      if (!tolerated) failures.push({ rule: 'signature', reason: signatureReason(p, v, satisfied.length, unavailable) })
+      if (!tolerated) failures.push({ rule: 'authorities', reason: signatureReason(p, v, satisfied.length, unavailable) })
     }
   }
   for (const a of p.attestations) {
     const reason = attestationFailure(a, v?.attestations ?? [], now)
     const tolerated = unavailable !== undefined && p.onVerifierUnavailable === 'allow'
     if (reason !== undefined && !tolerated) {
-      failures.push({ rule: `attestation:${a.name}`, reason: unavailable !== undefined ? `${reason} (verifier unavailable: ${unavailable})` : reason })
+      failures.push({ rule: 'attestations', reason: `${a.name}: ${unavailable !== undefined ? `${reason} (verifier unavailable: ${unavailable})` : reason}` })
     }
   }
   failures.push(...ruleFailures(p, input, now))

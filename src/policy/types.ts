@@ -89,4 +89,16 @@ export interface PolicySet {
   readonly unmatched: 'allow' | 'audit' | 'deny'
   /** A hash of every document's canonical content: keys the verdict cache. */
   readonly revision: string
+  /**
+   * What loaded but deserves a look (an expired exception, a Docker Hub name without its
+   * namespace), positioned like load errors; `policy lint` prints them. Absent when none.
+   */
+  readonly warnings?: ReadonlyArray<{
+    readonly file: string
+    readonly line: number
+    readonly column: number
+    readonly path: string
+    readonly code: string
+    readonly message: string
+  }>
 }

@@ -76,9 +76,9 @@ describe('deploy/Dockerfile', () => {
     }
   })
 
-  it('gives the runtime stage only package.json, production node_modules, dist and bin', () => {
+  it('gives the runtime stage only package.json, production node_modules, dist, bin and the shipped policies', () => {
     const copied = all(runtime, 'COPY').map((a) => copyArgs(a).dest.replace(/^\.\//, ''))
-    assert.deepEqual(copied.sort(), ['bin', 'dist', 'node_modules', 'package.json'])
+    assert.deepEqual(copied.sort(), ['bin', 'dist', 'node_modules', 'package.json', 'policies'])
     assert.doesNotMatch(all(runtime, 'RUN').join('\n'), /npm (ci|install)/)
   })
 

@@ -114,7 +114,7 @@ describe('evaluate', () => {
       const s = set([policy({ authorities: [ci] })])
       const none = evaluate(s, input(), NOW)
       assert.equal(none.outcome, 'detained')
-      assert.match(none.reasons[0] ?? '', /rule 'signature'/)
+      assert.match(none.reasons[0] ?? '', /rule 'authorities'/)
       const invalid = evaluate(s, input({ verification: facts([{ ...keyless, verified: false, reason: 'SIGNATURE_ERROR' }]) }), NOW)
       assert.equal(invalid.outcome, 'detained')
     })
