@@ -11,6 +11,7 @@ import { dirname, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
+import { policyLint } from './cli/policy.js'
 import { ConfigError, loadConfig } from './config/load.js'
 import { PolicyError } from './policy/load.js'
 import { createLogger } from './observability/logger.js'
@@ -21,6 +22,8 @@ import { loadTlsMaterial, logTlsMaterial, tlsReloader, type TlsMaterial } from '
 const USAGE = `usage:
   customs serve [--config FILE]     run Customs (embedded defaults without a file; CUSTOMS_* overrides)
   customs config check FILE         validate a configuration file
+  customs policy lint DIR [--config FILE]
+                                    validate a policy folder (key names and upstreams from the config)
 ${CERTS_USAGE}`
 
 async function runServe(args: string[]): Promise<number> {
@@ -122,8 +125,33 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'config' && rest[0] === 'check' && rest[1] !== undefined) {
     return configCheck(rest[1], { stdout: process.stdout, stderr: process.stderr }, { env: process.env })
   }
+  if (command === 'policy' && rest[0] === 'lint') return runPolicyLint(rest.slice(1))
   process.stderr.write(USAGE)
   return command === 'help' || command === '--help' ? 0 : 2
+}
+
+async function runPolicyLint(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true, strict: true })
+  const dir = positionals[0]
+  if (dir === undefined) {
+    process.stderr.write(USAGE)
+    return 2
+  }
+  const file = values.config ?? process.env.CUSTOMS_CONFIG
+  let config
+  try {
+    config = await loadConfig({ ...(file !== undefined ? { file } : {}), env: process.env })
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
+  return policyLint(dir, { stdout: process.stdout, stderr: process.stderr }, {
+    keyNames: new Set(config.trust.keys.map((k) => k.name)),
+    upstreams: new Set(config.upstreams.map((u) => u.name)),
+  })
 }
 
 main(process.argv.slice(2)).then(

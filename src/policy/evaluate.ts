@@ -48,22 +48,21 @@ interface Failure {
 
 export function evaluate(set: PolicySet, input: EvaluationInput, now = Date.now()): Decision {
   const matched = set.policies.filter((p) => p.match.some((m) => matches(m, input)))
-  if (matched.length === 0) {
-    const reason = `no policy matches ${input.upstream}/${input.repository}`
-    if (set.unmatched === 'allow') return { outcome: 'cleared', reasons: [], rules: [], policies: [] }
-    const mode = set.unmatched === 'deny' ? 'enforce' : 'audit'
-    return {
-      outcome: set.unmatched === 'deny' ? 'detained' : 'cleared-with-warnings',
-      reasons: [reason],
-      rules: [{ policy: '(unmatched)', rule: 'match', passed: false, reason, mode }],
-      policies: [],
-    }
-  }
-  const exceptions = set.exceptions.filter((e) => e.expires > now && e.images.some((m) => matches(m, input) && (m.digest === undefined || m.digest === input.digest)))
   const rules: RuleOutcome[] = []
   const reasons: string[] = []
   let enforced = false
   let audited = false
+  // An image is admitted by a matching policy that names who may sign it (a static pass
+  // included); policies with rules only constrain. Images nothing admits are "unmatched".
+  if (set.unmatched !== 'allow' && !matched.some((p) => p.authorities.length > 0)) {
+    const reason = `no policy admits ${input.upstream}/${input.repository}`
+    const mode = set.unmatched === 'deny' ? 'enforce' : 'audit'
+    rules.push({ policy: '(unmatched)', rule: 'match', passed: false, reason, mode })
+    reasons.push(reason)
+    if (mode === 'enforce') enforced = true
+    else audited = true
+  }
+  const exceptions = set.exceptions.filter((e) => e.expires > now && e.images.some((m) => matches(m, input) && (m.digest === undefined || m.digest === input.digest)))
   for (const policy of matched) {
     const failures = check(policy, input, now)
     const checked = new Set(failures.map((f) => f.rule))

@@ -3,7 +3,12 @@
 
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { CelCompileError, CelEvaluationError, compileCel, MAX_CEL_LENGTH } from '../../../src/policy/cel.js'
+import {
+  CelCompileError,
+  CelEvaluationError,
+  compileCel,
+  MAX_CEL_LENGTH,
+} from '../../../src/policy/cel.js'
 import { issuesOf, load, only, policyDoc } from './helpers.js'
 
 const FACTS = {
@@ -14,14 +19,22 @@ const FACTS = {
     digest: `sha256:${'a'.repeat(64)}`,
     mediaType: 'application/vnd.oci.image.manifest.v1+json',
     created: '2024-05-01T12:00:00Z',
-    labels: { team: 'web', 'org.opencontainers.image.source': 'https://github.com/nginx/docker-nginx' },
+    labels: {
+      team: 'web',
+      'org.opencontainers.image.source': 'https://github.com/nginx/docker-nginx',
+    },
     platforms: ['linux/amd64', 'linux/arm64'],
     layers: 7,
     size: 70_000_000,
     user: '101',
   },
   signatures: [
-    { verified: false, kind: 'keyless', subject: 'mallory@example.com', issuer: 'https://accounts.google.com' },
+    {
+      verified: false,
+      kind: 'keyless',
+      subject: 'mallory@example.com',
+      issuer: 'https://accounts.google.com',
+    },
     { verified: true, kind: 'keyed', key: 'release' },
   ],
   attestations: [{ verified: true, predicateType: 'https://slsa.dev/provenance/v1' }],
@@ -56,8 +69,14 @@ describe('compileCel', () => {
       ['signatures.exists(s, s.verified)', true],
       ['signatures.all(s, s.verified)', false],
       ["signatures.exists(s, s.verified && s.kind == 'keyless')", false],
-      ["attestations.exists(a, a.verified && a.predicateType.startsWith('https://slsa.dev/provenance/'))", true],
-      ["image.labels['org.opencontainers.image.source'].matches('^https://github\\\\.com/nginx/')", true],
+      [
+        "attestations.exists(a, a.verified && a.predicateType.startsWith('https://slsa.dev/provenance/'))",
+        true,
+      ],
+      [
+        "image.labels['org.opencontainers.image.source'].matches('^https://github\\\\.com/nginx/')",
+        true,
+      ],
       ["image.repository.split('/')[0] == 'library'", true],
       ['has(image.tag) && !has(image.missing)', true],
       ["image.mediaType.endsWith('+json') ? 'json' : 'other'", 'json'],
@@ -78,9 +97,18 @@ describe('compileCel', () => {
 
   it('takes a Date as a timestamp, and leaves a created that is not RFC 3339 a string', () => {
     const after2020 = "image.created > timestamp('2020-01-01T00:00:00Z')"
-    assert.equal(evaluate(after2020, { image: { created: new Date('2024-01-01T00:00:00Z') } }), true)
-    assert.equal(evaluate('image.created == "yesterday"', { image: { created: 'yesterday' } }), true)
-    assert.throws(() => evaluate(after2020, { image: { created: 'yesterday' } }), CelEvaluationError)
+    assert.equal(
+      evaluate(after2020, { image: { created: new Date('2024-01-01T00:00:00Z') } }),
+      true
+    )
+    assert.equal(
+      evaluate('image.created == "yesterday"', { image: { created: 'yesterday' } }),
+      true
+    )
+    assert.throws(
+      () => evaluate(after2020, { image: { created: 'yesterday' } }),
+      CelEvaluationError
+    )
   })
 
   it('treats label names as map keys, never as protobuf message fields', () => {
@@ -105,7 +133,7 @@ describe('compileCel', () => {
     it('a syntax error, with its position in the expression', () => {
       const err = compileError("image.labels['team'] !=")
       assert.deepEqual([err.line, err.column], [1, 22])
-      const multi = compileError("image.layers > 1 &&\n  image.labels[")
+      const multi = compileError('image.layers > 1 &&\n  image.labels[')
       assert.equal(multi.line, 2)
     })
 
@@ -145,18 +173,28 @@ describe('cel rules in policies', () => {
   })
 
   it('report a syntax error at the cel key of the document', () => {
-    const text = policyDoc('p', "match: [{}]\nrules:\n  maxLayers: 10\n  cel: \"image.labels['team'] !=\"")
+    const text = policyDoc(
+      'p',
+      'match: [{}]\nrules:\n  maxLayers: 10\n  cel: "image.labels[\'team\'] !="'
+    )
     const issue = only(issuesOf(text), 'INVALID_CEL', 'spec.rules.cel')
     assert.deepEqual([issue.file, issue.line, issue.column], ['policy.yaml', 8, 10])
   })
 
   it('report an error in a block scalar at the line of its key', () => {
-    const text = policyDoc('p', 'match: [{}]\nrules:\n  cel: |\n    image.layers > 1 &&\n      imgae.user != ""')
+    const text = policyDoc(
+      'p',
+      'match: [{}]\nrules:\n  cel: |\n    image.layers > 1 &&\n      imgae.user != ""'
+    )
     const issue = only(issuesOf(text), 'INVALID_CEL', 'spec.rules.cel')
     assert.equal(issue.line, 7)
   })
 
   it('report an unknown variable as a compile error', () => {
-    only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { cel: "request.user == 1" }')), 'INVALID_CEL', 'spec.rules.cel')
+    only(
+      issuesOf(policyDoc('p', 'match: [{}]\nrules: { cel: "request.user == 1" }')),
+      'INVALID_CEL',
+      'spec.rules.cel'
+    )
   })
 })

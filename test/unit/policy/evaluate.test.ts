@@ -5,7 +5,12 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import picomatch from 'picomatch'
 import { evaluate, type EvaluationInput } from '../../../src/policy/evaluate.js'
-import type { CompiledPolicy, PolicySet, CompiledException, CompiledRules } from '../../../src/policy/types.js'
+import type {
+  CompiledPolicy,
+  PolicySet,
+  CompiledException,
+  CompiledRules,
+} from '../../../src/policy/types.js'
 import type { SignatureFact, VerificationFacts } from '../../../src/verify/facts.js'
 
 const D = `sha256:${'a'.repeat(64)}`
@@ -37,12 +42,26 @@ const keyless: SignatureFact = {
   artifact: D as never,
   verified: true,
   kind: 'keyless',
-  identity: { subject: SUBJECT, issuer: ISSUER, extensions: { sourceRepositoryUri: 'https://github.com/acme/app' } },
+  identity: {
+    subject: SUBJECT,
+    issuer: ISSUER,
+    extensions: { sourceRepositoryUri: 'https://github.com/acme/app' },
+  },
   tlog: true,
 }
-const keyed: SignatureFact = { source: 'legacy-sig', artifact: D as never, verified: true, kind: 'keyed', key: 'release', tlog: false }
+const keyed: SignatureFact = {
+  source: 'legacy-sig',
+  artifact: D as never,
+  verified: true,
+  kind: 'keyed',
+  key: 'release',
+  tlog: false,
+}
 
-function facts(signatures: SignatureFact[] = [], extra: Partial<VerificationFacts> = {}): VerificationFacts {
+function facts(
+  signatures: SignatureFact[] = [],
+  extra: Partial<VerificationFacts> = {}
+): VerificationFacts {
   return { signatures, attestations: [], notation: 0, discoveryErrors: [], ...extra }
 }
 
@@ -76,15 +95,43 @@ describe('evaluate', () => {
     it('returns cleared, audit or detained as the set says', () => {
       const none = [policy({ match: [{ repository: picomatch('other/**') }] })]
       assert.equal(evaluate(set(none), input(), NOW).outcome, 'cleared')
-      assert.equal(evaluate(set(none, { unmatched: 'audit' }), input(), NOW).outcome, 'cleared-with-warnings')
+      assert.equal(
+        evaluate(set(none, { unmatched: 'audit' }), input(), NOW).outcome,
+        'cleared-with-warnings'
+      )
       assert.equal(evaluate(set(none, { unmatched: 'deny' }), input(), NOW).outcome, 'detained')
+    })
+  })
+
+  describe('when only constraining policies match', () => {
+    it('the image is still unmatched: rules constrain, only authorities admit', () => {
+      const constrain = policy({ name: 'no-latest', rules: { tags: { deny: picomatch('latest') } } })
+      const d = evaluate(set([constrain], { unmatched: 'deny' }), input({ tag: 'v1' }), NOW)
+      assert.equal(d.outcome, 'detained')
+      assert.equal(d.rules.find((r) => !r.passed)?.policy, '(unmatched)')
+      const admit = policy({ name: 'admit', authorities: [{ kind: 'static', name: 'ok', action: 'pass' }] })
+      assert.equal(evaluate(set([constrain, admit], { unmatched: 'deny' }), input({ tag: 'v1' }), NOW).outcome, 'cleared')
     })
   })
 
   describe('when matching', () => {
     it('matches upstream exactly and repository by glob, ** crossing slashes', () => {
-      const p = policy({ match: [{ upstream: 'ghcr.io', repository: picomatch('acme/**') }], rules: { nonRoot: true } })
-      assert.deepEqual(evaluate(set([p]), input({ upstream: 'ghcr.io', repository: 'acme/a/b', image: { ...input().image, user: '' } }), NOW).policies, ['p'])
+      const p = policy({
+        match: [{ upstream: 'ghcr.io', repository: picomatch('acme/**') }],
+        rules: { nonRoot: true },
+      })
+      assert.deepEqual(
+        evaluate(
+          set([p]),
+          input({
+            upstream: 'ghcr.io',
+            repository: 'acme/a/b',
+            image: { ...input().image, user: '' },
+          }),
+          NOW
+        ).policies,
+        ['p']
+      )
       assert.deepEqual(evaluate(set([p]), input({ upstream: 'docker.io' }), NOW).policies, [])
     })
     it('a tag-scoped match applies only to pulls by a matching tag', () => {
@@ -98,12 +145,20 @@ describe('evaluate', () => {
       const bad = policy({ name: 'bad', rules: { maxLayers: 1 } })
       const d = evaluate(set([ok, bad]), input(), NOW)
       assert.equal(d.outcome, 'detained')
-      assert.deepEqual(d.rules.filter((r) => !r.passed).map((r) => [r.policy, r.rule]), [['bad', 'maxLayers']])
+      assert.deepEqual(
+        d.rules.filter((r) => !r.passed).map((r) => [r.policy, r.rule]),
+        [['bad', 'maxLayers']]
+      )
     })
   })
 
   describe('signature authorities', () => {
-    const ci = { kind: 'keyless' as const, name: 'ci', issuer: ISSUER, subjectRegExp: 'https://github\\.com/acme/app/.*' }
+    const ci = {
+      kind: 'keyless' as const,
+      name: 'ci',
+      issuer: ISSUER,
+      subjectRegExp: 'https://github\\.com/acme/app/.*',
+    }
     const key = { kind: 'key' as const, name: 'release-key', key: 'release' }
     it('passes with a verified signature from one authority (OR)', () => {
       const s = set([policy({ authorities: [ci, key] })])
@@ -115,7 +170,13 @@ describe('evaluate', () => {
       const none = evaluate(s, input(), NOW)
       assert.equal(none.outcome, 'detained')
       assert.match(none.reasons[0] ?? '', /rule 'authorities'/)
-      const invalid = evaluate(s, input({ verification: facts([{ ...keyless, verified: false, reason: 'SIGNATURE_ERROR' }]) }), NOW)
+      const invalid = evaluate(
+        s,
+        input({
+          verification: facts([{ ...keyless, verified: false, reason: 'SIGNATURE_ERROR' }]),
+        }),
+        NOW
+      )
       assert.equal(invalid.outcome, 'detained')
     })
     it('anchors the subject regex: a pattern inside the subject is not enough', () => {
@@ -123,61 +184,207 @@ describe('evaluate', () => {
       assert.equal(evaluate(s, input({ verification: facts([keyless]) }), NOW).outcome, 'detained')
     })
     it('checks the issuer exactly and extensions by value', () => {
-      const wrongIssuer = set([policy({ authorities: [{ ...ci, issuer: 'https://accounts.google.com' }] })])
-      assert.equal(evaluate(wrongIssuer, input({ verification: facts([keyless]) }), NOW).outcome, 'detained')
-      const ext = set([policy({ authorities: [{ ...ci, extensions: { sourceRepositoryUri: 'https://github.com/evil/app' } }] })])
-      assert.equal(evaluate(ext, input({ verification: facts([keyless]) }), NOW).outcome, 'detained')
+      const wrongIssuer = set([
+        policy({ authorities: [{ ...ci, issuer: 'https://accounts.google.com' }] }),
+      ])
+      assert.equal(
+        evaluate(wrongIssuer, input({ verification: facts([keyless]) }), NOW).outcome,
+        'detained'
+      )
+      const ext = set([
+        policy({
+          authorities: [
+            { ...ci, extensions: { sourceRepositoryUri: 'https://github.com/evil/app' } },
+          ],
+        }),
+      ])
+      assert.equal(
+        evaluate(ext, input({ verification: facts([keyless]) }), NOW).outcome,
+        'detained'
+      )
     })
     it('requires k of n authorities when authoritiesRequired says so', () => {
       const s = set([policy({ authorities: [ci, key], authoritiesRequired: 2 })])
       assert.equal(evaluate(s, input({ verification: facts([keyless]) }), NOW).outcome, 'detained')
-      assert.equal(evaluate(s, input({ verification: facts([keyless, keyed]) }), NOW).outcome, 'cleared')
+      assert.equal(
+        evaluate(s, input({ verification: facts([keyless, keyed]) }), NOW).outcome,
+        'cleared'
+      )
     })
     it('static authorities pass or fail without any signature', () => {
-      assert.equal(evaluate(set([policy({ authorities: [{ kind: 'static', name: 's', action: 'pass' }] })]), input(), NOW).outcome, 'cleared')
-      assert.equal(evaluate(set([policy({ authorities: [{ kind: 'static', name: 's', action: 'fail' }] })]), input(), NOW).outcome, 'detained')
+      assert.equal(
+        evaluate(
+          set([policy({ authorities: [{ kind: 'static', name: 's', action: 'pass' }] })]),
+          input(),
+          NOW
+        ).outcome,
+        'cleared'
+      )
+      assert.equal(
+        evaluate(
+          set([policy({ authorities: [{ kind: 'static', name: 's', action: 'fail' }] })]),
+          input(),
+          NOW
+        ).outcome,
+        'detained'
+      )
     })
     it('when discovery failed, denies by default and allows when the policy says so', () => {
       const broken = facts([], { discoveryErrors: ['referrers: UPSTREAM_UNAVAILABLE'] })
-      assert.equal(evaluate(set([policy({ authorities: [ci] })]), input({ verification: broken }), NOW).outcome, 'detained')
-      assert.equal(evaluate(set([policy({ authorities: [ci], onVerifierUnavailable: 'allow' })]), input({ verification: broken }), NOW).outcome, 'cleared')
+      assert.equal(
+        evaluate(set([policy({ authorities: [ci] })]), input({ verification: broken }), NOW)
+          .outcome,
+        'detained'
+      )
+      assert.equal(
+        evaluate(
+          set([policy({ authorities: [ci], onVerifierUnavailable: 'allow' })]),
+          input({ verification: broken }),
+          NOW
+        ).outcome,
+        'cleared'
+      )
     })
   })
 
   describe('attestations', () => {
-    const slsa = { name: 'prov', predicateType: 'https://slsa.dev/provenance/v1', slsa: { builderId: 'b' } }
-    const att = (over: object = {}) => ({ source: 'referrer' as const, artifact: D as never, verified: true, predicateType: 'https://slsa.dev/provenance/v1', predicate: { slsa: { builderId: 'b' } }, ...over })
+    const slsa = {
+      name: 'prov',
+      predicateType: 'https://slsa.dev/provenance/v1',
+      slsa: { builderId: 'b' },
+    }
+    const att = (over: object = {}) => ({
+      source: 'referrer' as const,
+      artifact: D as never,
+      verified: true,
+      predicateType: 'https://slsa.dev/provenance/v1',
+      predicate: { slsa: { builderId: 'b' } },
+      ...over,
+    })
     it('passes with a verified attestation meeting the conditions', () => {
-      assert.equal(evaluate(set([policy({ attestations: [slsa] })]), input({ verification: facts([], { attestations: [att()] }) }), NOW).outcome, 'cleared')
+      assert.equal(
+        evaluate(
+          set([policy({ attestations: [slsa] })]),
+          input({ verification: facts([], { attestations: [att()] }) }),
+          NOW
+        ).outcome,
+        'cleared'
+      )
     })
     it('fails when missing, unverified, or of another builder', () => {
       const s = set([policy({ attestations: [slsa] })])
       assert.equal(evaluate(s, input(), NOW).outcome, 'detained')
-      assert.equal(evaluate(s, input({ verification: facts([], { attestations: [att({ verified: false, reason: 'x' })] }) }), NOW).outcome, 'detained')
-      assert.equal(evaluate(s, input({ verification: facts([], { attestations: [att({ predicate: { slsa: { builderId: 'other' } } })] }) }), NOW).outcome, 'detained')
+      assert.equal(
+        evaluate(
+          s,
+          input({
+            verification: facts([], { attestations: [att({ verified: false, reason: 'x' })] }),
+          }),
+          NOW
+        ).outcome,
+        'detained'
+      )
+      assert.equal(
+        evaluate(
+          s,
+          input({
+            verification: facts([], {
+              attestations: [att({ predicate: { slsa: { builderId: 'other' } } })],
+            }),
+          }),
+          NOW
+        ).outcome,
+        'detained'
+      )
     })
     it('fails a vulnerability scan older than allowed', () => {
-      const vuln = { name: 'scan', predicateType: 'https://cosign.sigstore.dev/attestation/vuln/v1', vulnerabilities: { maxAgeMs: 86_400_000 } }
-      const fresh = att({ predicateType: vuln.predicateType, predicate: { vulnerabilities: { finishedOn: new Date(NOW - 3600_000).toISOString() } } })
-      const old = att({ predicateType: vuln.predicateType, predicate: { vulnerabilities: { finishedOn: new Date(NOW - 3 * 86_400_000).toISOString() } } })
-      assert.equal(evaluate(set([policy({ attestations: [vuln] })]), input({ verification: facts([], { attestations: [fresh] }) }), NOW).outcome, 'cleared')
-      assert.equal(evaluate(set([policy({ attestations: [vuln] })]), input({ verification: facts([], { attestations: [old] }) }), NOW).outcome, 'detained')
+      const vuln = {
+        name: 'scan',
+        predicateType: 'https://cosign.sigstore.dev/attestation/vuln/v1',
+        vulnerabilities: { maxAgeMs: 86_400_000 },
+      }
+      const fresh = att({
+        predicateType: vuln.predicateType,
+        predicate: { vulnerabilities: { finishedOn: new Date(NOW - 3600_000).toISOString() } },
+      })
+      const old = att({
+        predicateType: vuln.predicateType,
+        predicate: {
+          vulnerabilities: { finishedOn: new Date(NOW - 3 * 86_400_000).toISOString() },
+        },
+      })
+      assert.equal(
+        evaluate(
+          set([policy({ attestations: [vuln] })]),
+          input({ verification: facts([], { attestations: [fresh] }) }),
+          NOW
+        ).outcome,
+        'cleared'
+      )
+      assert.equal(
+        evaluate(
+          set([policy({ attestations: [vuln] })]),
+          input({ verification: facts([], { attestations: [old] }) }),
+          NOW
+        ).outcome,
+        'detained'
+      )
     })
   })
 
   describe('image-fact rules', () => {
-    const cases: Array<[string, CompiledRules, Partial<EvaluationInput>, Partial<EvaluationInput>]> = [
+    const cases: Array<
+      [string, CompiledRules, Partial<EvaluationInput>, Partial<EvaluationInput>]
+    > = [
       ['tags deny', { tags: { deny: picomatch('latest') } }, { tag: 'v1' }, { tag: 'latest' }],
       ['tags allow', { tags: { allow: picomatch('v*') } }, { tag: 'v1' }, { tag: 'main' }],
-      ['digests deny', { digests: { deny: new Set([`sha256:${'b'.repeat(64)}`]) } }, {}, { digest: `sha256:${'b'.repeat(64)}` }],
-      ['digests allow', { digests: { allow: new Set([D]) } }, {}, { digest: `sha256:${'c'.repeat(64)}` }],
-      ['maxAge', { maxAgeMs: 60 * 86_400_000 }, {}, { image: { ...input().image, created: '2020-01-01T00:00:00Z' } }],
-      ['labels', { labels: [{ name: 'org.opencontainers.image.source', value: picomatch('https://github.com/acme/*'), pattern: 'https://github.com/acme/*' }] }, {}, { image: { ...input().image, labels: {} } }],
-      ['platforms', { platforms: new Set(['linux/amd64']) }, {}, { image: { ...input().image, platforms: ['linux/s390x'] } }],
+      [
+        'digests deny',
+        { digests: { deny: new Set([`sha256:${'b'.repeat(64)}`]) } },
+        {},
+        { digest: `sha256:${'b'.repeat(64)}` },
+      ],
+      [
+        'digests allow',
+        { digests: { allow: new Set([D]) } },
+        {},
+        { digest: `sha256:${'c'.repeat(64)}` },
+      ],
+      [
+        'maxAge',
+        { maxAgeMs: 60 * 86_400_000 },
+        {},
+        { image: { ...input().image, created: '2020-01-01T00:00:00Z' } },
+      ],
+      [
+        'labels',
+        {
+          labels: [
+            {
+              name: 'org.opencontainers.image.source',
+              value: picomatch('https://github.com/acme/*'),
+              pattern: 'https://github.com/acme/*',
+            },
+          ],
+        },
+        {},
+        { image: { ...input().image, labels: {} } },
+      ],
+      [
+        'platforms',
+        { platforms: new Set(['linux/amd64']) },
+        {},
+        { image: { ...input().image, platforms: ['linux/s390x'] } },
+      ],
       ['maxLayers', { maxLayers: 3 }, {}, { image: { ...input().image, layers: 4 } }],
       ['maxSize', { maxSizeBytes: 1000 }, {}, { image: { ...input().image, size: 1001 } }],
       ['nonRoot', { nonRoot: true }, {}, { image: { ...input().image, user: '' } }],
-      ['cel', { cel: { source: 'x', evaluate: (f) => (f.image as { user: string }).user !== '' } }, {}, { image: { ...input().image, user: '' } }],
+      [
+        'cel',
+        { cel: { source: 'x', evaluate: (f) => (f.image as { user: string }).user !== '' } },
+        {},
+        { image: { ...input().image, user: '' } },
+      ],
     ]
     for (const [rule, rules, pass, fail] of cases) {
       it(`${rule}: passes and fails`, () => {
@@ -188,12 +395,31 @@ describe('evaluate', () => {
       })
     }
     it('a CEL expression that throws fails its rule, closed', () => {
-      const d = evaluate(rulesPolicy({ cel: { source: 'boom', evaluate: () => { throw new Error('no such key') } } }), input(), NOW)
+      const d = evaluate(
+        rulesPolicy({
+          cel: {
+            source: 'boom',
+            evaluate: () => {
+              throw new Error('no such key')
+            },
+          },
+        }),
+        input(),
+        NOW
+      )
       assert.equal(d.outcome, 'detained')
     })
     it('an index passes platforms when it offers an allowed one', () => {
-      const index = { ...input().image, kind: 'index' as const, platforms: ['linux/amd64', 'linux/s390x'] }
-      assert.equal(evaluate(rulesPolicy({ platforms: new Set(['linux/amd64']) }), input({ image: index }), NOW).outcome, 'cleared')
+      const index = {
+        ...input().image,
+        kind: 'index' as const,
+        platforms: ['linux/amd64', 'linux/s390x'],
+      }
+      assert.equal(
+        evaluate(rulesPolicy({ platforms: new Set(['linux/amd64']) }), input({ image: index }), NOW)
+          .outcome,
+        'cleared'
+      )
     })
   })
 
@@ -214,12 +440,27 @@ describe('evaluate', () => {
     })
     it('an exception waives the named rule until it expires', () => {
       const p = policy({ rules: { maxLayers: 1 } })
-      const active = evaluate(set([p], { exceptions: [exception(NOW + 1000, ['maxLayers'])] }), input(), NOW)
+      const active = evaluate(
+        set([p], { exceptions: [exception(NOW + 1000, ['maxLayers'])] }),
+        input(),
+        NOW
+      )
       assert.equal(active.outcome, 'cleared')
       assert.equal(active.rules.find((r) => r.rule === 'maxLayers')?.waivedBy, 'waiver')
-      assert.equal(evaluate(set([p], { exceptions: [exception(NOW - 1000, ['maxLayers'])] }), input(), NOW).outcome, 'detained')
-      assert.equal(evaluate(set([p], { exceptions: [exception(NOW + 1000, ['nonRoot'])] }), input(), NOW).outcome, 'detained')
-      assert.equal(evaluate(set([p], { exceptions: [exception(NOW + 1000)] }), input(), NOW).outcome, 'cleared')
+      assert.equal(
+        evaluate(set([p], { exceptions: [exception(NOW - 1000, ['maxLayers'])] }), input(), NOW)
+          .outcome,
+        'detained'
+      )
+      assert.equal(
+        evaluate(set([p], { exceptions: [exception(NOW + 1000, ['nonRoot'])] }), input(), NOW)
+          .outcome,
+        'detained'
+      )
+      assert.equal(
+        evaluate(set([p], { exceptions: [exception(NOW + 1000)] }), input(), NOW).outcome,
+        'cleared'
+      )
     })
   })
 })

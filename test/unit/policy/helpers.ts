@@ -3,7 +3,12 @@
 
 import assert from 'node:assert/strict'
 import { parsePolicyDocuments, PolicyError } from '../../../src/policy/load.js'
-import type { PolicyFile, PolicyIssue, PolicyIssueCode, PolicyLoadOptions } from '../../../src/policy/load.js'
+import type {
+  PolicyFile,
+  PolicyIssue,
+  PolicyIssueCode,
+  PolicyLoadOptions,
+} from '../../../src/policy/load.js'
 import type { PolicySet } from '../../../src/policy/types.js'
 
 export const KEYS: ReadonlySet<string> = new Set(['release'])
@@ -11,9 +16,17 @@ export const OPTIONS: PolicyLoadOptions = { keyNames: KEYS, now: () => Date.UTC(
 
 /** A text without the indentation common to its lines, and without its first and last blank line. */
 export function yaml(strings: TemplateStringsArray, ...values: unknown[]): string {
-  const text = strings.reduce((out, s, i) => out + s + (i < values.length ? String(values[i]) : ''), '')
-  const lines = text.replace(/^\n/, '').replace(/\n[ ]*$/, '').split('\n')
-  const indent = Math.min(...lines.filter((l) => l.trim() !== '').map((l) => l.match(/^ */)?.[0].length ?? 0))
+  const text = strings.reduce(
+    (out, s, i) => out + s + (i < values.length ? String(values[i]) : ''),
+    ''
+  )
+  const lines = text
+    .replace(/^\n/, '')
+    .replace(/\n[ ]*$/, '')
+    .split('\n')
+  const indent = Math.min(
+    ...lines.filter((l) => l.trim() !== '').map((l) => l.match(/^ */)?.[0].length ?? 0)
+  )
   return `${lines.map((l) => l.slice(indent)).join('\n')}\n`
 }
 
@@ -35,12 +48,18 @@ export function assertPositioned(issues: readonly PolicyIssue[]): void {
   for (const issue of issues) {
     assert.ok(issue.file !== '', `issue without a file: ${JSON.stringify(issue)}`)
     assert.ok(Number.isInteger(issue.line) && issue.line >= 1, `bad line: ${JSON.stringify(issue)}`)
-    assert.ok(Number.isInteger(issue.column) && issue.column >= 1, `bad column: ${JSON.stringify(issue)}`)
+    assert.ok(
+      Number.isInteger(issue.column) && issue.column >= 1,
+      `bad column: ${JSON.stringify(issue)}`
+    )
   }
 }
 
 /** The issues of the PolicyError that loading throws; fails the test when nothing is thrown. */
-export function issuesOf(files: Files, options: PolicyLoadOptions = OPTIONS): readonly PolicyIssue[] {
+export function issuesOf(
+  files: Files,
+  options: PolicyLoadOptions = OPTIONS
+): readonly PolicyIssue[] {
   try {
     load(files, options)
   } catch (err) {
@@ -52,9 +71,17 @@ export function issuesOf(files: Files, options: PolicyLoadOptions = OPTIONS): re
 }
 
 /** The one issue with this code (and path, when given). */
-export function only(issues: readonly PolicyIssue[], code: PolicyIssueCode, path?: string): PolicyIssue {
+export function only(
+  issues: readonly PolicyIssue[],
+  code: PolicyIssueCode,
+  path?: string
+): PolicyIssue {
   const found = issues.filter((i) => i.code === code && (path === undefined || i.path === path))
-  assert.equal(found.length, 1, `one ${code} issue at ${path ?? 'any path'} in ${JSON.stringify(issues, null, 1)}`)
+  assert.equal(
+    found.length,
+    1,
+    `one ${code} issue at ${path ?? 'any path'} in ${JSON.stringify(issues, null, 1)}`
+  )
   return found[0] as PolicyIssue
 }
 

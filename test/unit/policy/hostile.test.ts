@@ -12,7 +12,9 @@ import type { PolicyFile } from '../../../src/policy/load.js'
 import { OPTIONS } from './helpers.js'
 
 const VALID = resolve(dirname(fileURLToPath(import.meta.url)), '../../fixtures/policies/valid')
-const SEEDS = ['base.yaml', 'exceptions.yaml', 'teams/platform.yml'].map((f) => readFileSync(join(VALID, f), 'utf8'))
+const SEEDS = ['base.yaml', 'exceptions.yaml', 'teams/platform.yml'].map((f) =>
+  readFileSync(join(VALID, f), 'utf8')
+)
 
 /** Loads, and checks that the only failure is a PolicyError with positioned issues. */
 function survives(files: PolicyFile[]): void {
@@ -30,14 +32,61 @@ function survives(files: PolicyFile[]): void {
 
 /** Pieces of YAML and of policies, so that generated text gets past the parser often. */
 const FRAGMENTS = [
-  'apiVersion: customs.dev/v1\n', 'kind: ImagePolicy\n', 'kind: PolicyException\n', 'kind: PolicySettings\n',
-  'metadata: { name: p }\n', 'spec:\n', '  match:\n', '    - repository: "**"\n', '  - { upstream: docker.io }\n',
-  '  authorities:\n', '    - { name: a, static: pass }\n', '    - { name: k, key: { name: release } }\n',
-  '  rules:\n', '    cel: "', 'image.labels[', '    maxAge: 7d\n', '    tags: { allow: ["v*"] }\n',
-  '  waives: [{ policy: p }]\n', '  expires: 2030-01-01\n', '---\n', '...\n', '&a ', '*a ', '<<: *a\n',
-  '!!binary ', '!!str ', '!tag ', '? ', ': ', '- ', '  ', '\t', '\n', '"', "'", '[', ']', '{', '}', ',', '#', '|\n',
-  '>-\n', '%YAML 1.2\n', '__proto__: ', 'constructor: ', '~', 'null', '1e999', '0x1F', '\u0000', '\uFEFF', '\uD800',
-  'é', '😀',
+  'apiVersion: customs.dev/v1\n',
+  'kind: ImagePolicy\n',
+  'kind: PolicyException\n',
+  'kind: PolicySettings\n',
+  'metadata: { name: p }\n',
+  'spec:\n',
+  '  match:\n',
+  '    - repository: "**"\n',
+  '  - { upstream: docker.io }\n',
+  '  authorities:\n',
+  '    - { name: a, static: pass }\n',
+  '    - { name: k, key: { name: release } }\n',
+  '  rules:\n',
+  '    cel: "',
+  'image.labels[',
+  '    maxAge: 7d\n',
+  '    tags: { allow: ["v*"] }\n',
+  '  waives: [{ policy: p }]\n',
+  '  expires: 2030-01-01\n',
+  '---\n',
+  '...\n',
+  '&a ',
+  '*a ',
+  '<<: *a\n',
+  '!!binary ',
+  '!!str ',
+  '!tag ',
+  '? ',
+  ': ',
+  '- ',
+  '  ',
+  '\t',
+  '\n',
+  '"',
+  "'",
+  '[',
+  ']',
+  '{',
+  '}',
+  ',',
+  '#',
+  '|\n',
+  '>-\n',
+  '%YAML 1.2\n',
+  '__proto__: ',
+  'constructor: ',
+  '~',
+  'null',
+  '1e999',
+  '0x1F',
+  '\u0000',
+  '\uFEFF',
+  '\uD800',
+  'é',
+  '😀',
 ]
 
 const yamlish = fc
@@ -100,6 +149,10 @@ describe('hostile policy input', () => {
       survives([{ path: 'deep.yaml', text }])
     }
     survives([{ path: 'after.yaml', text: '? [a]\n: b\n? {c: d}\n: e\n' }])
-    assert.equal(parsePolicyDocuments([{ path: 'ok.yaml', text: SEEDS[0] as string }], OPTIONS).policies.length, 1)
+    assert.equal(
+      parsePolicyDocuments([{ path: 'ok.yaml', text: SEEDS[0] as string }], OPTIONS).policies
+        .length,
+      1
+    )
   })
 })

@@ -105,7 +105,8 @@ describe('loadPolicies', () => {
           kind: 'keyless',
           name: 'ci',
           issuer: 'https://token.actions.githubusercontent.com',
-          subjectRegExp: 'https://github\\.com/acme/.+/\\.github/workflows/release\\.yml@refs/tags/v.*',
+          subjectRegExp:
+            'https://github\\.com/acme/.+/\\.github/workflows/release\\.yml@refs/tags/v.*',
           extensions: { sourceRepositoryUri: 'https://github.com/acme/app', buildTrigger: 'push' },
         },
         { kind: 'key', name: 'release-key', key: 'release' },
@@ -150,7 +151,8 @@ describe('loadPolicies', () => {
               kind: 'keyless',
               name: 'ci',
               issuer: 'https://token.actions.githubusercontent.com',
-              subject: 'https://github.com/acme/platform/.github/workflows/build.yml@refs/heads/main',
+              subject:
+                'https://github.com/acme/platform/.github/workflows/build.yml@refs/heads/main',
             },
           ],
           slsa: {
@@ -191,7 +193,9 @@ describe('loadPolicies', () => {
       assert.ok(Object.isFrozen(set))
       assert.ok(Object.isFrozen(set.policies))
       assert.ok(Object.isFrozen(set.policies[0]?.rules))
-      assert.throws(() => (set.policies as CompiledPolicy[]).push(set.policies[0] as CompiledPolicy))
+      assert.throws(() =>
+        (set.policies as CompiledPolicy[]).push(set.policies[0] as CompiledPolicy)
+      )
     })
 
     it('gives the same revision on every load', async () => {
@@ -305,14 +309,21 @@ describe('loadPolicies', () => {
     })
 
     it('refuses a file that is not UTF-8, at the first bad byte', async () => {
-      const bytes = Buffer.concat([Buffer.from('# ok\nname: ab'), Buffer.from([0xff, 0xfe]), Buffer.from('\n')])
+      const bytes = Buffer.concat([
+        Buffer.from('# ok\nname: ab'),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from('\n'),
+      ])
       const dir = await folder({ 'latin.yaml': bytes })
       const issue = only(await loadIssues(dir), 'NOT_UTF8')
       assert.deepEqual([issue.file, issue.line, issue.column], [join(dir, 'latin.yaml'), 2, 9])
     })
 
     it('follows links to files and folders, and ignores loops', async () => {
-      const outside = await folder({ 'shared.yaml': minimalPolicy('shared'), 'sub/inner.yaml': minimalPolicy('inner') })
+      const outside = await folder({
+        'shared.yaml': minimalPolicy('shared'),
+        'sub/inner.yaml': minimalPolicy('inner'),
+      })
       const dir = await folder({ 'own.yaml': minimalPolicy('own') })
       await symlink(join(outside, 'shared.yaml'), join(dir, 'linked.yaml'))
       await symlink(join(outside, 'sub'), join(dir, 'linked-dir'))
@@ -380,12 +391,21 @@ describe('loadPolicies', () => {
 describe('parsePolicyDocuments', () => {
   describe('when the text is not YAML', () => {
     it('positions a syntax error', () => {
-      const issue = only(issuesOf('apiVersion: customs.dev/v1\nkind: @ImagePolicy\n'), 'YAML_SYNTAX')
-      assert.deepEqual([issue.file, issue.line, issue.column, issue.path], ['policy.yaml', 2, 7, ''])
+      const issue = only(
+        issuesOf('apiVersion: customs.dev/v1\nkind: @ImagePolicy\n'),
+        'YAML_SYNTAX'
+      )
+      assert.deepEqual(
+        [issue.file, issue.line, issue.column, issue.path],
+        ['policy.yaml', 2, 7, '']
+      )
     })
 
     it('refuses duplicate keys at the second', () => {
-      const issue = only(issuesOf(minimalPolicy().replace('spec:', 'kind: ImagePolicy\nspec:')), 'YAML_SYNTAX')
+      const issue = only(
+        issuesOf(minimalPolicy().replace('spec:', 'kind: ImagePolicy\nspec:')),
+        'YAML_SYNTAX'
+      )
       assert.deepEqual([issue.line, issue.column], [4, 1])
     })
 
@@ -395,7 +415,10 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('refuses unknown tags rather than dropping them', () => {
-      const issue = only(issuesOf(minimalPolicy().replace('nonRoot: true', 'nonRoot: !maybe true')), 'YAML_SYNTAX')
+      const issue = only(
+        issuesOf(minimalPolicy().replace('nonRoot: true', 'nonRoot: !maybe true')),
+        'YAML_SYNTAX'
+      )
       assert.equal(issue.line, 6)
     })
 
@@ -422,7 +445,10 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('refuses an alias to no anchor, at the alias', () => {
-      const issue = only(issuesOf(minimalPolicy().replace('nonRoot: true', 'nonRoot: *nowhere')), 'YAML_ALIAS')
+      const issue = only(
+        issuesOf(minimalPolicy().replace('nonRoot: true', 'nonRoot: *nowhere')),
+        'YAML_ALIAS'
+      )
       assert.deepEqual([issue.line, issue.column], [6, 21])
     })
 
@@ -452,7 +478,11 @@ describe('parsePolicyDocuments', () => {
       // Nesting the rough scan lets through is measured exactly on the parsed tokens.
       const quoted = `a: "${'['.repeat(500)}"\nb: [${'['.repeat(70)}${']'.repeat(71)}\n`
       assert.deepEqual(pick(only(issuesOf(quoted), 'YAML_TOO_DEEP')), [2, 67])
-      assert.deepEqual(pick(only(issuesOf(`a: ${'- '.repeat(100_000)}x\n`), 'YAML_TOO_DEEP')).slice(0, 1), [1])
+      assert.deepEqual(
+        pick(only(issuesOf(`${'- '.repeat(100_000)}x\n`), 'YAML_TOO_DEEP')),
+        [1, 513]
+      )
+      assert.deepEqual(pick(only(issuesOf(`${'- '.repeat(100)}x\n`), 'YAML_TOO_DEEP')), [1, 129])
       const blocks = Array.from({ length: 100 }, (_, i) => `${' '.repeat(i)}k:`).join('\n')
       assert.equal(only(issuesOf({ 'blocks.yaml': `${blocks} x\n` }), 'YAML_TOO_DEEP').line, 65)
       // What once followed a stack overflow inside yaml: composing a stringified complex key.
@@ -460,12 +490,16 @@ describe('parsePolicyDocuments', () => {
       assert.equal(load(minimalPolicy()).policies.length, 1)
     })
 
-    it('finds duplicate keys in one pass, even among tens of thousands', { timeout: 20_000 }, () => {
-      const keys = Array.from({ length: 60_000 }, (_, i) => `k${i}: ${i}`).join('\n')
-      const issues = issuesOf(`${keys}\nk7: again\n`)
-      const issue = only(issues, 'YAML_SYNTAX')
-      assert.deepEqual([issue.line, issue.column], [60_001, 1])
-    })
+    it(
+      'finds duplicate keys in one pass, even among tens of thousands',
+      { timeout: 20_000 },
+      () => {
+        const keys = Array.from({ length: 60_000 }, (_, i) => `k${i}: ${i}`).join('\n')
+        const issues = issuesOf(`${keys}\nk7: again\n`)
+        const issue = only(issues, 'YAML_SYNTAX')
+        assert.deepEqual([issue.line, issue.column], [60_001, 1])
+      }
+    )
 
     it('refuses a file of more than a thousand documents', () => {
       const issue = only(issuesOf('---\na: 1\n'.repeat(1001)), 'TOO_MANY_DOCUMENTS')
@@ -473,7 +507,10 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('lists a hundred problems per file and counts the rest', () => {
-      const issues = issuesOf({ 'a.yaml': '---\nkind: Nope\n'.repeat(60), 'b.yaml': 'kind: Nope\n' })
+      const issues = issuesOf({
+        'a.yaml': '---\nkind: Nope\n'.repeat(60),
+        'b.yaml': 'kind: Nope\n',
+      })
       assert.equal(issues.filter((i) => i.file === 'a.yaml').length, 101)
       const last = only(issues, 'TOO_MANY_ISSUES')
       assert.deepEqual([last.file, last.path], ['a.yaml', ''])
@@ -500,17 +537,26 @@ describe('parsePolicyDocuments', () => {
 
   describe('when a document is not a policy document', () => {
     it('refuses an unknown kind at the kind', () => {
-      const issue = only(issuesOf(minimalPolicy().replace('ImagePolicy', 'ClusterImagePolicy')), 'UNKNOWN_KIND')
+      const issue = only(
+        issuesOf(minimalPolicy().replace('ImagePolicy', 'ClusterImagePolicy')),
+        'UNKNOWN_KIND'
+      )
       assert.deepEqual([issue.path, issue.line, issue.column], ['kind', 2, 7])
     })
 
     it('refuses a missing kind', () => {
-      const issue = only(issuesOf('apiVersion: customs.dev/v1\nmetadata: { name: x }\n'), 'UNKNOWN_KIND')
+      const issue = only(
+        issuesOf('apiVersion: customs.dev/v1\nmetadata: { name: x }\n'),
+        'UNKNOWN_KIND'
+      )
       assert.deepEqual([issue.path, issue.line], ['kind', 1])
     })
 
     it('refuses another apiVersion', () => {
-      const issue = only(issuesOf(minimalPolicy().replace('customs.dev/v1', 'customs.dev/v2')), 'INVALID')
+      const issue = only(
+        issuesOf(minimalPolicy().replace('customs.dev/v1', 'customs.dev/v2')),
+        'INVALID'
+      )
       assert.deepEqual([issue.path, issue.line, issue.column], ['apiVersion', 1, 13])
     })
 
@@ -526,7 +572,10 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('ignores empty documents and comment-only files', () => {
-      const set = load({ 'a.yaml': '# nothing yet\n', 'b.yaml': `---\n---\n${minimalPolicy()}---\n# end\n` })
+      const set = load({
+        'a.yaml': '# nothing yet\n',
+        'b.yaml': `---\n---\n${minimalPolicy()}---\n# end\n`,
+      })
       assert.equal(set.policies.length, 1)
     })
   })
@@ -538,7 +587,11 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('refuses a key with no value rather than taking it as absent', () => {
-      const issue = only(issuesOf(policyDoc('p', 'match: [{}]\nauthorities:\n')), 'INVALID', 'spec.authorities')
+      const issue = only(
+        issuesOf(policyDoc('p', 'match: [{}]\nauthorities:\n')),
+        'INVALID',
+        'spec.authorities'
+      )
       assert.equal(issue.line, 6)
     })
 
@@ -568,16 +621,44 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('refuses durations without a unit, and zero', () => {
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxAge: 365 }')), 'INVALID', 'spec.rules.maxAge')
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxAge: "365" }')), 'INVALID', 'spec.rules.maxAge')
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxAge: 0d }')), 'INVALID', 'spec.rules.maxAge')
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxAge: soon }')), 'INVALID', 'spec.rules.maxAge')
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxAge: 365 }')),
+        'INVALID',
+        'spec.rules.maxAge'
+      )
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxAge: "365" }')),
+        'INVALID',
+        'spec.rules.maxAge'
+      )
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxAge: 0d }')),
+        'INVALID',
+        'spec.rules.maxAge'
+      )
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxAge: soon }')),
+        'INVALID',
+        'spec.rules.maxAge'
+      )
     })
 
     it('refuses bad sizes, layer counts and platforms', () => {
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxSize: 4 gigs }')), 'INVALID', 'spec.rules.maxSize')
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxLayers: 0 }')), 'INVALID', 'spec.rules.maxLayers')
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxLayers: 1.5 }')), 'INVALID', 'spec.rules.maxLayers')
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxSize: 4 gigs }')),
+        'INVALID',
+        'spec.rules.maxSize'
+      )
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxLayers: 0 }')),
+        'INVALID',
+        'spec.rules.maxLayers'
+      )
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { maxLayers: 1.5 }')),
+        'INVALID',
+        'spec.rules.maxLayers'
+      )
       const issue = only(
         issuesOf(policyDoc('p', 'match: [{}]\nrules:\n  platforms: [linux/amd64, amd64]')),
         'INVALID',
@@ -587,15 +668,26 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('validates digests', () => {
-      const text = policyDoc('p', `match: [{}]\nrules:\n  digests:\n    allow: [${DIGEST_1}, sha256:abc, md5:${'a'.repeat(32)}]`)
+      const text = policyDoc(
+        'p',
+        `match: [{}]\nrules:\n  digests:\n    allow: [${DIGEST_1}, sha256:abc, md5:${'a'.repeat(32)}]`
+      )
       const issues = issuesOf(text)
       assert.equal(only(issues, 'INVALID', 'spec.rules.digests.allow[1]').line, 8)
       assert.equal(only(issues, 'INVALID', 'spec.rules.digests.allow[2]').line, 8)
     })
 
     it('refuses a rule set to a value of the wrong kind', () => {
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { nonRoot: "yes" }')), 'INVALID', 'spec.rules.nonRoot')
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { tags: [v1] }')), 'INVALID', 'spec.rules.tags')
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { nonRoot: "yes" }')),
+        'INVALID',
+        'spec.rules.nonRoot'
+      )
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { tags: [v1] }')),
+        'INVALID',
+        'spec.rules.tags'
+      )
     })
   })
 
@@ -659,11 +751,20 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('refuses an empty list of tags (omit it to allow every tag)', () => {
-      only(issuesOf(policyDoc('p', 'match: [{}]\nrules: { tags: { allow: [] } }')), 'INVALID', 'spec.rules.tags.allow')
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nrules: { tags: { allow: [] } }')),
+        'INVALID',
+        'spec.rules.tags.allow'
+      )
     })
 
     it('matches label values as globs', () => {
-      const set = load(policyDoc('p', 'match: [{}]\nrules:\n  labels: { source: "https://github.com/acme/**", team: "core-*" }'))
+      const set = load(
+        policyDoc(
+          'p',
+          'match: [{}]\nrules:\n  labels: { source: "https://github.com/acme/**", team: "core-*" }'
+        )
+      )
       const [source, team] = policyNamed(set, 'p').rules.labels ?? []
       assert.equal(source?.value('https://github.com/acme/app'), true)
       assert.equal(source?.value('https://gitlab.com/acme/app'), false)
@@ -678,7 +779,11 @@ describe('parsePolicyDocuments', () => {
 
     it('refuses an invalid subjectRegExp, compiled as the evaluator will', () => {
       const issue = only(
-        issuesOf(withAuthorities('  - name: ci\n    keyless: { issuer: "https://i.example", subjectRegExp: "a\\\\-b" }')),
+        issuesOf(
+          withAuthorities(
+            '  - name: ci\n    keyless: { issuer: "https://i.example", subjectRegExp: "a\\\\-b" }'
+          )
+        ),
         'INVALID_REGEX',
         'spec.authorities[0].keyless.subjectRegExp'
       )
@@ -686,7 +791,8 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('requires exactly one of subject and subjectRegExp', () => {
-      const both = '  - name: ci\n    keyless: { issuer: "https://i.example", subject: a, subjectRegExp: a }'
+      const both =
+        '  - name: ci\n    keyless: { issuer: "https://i.example", subject: a, subjectRegExp: a }'
       only(issuesOf(withAuthorities(both)), 'INVALID', 'spec.authorities[0].keyless')
       const neither = '  - name: ci\n    keyless: { issuer: "https://i.example" }'
       only(issuesOf(withAuthorities(neither)), 'INVALID', 'spec.authorities[0].keyless')
@@ -696,12 +802,20 @@ describe('parsePolicyDocuments', () => {
       const text = withAuthorities(
         '  - name: ci\n    keyless:\n      issuer: https://i.example\n      subject: a\n      extensions: { githubWorkflowRef: x }'
       )
-      const issue = only(issuesOf(text), 'UNKNOWN_FIELD', 'spec.authorities[0].keyless.extensions.githubWorkflowRef')
+      const issue = only(
+        issuesOf(text),
+        'UNKNOWN_FIELD',
+        'spec.authorities[0].keyless.extensions.githubWorkflowRef'
+      )
       assert.deepEqual([issue.line, issue.column], [11, 23])
     })
 
     it('requires exactly one of keyless, key and static', () => {
-      only(issuesOf(withAuthorities('  - { name: a, static: pass, key: { name: release } }')), 'INVALID', 'spec.authorities[0]')
+      only(
+        issuesOf(withAuthorities('  - { name: a, static: pass, key: { name: release } }')),
+        'INVALID',
+        'spec.authorities[0]'
+      )
       only(issuesOf(withAuthorities('  - { name: a }')), 'INVALID', 'spec.authorities[0]')
     })
 
@@ -712,8 +826,12 @@ describe('parsePolicyDocuments', () => {
         'spec.authorities[0].key.name'
       )
       assert.deepEqual([issue.line, issue.column], [7, 31])
-      const set = load(withAuthorities('  - { name: k, key: { name: other } }'), { keyNames: new Set(['other']) })
-      assert.deepEqual(policyNamed(set, 'p').authorities, [{ kind: 'key', name: 'k', key: 'other' }])
+      const set = load(withAuthorities('  - { name: k, key: { name: other } }'), {
+        keyNames: new Set(['other']),
+      })
+      assert.deepEqual(policyNamed(set, 'p').authorities, [
+        { kind: 'key', name: 'k', key: 'other' },
+      ])
     })
 
     it('checks attestation authorities too', () => {
@@ -737,11 +855,27 @@ describe('parsePolicyDocuments', () => {
 
     it('bounds authoritiesRequired by the authorities', () => {
       const two = '  - { name: a, static: pass }\n  - { name: b, key: { name: release } }'
-      assert.equal(policyNamed(load(withAuthorities(two, '\nauthoritiesRequired: 2')), 'p').authoritiesRequired, 2)
-      const issue = only(issuesOf(withAuthorities(two, '\nauthoritiesRequired: 3')), 'INVALID', 'spec.authoritiesRequired')
+      assert.equal(
+        policyNamed(load(withAuthorities(two, '\nauthoritiesRequired: 2')), 'p')
+          .authoritiesRequired,
+        2
+      )
+      const issue = only(
+        issuesOf(withAuthorities(two, '\nauthoritiesRequired: 3')),
+        'INVALID',
+        'spec.authoritiesRequired'
+      )
       assert.equal(issue.line, 9)
-      only(issuesOf(policyDoc('p', 'match: [{}]\nauthoritiesRequired: 1')), 'INVALID', 'spec.authoritiesRequired')
-      only(issuesOf(withAuthorities(two, '\nauthoritiesRequired: 0')), 'INVALID', 'spec.authoritiesRequired')
+      only(
+        issuesOf(policyDoc('p', 'match: [{}]\nauthoritiesRequired: 1')),
+        'INVALID',
+        'spec.authoritiesRequired'
+      )
+      only(
+        issuesOf(withAuthorities(two, '\nauthoritiesRequired: 0')),
+        'INVALID',
+        'spec.authoritiesRequired'
+      )
     })
 
     it('requires no authority of a policy that lists none', () => {
@@ -753,29 +887,45 @@ describe('parsePolicyDocuments', () => {
 
   describe('names across the set', () => {
     it('refuses two policies of one name, in two files, at the second', () => {
-      const issue = only(issuesOf({ 'a.yaml': minimalPolicy(), 'b.yaml': minimalPolicy() }), 'DUPLICATE_NAME')
+      const issue = only(
+        issuesOf({ 'a.yaml': minimalPolicy(), 'b.yaml': minimalPolicy() }),
+        'DUPLICATE_NAME'
+      )
       assert.deepEqual([issue.file, issue.path, issue.line], ['b.yaml', 'metadata.name', 3])
     })
 
     it('refuses two exceptions of one name', () => {
-      const e = exceptionDoc('e', 'images: [{ repository: a/b }]\nwaives: [{ policy: baseline }]\nreason: r\nowner: o\nexpires: 2030-01-01')
-      const issue = only(issuesOf(`${minimalPolicy()}---\n${e}---\n${e}`), 'DUPLICATE_NAME', 'metadata.name')
+      const e = exceptionDoc(
+        'e',
+        'images: [{ repository: a/b }]\nwaives: [{ policy: baseline }]\nreason: r\nowner: o\nexpires: 2030-01-01'
+      )
+      const issue = only(
+        issuesOf(`${minimalPolicy()}---\n${e}---\n${e}`),
+        'DUPLICATE_NAME',
+        'metadata.name'
+      )
       assert.equal(issue.line, 20)
     })
 
     it('lets a policy and an exception share a name', () => {
-      const e = exceptionDoc('baseline', 'images: [{ repository: a/b }]\nwaives: [{ policy: baseline }]\nreason: r\nowner: o\nexpires: 2030-01-01')
+      const e = exceptionDoc(
+        'baseline',
+        'images: [{ repository: a/b }]\nwaives: [{ policy: baseline }]\nreason: r\nowner: o\nexpires: 2030-01-01'
+      )
       assert.equal(load(`${minimalPolicy()}---\n${e}`).exceptions.length, 1)
     })
   })
 
   describe('exceptions', () => {
     const exception = (spec: string): string => `${minimalPolicy()}---\n${exceptionDoc('e', spec)}`
-    const BASE = 'images: [{ repository: "acme/*" }]\nwaives: [{ policy: baseline }]\nreason: r\nowner: o\n'
+    const BASE =
+      'images: [{ repository: "acme/*" }]\nwaives: [{ policy: baseline }]\nreason: r\nowner: o\n'
 
     it('refuses a waiver of a policy that is not in the set', () => {
       const issue = only(
-        issuesOf(exception(BASE.replace('policy: baseline', 'policy: base-line') + 'expires: 2030-01-01')),
+        issuesOf(
+          exception(BASE.replace('policy: baseline', 'policy: base-line') + 'expires: 2030-01-01')
+        ),
         'UNKNOWN_POLICY',
         'spec.waives[0].policy'
       )
@@ -796,15 +946,32 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('requires an image to name a repository or a digest', () => {
-      only(issuesOf(exception(BASE.replace('repository: "acme/*"', 'upstream: docker.io') + 'expires: 2030-01-01')), 'INVALID', 'spec.images[0]')
-      const set = load(exception(BASE.replace('repository: "acme/*"', `digest: "${DIGEST_1}"`) + 'expires: 2030-01-01'))
+      only(
+        issuesOf(
+          exception(
+            BASE.replace('repository: "acme/*"', 'upstream: docker.io') + 'expires: 2030-01-01'
+          )
+        ),
+        'INVALID',
+        'spec.images[0]'
+      )
+      const set = load(
+        exception(
+          BASE.replace('repository: "acme/*"', `digest: "${DIGEST_1}"`) + 'expires: 2030-01-01'
+        )
+      )
       const image = set.exceptions[0]?.images[0]
       assert.equal(image?.digest, DIGEST_1)
       assert.equal(image?.repository('any/thing'), true)
     })
 
     it('requires a reason and an owner', () => {
-      const issues = issuesOf(exception(BASE.replace('reason: r', 'reason: "  "').replace('owner: o\n', '') + 'expires: 2030-01-01'))
+      const issues = issuesOf(
+        exception(
+          BASE.replace('reason: r', 'reason: "  "').replace('owner: o\n', '') +
+            'expires: 2030-01-01'
+        )
+      )
       only(issues, 'INVALID', 'spec.reason')
       only(issues, 'INVALID', 'spec.owner')
     })
@@ -820,7 +987,14 @@ describe('parsePolicyDocuments', () => {
       assert.equal(quoted.exceptions[0]?.expires, Date.UTC(2027, 0, 31, 8))
     })
 
-    for (const bad of ['2027-02-30', '2027-13-01', '31/01/2027', '2027-01-31T12:00:00', 'next week', '2027']) {
+    for (const bad of [
+      '2027-02-30',
+      '2027-13-01',
+      '31/01/2027',
+      '2027-01-31T12:00:00',
+      'next week',
+      '2027',
+    ]) {
       it(`refuses the expiry ${bad}`, () => {
         const issue = only(issuesOf(exception(`${BASE}expires: ${bad}`)), 'INVALID', 'spec.expires')
         assert.equal(issue.line, 16)
@@ -828,12 +1002,18 @@ describe('parsePolicyDocuments', () => {
     }
 
     it('loads an expired exception with a warning at its expiry', () => {
-      const set = load(exception(`${BASE}expires: 2025-12-31`), { keyNames: KEYS, now: () => Date.UTC(2026, 5, 1) })
+      const set = load(exception(`${BASE}expires: 2025-12-31`), {
+        keyNames: KEYS,
+        now: () => Date.UTC(2026, 5, 1),
+      })
       assert.equal(set.exceptions.length, 1)
       const [warning] = set.warnings ?? []
       assert.equal(warning?.code, 'EXPIRED_EXCEPTION')
       assert.deepEqual([warning?.path, warning?.line], ['spec.expires', 16])
-      const fresh = load(exception(`${BASE}expires: 2025-12-31`), { keyNames: KEYS, now: () => Date.UTC(2025, 11, 31, 12) })
+      const fresh = load(exception(`${BASE}expires: 2025-12-31`), {
+        keyNames: KEYS,
+        now: () => Date.UTC(2025, 11, 31, 12),
+      })
       assert.equal(fresh.warnings, undefined)
     })
   })
@@ -849,7 +1029,10 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('refuses a second settings document and a bad value', () => {
-      const issue = only(issuesOf({ 'a.yaml': settings('{}'), 'b.yaml': settings('{}', 'other') }), 'DUPLICATE_SETTINGS')
+      const issue = only(
+        issuesOf({ 'a.yaml': settings('{}'), 'b.yaml': settings('{}', 'other') }),
+        'DUPLICATE_SETTINGS'
+      )
       assert.deepEqual([issue.file, issue.line], ['b.yaml', 2])
       only(issuesOf(settings('{ unmatched: block }')), 'INVALID', 'spec.unmatched')
     })
@@ -857,7 +1040,10 @@ describe('parsePolicyDocuments', () => {
 
   describe('upstreams', () => {
     it('are checked against the configured ones when given', () => {
-      const text = policyDoc('p', 'match:\n  - { upstream: docker.io }\n  - { upstream: dockerhub.io }')
+      const text = policyDoc(
+        'p',
+        'match:\n  - { upstream: docker.io }\n  - { upstream: dockerhub.io }'
+      )
       const options = { keyNames: KEYS, upstreams: new Set(['docker.io', 'ghcr.io']) }
       const issue = only(issuesOf(text, options), 'UNKNOWN_UPSTREAM', 'spec.match[1].upstream')
       assert.deepEqual([issue.line, issue.column], [7, 19])
@@ -865,14 +1051,26 @@ describe('parsePolicyDocuments', () => {
     })
 
     it('must be registry hosts', () => {
-      only(issuesOf(policyDoc('p', 'match: [{ upstream: "https://ghcr.io" }]')), 'INVALID', 'spec.match[0].upstream')
+      only(
+        issuesOf(policyDoc('p', 'match: [{ upstream: "https://ghcr.io" }]')),
+        'INVALID',
+        'spec.match[0].upstream'
+      )
     })
 
     it('warn about one-component Docker Hub names, which Customs sees under library/', () => {
-      const set = load(policyDoc('p', 'match:\n  - { upstream: docker.io, repository: nginx }\n  - { upstream: docker.io, repository: "library/nginx" }'))
+      const set = load(
+        policyDoc(
+          'p',
+          'match:\n  - { upstream: docker.io, repository: nginx }\n  - { upstream: docker.io, repository: "library/nginx" }'
+        )
+      )
       const [warning, ...rest] = set.warnings ?? []
       assert.equal(rest.length, 0)
-      assert.deepEqual([warning?.code, warning?.path, warning?.line], ['DOCKER_HUB_NAME', 'spec.match[0].repository', 6])
+      assert.deepEqual(
+        [warning?.code, warning?.path, warning?.line],
+        ['DOCKER_HUB_NAME', 'spec.match[0].repository', 6]
+      )
     })
   })
 
@@ -907,7 +1105,10 @@ describe('parsePolicyDocuments', () => {
 })
 
 describe('revision', () => {
-  const files = { 'a.yaml': minimalPolicy('a'), 'b.yaml': `${minimalPolicy('b')}---\n${minimalPolicy('c')}` }
+  const files = {
+    'a.yaml': minimalPolicy('a'),
+    'b.yaml': `${minimalPolicy('b')}---\n${minimalPolicy('c')}`,
+  }
 
   it('is 16 hex characters, the same on every load and whatever the files order', () => {
     const first = load(files).revision
@@ -924,7 +1125,10 @@ describe('revision', () => {
     }
     assert.equal(load(reformatted).revision, first)
     const reordered = {
-      'a.yaml': minimalPolicy('a').replace('apiVersion: customs.dev/v1\nkind: ImagePolicy', 'kind: ImagePolicy\napiVersion: customs.dev/v1'),
+      'a.yaml': minimalPolicy('a').replace(
+        'apiVersion: customs.dev/v1\nkind: ImagePolicy',
+        'kind: ImagePolicy\napiVersion: customs.dev/v1'
+      ),
       'b.yaml': files['b.yaml'],
     }
     assert.equal(load(reordered).revision, first)
@@ -933,11 +1137,17 @@ describe('revision', () => {
 
   it('changes when a document changes, is added or moves', () => {
     const first = load(files).revision
-    const changed = { ...files, 'a.yaml': minimalPolicy('a').replace('nonRoot: true', 'nonRoot: false') }
+    const changed = {
+      ...files,
+      'a.yaml': minimalPolicy('a').replace('nonRoot: true', 'nonRoot: false'),
+    }
     assert.notEqual(load(changed).revision, first)
     const added = { ...files, 'c.yaml': minimalPolicy('d') }
     assert.notEqual(load(added).revision, first)
-    const swapped = { 'a.yaml': files['a.yaml'], 'b.yaml': `${minimalPolicy('c')}---\n${minimalPolicy('b')}` }
+    const swapped = {
+      'a.yaml': files['a.yaml'],
+      'b.yaml': `${minimalPolicy('c')}---\n${minimalPolicy('b')}`,
+    }
     assert.notEqual(load(swapped).revision, first)
   })
 })
