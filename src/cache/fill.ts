@@ -14,6 +14,8 @@ export type FillState = 'filling' | 'committed' | 'failed'
 export const READ_CHUNK = 1024 * 1024
 /** How many received bytes may wait for the disk before the upstream is paused. */
 const MAX_UNWRITTEN = 8 * 1024 * 1024
+/** How much of what was just written a fill keeps in memory for the readers at its head. */
+const RECENT_BYTES = 8 * 1024 * 1024
 
 export class Fill {
   readonly digest: Digest
@@ -23,6 +25,8 @@ export class Fill {
   #written = 0
   #handle: FileHandle | undefined
   #readers = 0
+  #recent: Array<{ start: number; bytes: Uint8Array }> = []
+  #recentBytes = 0
   #waiters: Array<() => void> = []
   readonly #part: string
   readonly #final: string
@@ -57,6 +61,7 @@ export class Fill {
   async run(body: ReadableStream<Uint8Array>, signal: AbortSignal, idleTimeout: number): Promise<void> {
     const hash = createDigester(digestAlgorithm(this.digest))
     let idle: NodeJS.Timeout | undefined
+    let lastData = Date.now()
     const reader = body.getReader()
     // Cancelling makes the pending read() resolve as if the body had ended; remember why, so a
     // stall or a timeout is not mistaken for a short (mismatching) body.
@@ -71,11 +76,11 @@ export class Fill {
     try {
       await mkdir(dirname(this.#part), { recursive: true })
       this.#handle = await open(this.#part, 'wx+', 0o644)
-      const armIdle = () => {
-        clearTimeout(idle)
-        idle = setTimeout(() => stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream stalled')), idleTimeout)
-      }
-      armIdle()
+      // One coarse timer rather than a new one per chunk: a stall is noticed within a quarter of
+      // the idle timeout after it passes.
+      idle = setInterval(() => {
+        if (Date.now() - lastData >= idleTimeout) stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream stalled'))
+      }, Math.max(10, Math.floor(idleTimeout / 4)))
       const handle = this.#handle
       // Upstream reads and disk writes overlap: chunks that arrive while a write is in flight are
       // gathered and written with one writev, so neither side waits on the other chunk by chunk.
@@ -91,6 +96,7 @@ export class Fill {
           pendingBytes = 0
           const { bytesWritten } = await handle.writev(batch, this.#written)
           if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`)
+          this.#remember(batch, this.#written)
           this.#written += bytes
           this.#notify()
         }
@@ -108,7 +114,7 @@ export class Fill {
         if (stopped !== undefined) throw stopped
         if (writeError !== undefined) throw writeError
         if (done) break
-        armIdle()
+        lastData = Date.now()
         if (received + value.byteLength > this.size) {
           throw new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`)
         }
@@ -139,7 +145,7 @@ export class Fill {
       this.#error = toFillError(err, signal)
       await unlink(this.#part).catch(() => {})
     } finally {
-      clearTimeout(idle)
+      clearInterval(idle)
       signal.removeEventListener('abort', onAbort)
       this.#notify()
       this.#resolveDone()
@@ -159,11 +165,51 @@ export class Fill {
 
   /** Reads up to `length` bytes at `position`, within what has been written. */
   async read(position: number, length: number): Promise<Buffer> {
+    // Readers at the head of the fill (the usual case) are served from the chunks just written,
+    // without reading the file back.
+    const recent = this.#fromRecent(position, length)
+    if (recent !== undefined) return recent
     const handle = this.#handle
     if (handle === undefined) return Buffer.alloc(0)
     const buffer = Buffer.allocUnsafe(length)
     const { bytesRead } = await handle.read(buffer, 0, length, position)
     return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
+  }
+
+  /** Keeps the last RECENT_BYTES written, as the upstream sent them (they are not changed). */
+  #remember(batch: readonly Uint8Array[], start: number): void {
+    let at = start
+    for (const chunk of batch) {
+      this.#recent.push({ start: at, bytes: chunk })
+      this.#recentBytes += chunk.byteLength
+      at += chunk.byteLength
+    }
+    while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) {
+      this.#recentBytes -= (this.#recent.shift() as { bytes: Uint8Array }).bytes.byteLength
+    }
+  }
+
+  /** Up to `length` bytes at `position` from the recent chunks, when they hold its start. */
+  #fromRecent(position: number, length: number): Buffer | undefined {
+    const recent = this.#recent
+    const first = recent[0]
+    if (first === undefined || position < first.start) return undefined
+    let i = recent.length - 1
+    while (i >= 0 && (recent[i] as { start: number }).start > position) i--
+    const parts: Uint8Array[] = []
+    let want = length
+    let at = position
+    for (; i < recent.length && want > 0; i++) {
+      const { start, bytes } = recent[i] as { start: number; bytes: Uint8Array }
+      const offset = at - start
+      if (offset < 0 || offset >= bytes.byteLength) break
+      const n = Math.min(want, bytes.byteLength - offset)
+      parts.push(bytes.subarray(offset, offset + n))
+      want -= n
+      at += n
+    }
+    if (parts.length === 0) return undefined
+    return parts.length === 1 ? Buffer.from((parts[0] as Uint8Array).buffer, (parts[0] as Uint8Array).byteOffset, (parts[0] as Uint8Array).byteLength) : Buffer.concat(parts)
   }
 
   /** Resolves at the next write or state change. */
@@ -180,6 +226,8 @@ export class Fill {
 
   async #maybeClose(): Promise<void> {
     if (this.#state === 'filling' || this.#readers > 0 || this.#handle === undefined) return
+    this.#recent = []
+    this.#recentBytes = 0
     const handle = this.#handle
     this.#handle = undefined
     await handle.close().catch(() => {})
