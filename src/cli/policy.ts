@@ -14,7 +14,11 @@ export interface PolicyIo {
  * names (and `upstreams` its upstream names) so that references are checked as at start.
  * Returns the exit code: 0 valid (warnings on stderr), 1 invalid (every problem on stderr).
  */
-export async function policyLint(dir: string, io: PolicyIo, options: PolicyLoadOptions): Promise<number> {
+export async function policyLint(
+  dir: string,
+  io: PolicyIo,
+  options: PolicyLoadOptions
+): Promise<number> {
   try {
     const set = await loadPolicies(dir, options)
     for (const warning of set.warnings ?? []) {

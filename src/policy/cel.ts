@@ -2,7 +2,7 @@
 // @bufbuild/cel; evaluated per image over the facts. Load rejects what would only fail later: syntax
 // errors, unknown variables and functions, and nesting deep enough to exhaust the stack.
 
-import { celEnv, isCelError, parse, plan } from '@bufbuild/cel'
+import { celEnv, isCelError, isCelList, isCelMap, isCelUint, parse, plan } from '@bufbuild/cel'
 import type { CelInput, CelResult } from '@bufbuild/cel'
 import { strings } from '@bufbuild/cel/ext'
 
@@ -18,7 +18,17 @@ const MAX_TREE_DEPTH = 256
 
 /** Names that are CEL types, valid as bare identifiers (`type(x) == string`). */
 const TYPE_NAMES: ReadonlySet<string> = new Set([
-  'bool', 'bytes', 'double', 'dyn', 'int', 'list', 'map', 'null_type', 'string', 'type', 'uint',
+  'bool',
+  'bytes',
+  'double',
+  'dyn',
+  'int',
+  'list',
+  'map',
+  'null_type',
+  'string',
+  'type',
+  'uint',
   'google',
 ])
 
@@ -26,9 +36,10 @@ const TYPE_NAMES: ReadonlySet<string> = new Set([
 export interface CelProgram {
   readonly source: string
   /**
-   * Evaluates over `{ image, signatures, attestations }` (see toCelFacts). Returns the result,
-   * `true` when the rule passes; throws CelEvaluationError when evaluation fails (a missing map
-   * key, a type mismatch), which the evaluator counts as a failed rule.
+   * Evaluates over `{ image, signatures, attestations }` (see toCelFacts). Returns the result as
+   * plain JSON-safe JavaScript (`true` when the rule passes; ints as numbers, lists as arrays,
+   * maps as objects); throws CelEvaluationError when evaluation fails (a missing map key, a type
+   * mismatch), which the evaluator counts as a failed rule.
    */
   readonly evaluate: (facts: Record<string, unknown>) => unknown
 }
@@ -58,6 +69,7 @@ export class CelEvaluationError extends Error {
 // (lowerAscii, split, ...), as Kubernetes' CEL offers it.
 const ENV = celEnv({ funcs: strings })
 const toTimestamp = plan(ENV, parse('timestamp(s)'))
+const toText = plan(ENV, parse('string(v)'))
 
 /**
  * Parses, checks and plans an expression. Throws CelCompileError with the position in the
@@ -79,7 +91,8 @@ export function compileCel(source: string): CelProgram {
     throw syntaxError(err)
   }
   const positions = parsed.sourceInfo?.positions ?? {}
-  const at = (id: bigint): { line: number; column: number } => linePos(source, positions[String(id)] ?? 0)
+  const at = (id: bigint): { line: number; column: number } =>
+    linePos(source, positions[String(id)] ?? 0)
   const problem = checkTree(parsed.expr)
   if (problem !== undefined) {
     const { line, column } = at(problem.id)
@@ -96,7 +109,7 @@ export function compileCel(source: string): CelProgram {
     evaluate(facts: Record<string, unknown>): unknown {
       const result = program(toCelFacts(facts))
       if (isCelError(result)) throw new CelEvaluationError(result.message, { cause: result })
-      return result
+      return fromCel(result)
     },
   })
 }
@@ -124,16 +137,35 @@ export function toCelFacts(facts: Record<string, unknown>): Record<string, CelIn
 
 function toCel(value: unknown): CelInput {
   if (value === null || value === undefined) return null
-  if (typeof value === 'boolean' || typeof value === 'string' || typeof value === 'bigint') return value
+  if (typeof value === 'boolean' || typeof value === 'string' || typeof value === 'bigint')
+    return value
   // Facts hold counts and sizes: CEL ints, so that `image.layers + 1` and `size(x) == n` type-check.
   if (typeof value === 'number') return Number.isSafeInteger(value) ? BigInt(value) : value
   if (Array.isArray(value)) return value.map(toCel)
   if (value instanceof Date) return timestampOf(value) ?? value.toISOString()
-  const entries = value instanceof Map ? [...value] : isPlainObject(value) ? Object.entries(value) : undefined
+  const entries =
+    value instanceof Map ? [...value] : isPlainObject(value) ? Object.entries(value) : undefined
   if (entries === undefined) return String(value)
   const map = new Map<string, CelInput>()
   for (const [k, v] of entries) if (v !== undefined) map.set(String(k), toCel(v))
   return map
+}
+
+/** A CEL result as plain data, so that callers can print it (JSON.stringify throws on bigint). */
+function fromCel(value: unknown, depth = 0): unknown {
+  if (value === null || typeof value === 'boolean' || typeof value === 'string') return value
+  if (typeof value === 'number') return value
+  if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : String(value)
+  if (isCelUint(value)) return fromCel(value.value, depth)
+  // Results are a few levels deep at most; a deeper one is summarised rather than walked.
+  if (depth > 16) return '…'
+  if (isCelList(value)) return [...value].map((v) => fromCel(v, depth + 1))
+  if (isCelMap(value)) {
+    return Object.fromEntries([...value].map(([k, v]) => [String(fromCel(k, depth + 1)), fromCel(v, depth + 1)]))
+  }
+  // Timestamps, durations and bytes, as CEL's string() writes them.
+  const text = toText({ v: value as CelInput })
+  return typeof text === 'string' ? text : String(value)
 }
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/
@@ -142,7 +174,8 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}
 function timestampOf(value: unknown): CelInput | undefined {
   let ms: number
   if (value instanceof Date) ms = value.getTime()
-  else if (typeof value === 'string' && RFC3339.test(value)) ms = Date.parse(value.replace(' ', 'T'))
+  else if (typeof value === 'string' && RFC3339.test(value))
+    ms = Date.parse(value.replace(' ', 'T'))
   else return undefined
   if (!Number.isFinite(ms)) return undefined
   const result = toTimestamp({ s: new Date(ms).toISOString() })
@@ -202,7 +235,8 @@ function checkTree(root: ExprNode): TreeProblem | undefined {
   ]
   while (stack.length > 0) {
     const { node, depth, bound } = stack.pop() as (typeof stack)[number]
-    if (depth > MAX_TREE_DEPTH) return { id: node.id, message: `is nested deeper than ${MAX_TREE_DEPTH}` }
+    if (depth > MAX_TREE_DEPTH)
+      return { id: node.id, message: `is nested deeper than ${MAX_TREE_DEPTH}` }
     const push = (child: unknown, scope = bound): void => {
       if (isExprNode(child)) stack.push({ node: child, depth: depth + 1, bound: scope })
     }
@@ -212,9 +246,14 @@ function checkTree(root: ExprNode): TreeProblem | undefined {
       case 'identExpr': {
         const name = String(v.name)
         const known =
-          bound.has(name) || TYPE_NAMES.has(name) || (CEL_VARIABLES as readonly string[]).includes(name)
+          bound.has(name) ||
+          TYPE_NAMES.has(name) ||
+          (CEL_VARIABLES as readonly string[]).includes(name)
         if (!known) {
-          return { id: node.id, message: `unknown variable ${name} (expected ${CEL_VARIABLES.join(', ')})` }
+          return {
+            id: node.id,
+            message: `unknown variable ${name} (expected ${CEL_VARIABLES.join(', ')})`,
+          }
         }
         break
       }

@@ -39,14 +39,17 @@ export type PolicyIssueCode =
   | 'NOT_UTF8'
   /** YAML that does not parse: syntax, duplicate keys, tabs, unknown tags, non-string keys. */
   | 'YAML_SYNTAX'
-  /** Collections nested deeper than MAX_NESTING, or more than MAX_DOCUMENTS in one file. */
+  /** Collections nested deeper than MAX_NESTING. */
   | 'YAML_TOO_DEEP'
+  /** More than MAX_DOCUMENTS documents in one file. */
   | 'TOO_MANY_DOCUMENTS'
   /** More problems in one file than MAX_ISSUES_PER_FILE: the rest are counted, not listed. */
   | 'TOO_MANY_ISSUES'
   /** An alias to no anchor, or more aliases than MAX_ALIASES (a "billion laughs"). */
   | 'YAML_ALIAS'
+  /** A document whose kind is not ImagePolicy, PolicyException or PolicySettings. */
   | 'UNKNOWN_KIND'
+  /** A key the schema does not have (a typo, or a field of another tool's policies). */
   | 'UNKNOWN_FIELD'
   /** A value of the wrong type or shape. */
   | 'INVALID'
@@ -90,7 +93,9 @@ export class PolicyError extends Error {
 /** `policies/base.yaml:12:7 spec.match[0].repository: must not be empty` */
 export function formatPolicyIssue(issue: Omit<PolicyIssue, 'code'>): string {
   const where = `${issue.file}:${issue.line}:${issue.column}`
-  return issue.path === '' ? `${where}: ${issue.message}` : `${where} ${issue.path}: ${issue.message}`
+  return issue.path === ''
+    ? `${where}: ${issue.message}`
+    : `${where} ${issue.path}: ${issue.message}`
 }
 
 export interface PolicyLoadOptions {
@@ -137,7 +142,10 @@ const POLICY_FILE_RE = /\.ya?ml$/
  * Validates and compiles policy documents given as text: the pure core of loadPolicies. Files are
  * taken in path order whatever their order in the array. Throws PolicyError.
  */
-export function parsePolicyDocuments(files: readonly PolicyFile[], options: PolicyLoadOptions): PolicySet {
+export function parsePolicyDocuments(
+  files: readonly PolicyFile[],
+  options: PolicyLoadOptions
+): PolicySet {
   return compileSet(files, options, [])
 }
 
@@ -173,17 +181,21 @@ async function listPolicyFiles(dir: string): Promise<{ paths: string[]; issues: 
     }
   } catch (err) {
     if (err instanceof PolicyError) throw err
-    throw new PolicyError([fileIssue(dir, 'UNREADABLE', `cannot read the policy folder (${errorCode(err)})`)])
+    throw new PolicyError([
+      fileIssue(dir, 'UNREADABLE', `cannot read the policy folder (${errorCode(err)})`),
+    ])
   }
   const issues: PolicyIssue[] = []
   const found: string[] = []
-  const visited = new Set<string>([await realpath(dir)])
+  const visited = new Set<string>([await realpath(dir).catch(() => dir)])
   const walk = async (rel: string): Promise<void> => {
     let entries: Dirent[]
     try {
       entries = await readdir(join(dir, rel), { withFileTypes: true })
     } catch (err) {
-      issues.push(fileIssue(join(dir, rel), 'UNREADABLE', `cannot read the folder (${errorCode(err)})`))
+      issues.push(
+        fileIssue(join(dir, rel), 'UNREADABLE', `cannot read the folder (${errorCode(err)})`)
+      )
       return
     }
     for (const entry of entries) {
@@ -196,7 +208,9 @@ async function listPolicyFiles(dir: string): Promise<{ paths: string[]; issues: 
         try {
           kind = await stat(full)
         } catch (err) {
-          if (isPolicy) issues.push(fileIssue(full, 'UNREADABLE', `is a link to nothing (${errorCode(err)})`))
+          if (isPolicy) {
+            issues.push(fileIssue(full, 'UNREADABLE', `is a link to nothing (${errorCode(err)})`))
+          }
           continue
         }
       }
@@ -209,14 +223,14 @@ async function listPolicyFiles(dir: string): Promise<{ paths: string[]; issues: 
         // A FIFO or a device would block or never end: only regular files are read.
         if (kind.isFile()) found.push(relPath)
         else issues.push(fileIssue(full, 'UNREADABLE', 'is not a regular file'))
+        if (found.length > MAX_POLICY_FILES) {
+          const message = `holds more than ${MAX_POLICY_FILES} policy files`
+          throw new PolicyError([fileIssue(dir, 'TOO_MANY_FILES', message)])
+        }
       }
     }
   }
   await walk('')
-  if (found.length > MAX_POLICY_FILES) {
-    const message = `holds ${found.length} policy files, over the limit of ${MAX_POLICY_FILES}`
-    throw new PolicyError([fileIssue(dir, 'TOO_MANY_FILES', message)])
-  }
   return { paths: found.sort(compareText).map((rel) => join(dir, rel)), issues }
 }
 
@@ -235,7 +249,11 @@ async function readPolicyFile(path: string): Promise<{ bytes: Buffer } | { issue
 
 function tooLarge(file: string, size: number): PolicyIssue {
   const limit = formatBytes(MAX_POLICY_FILE_BYTES)
-  return fileIssue(file, 'TOO_LARGE', `is ${formatBytes(size)}, over the ${limit} limit for a policy file`)
+  return fileIssue(
+    file,
+    'TOO_LARGE',
+    `is ${formatBytes(size)}, over the ${limit} limit for a policy file`
+  )
 }
 
 /** ENOENT, EACCES: the reason without the message, which may quote more than the path. */
@@ -264,7 +282,12 @@ function readDocuments(file: PolicyFile, issues: PolicyIssue[]): SourceDocument[
   const text = decode(file, issues)
   if (text === undefined) return []
   const lineCounter = new LineCounter()
-  const at = (offset: number | undefined, code: PolicyIssueCode, message: string, path = ''): PolicyIssue => ({
+  const at = (
+    offset: number | undefined,
+    code: PolicyIssueCode,
+    message: string,
+    path = ''
+  ): PolicyIssue => ({
     file: file.path,
     ...lineColumn(lineCounter, offset),
     path,
@@ -451,7 +474,8 @@ function roughlyTooDeep(text: string): number | undefined {
       continue
     }
     const prev = text[i - 1]
-    const boundary = prev === undefined || prev === ' ' || prev === '\t' || prev === '\n' || '[{,:'.includes(prev)
+    const boundary =
+      prev === undefined || prev === ' ' || prev === '\t' || prev === '\n' || '[{,:'.includes(prev)
     if (c === '#' && (prev === undefined || prev === ' ' || prev === '\t' || prev === '\n')) {
       const end = text.indexOf('\n', i)
       if (end === -1) break
@@ -462,7 +486,11 @@ function roughlyTooDeep(text: string): number | undefined {
       if (++flow + compact > ROUGH_NESTING) return i
     } else if (c === ']' || c === '}') {
       flow = Math.max(0, flow - 1)
-    } else if (lineStart && (c === '-' || c === '?' || c === ':') && (text[i + 1] === ' ' || text[i + 1] === '\t')) {
+    } else if (
+      lineStart &&
+      (c === '-' || c === '?' || c === ':') &&
+      (text[i + 1] === ' ' || text[i + 1] === '\t')
+    ) {
       if (flow + ++compact > ROUGH_NESTING) return i
     } else if (c !== ' ' && c !== '\t') {
       lineStart = false
@@ -524,9 +552,21 @@ function aliasOffset(doc: Document, message: string): number | undefined {
 // Documents -> validated documents
 
 type Validated =
-  | { readonly kind: 'ImagePolicy'; readonly src: SourceDocument; readonly value: ImagePolicyDocument }
-  | { readonly kind: 'PolicyException'; readonly src: SourceDocument; readonly value: PolicyExceptionDocument }
-  | { readonly kind: 'PolicySettings'; readonly src: SourceDocument; readonly value: PolicySettingsDocument }
+  | {
+      readonly kind: 'ImagePolicy'
+      readonly src: SourceDocument
+      readonly value: ImagePolicyDocument
+    }
+  | {
+      readonly kind: 'PolicyException'
+      readonly src: SourceDocument
+      readonly value: PolicyExceptionDocument
+    }
+  | {
+      readonly kind: 'PolicySettings'
+      readonly src: SourceDocument
+      readonly value: PolicySettingsDocument
+    }
 
 function validate(src: SourceDocument, issues: PolicyIssue[]): Validated | undefined {
   const data = src.data
@@ -632,16 +672,34 @@ function crossCheck(
     const e = entry as { upstream?: unknown; repository?: unknown }
     checkUpstream(src, [...path, 'upstream'], e.upstream)
     const repository = e.repository
-    if (e.upstream === 'docker.io' && typeof repository === 'string' && !repository.includes('/') && !repository.includes('**')) {
+    if (
+      e.upstream === 'docker.io' &&
+      typeof repository === 'string' &&
+      !repository.includes('/') &&
+      !repository.includes('**')
+    ) {
       const message = `docker.io names have two components: Customs sees ${repository} as library/${repository}`
       warnings.push(src.issueAt([...path, 'repository'], 'DOCKER_HUB_NAME', message))
     }
   }
-  const checkKeys = (src: SourceDocument, path: Path, list: readonly CompiledAuthority[] | undefined): void => {
+  const checkKeys = (
+    src: SourceDocument,
+    path: Path,
+    list: readonly CompiledAuthority[] | undefined
+  ): void => {
     for (const [i, a] of (list ?? []).entries()) {
       if (a.kind === 'key' && !options.keyNames.has(a.key)) {
-        const known = options.keyNames.size === 0 ? 'none are configured' : `known: ${[...options.keyNames].sort().join(', ')}`
-        issues.push(src.issueAt([...path, i, 'key', 'name'], 'UNKNOWN_TRUST_KEY', `is not a key of trust.keys (${known})`))
+        const known =
+          options.keyNames.size === 0
+            ? 'none are configured'
+            : `known: ${[...options.keyNames].sort().join(', ')}`
+        issues.push(
+          src.issueAt(
+            [...path, i, 'key', 'name'],
+            'UNKNOWN_TRUST_KEY',
+            `is not a key of trust.keys (${known})`
+          )
+        )
       }
     }
   }
@@ -742,12 +800,16 @@ function capIssues(issues: readonly PolicyIssue[]): PolicyIssue[] {
     const n = (perFile.get(issue.file) ?? 0) + 1
     perFile.set(issue.file, n)
     if (n <= MAX_ISSUES_PER_FILE) out.push(issue)
-    else if (n === MAX_ISSUES_PER_FILE + 1) out.push({ ...issue, path: '', code: 'TOO_MANY_ISSUES', message: '' })
+    else if (n === MAX_ISSUES_PER_FILE + 1)
+      out.push({ ...issue, path: '', code: 'TOO_MANY_ISSUES', message: '' })
   }
   return out.map((issue) => {
     if (issue.code !== 'TOO_MANY_ISSUES') return issue
     const more = (perFile.get(issue.file) ?? 0) - MAX_ISSUES_PER_FILE
-    return { ...issue, message: `and ${more} more ${more === 1 ? 'problem' : 'problems'} in this file` }
+    return {
+      ...issue,
+      message: `and ${more} more ${more === 1 ? 'problem' : 'problems'} in this file`,
+    }
   })
 }
 
@@ -777,7 +839,10 @@ function assemble(docs: readonly Validated[], warnings: readonly PolicyIssue[]):
         name: doc.value.metadata.name,
         source: doc.src.source,
         images: spec.images,
-        waives: spec.waives.map((w) => ({ policy: w.policy, ...(w.rules !== undefined ? { rules: w.rules } : {}) })),
+        waives: spec.waives.map((w) => ({
+          policy: w.policy,
+          ...(w.rules !== undefined ? { rules: w.rules } : {}),
+        })),
         reason: spec.reason,
         owner: spec.owner,
         expires: spec.expires,

@@ -134,7 +134,9 @@ export function flattenZodIssues(
       if (matching.length === 1 && only !== undefined) {
         return flattenZodIssues(only, schema, data, path)
       }
-      const expected = issue.errors.flatMap((b) => (b[0]?.code === 'invalid_type' ? [b[0].expected] : []))
+      const expected = issue.errors.flatMap((b) =>
+        b[0]?.code === 'invalid_type' ? [b[0].expected] : []
+      )
       if (matching.length === 0 && expected.length > 0) {
         const got = typeName(valueAt(data, path))
         const names = [...new Set(expected.map(expectedName))]
@@ -195,7 +197,10 @@ export function objectKeysAt(schema: Schema, path: Path): string[] {
   }
   if (s instanceof z.ZodObject) {
     if (head === undefined) return Object.keys(s._zod.def.shape)
-    const child = typeof head === 'string' && Object.hasOwn(s._zod.def.shape, head) ? s._zod.def.shape[head] : undefined
+    const child =
+      typeof head === 'string' && Object.hasOwn(s._zod.def.shape, head)
+        ? s._zod.def.shape[head]
+        : undefined
     return child === undefined ? [] : objectKeysAt(child, rest)
   }
   if (s instanceof z.ZodArray && typeof head === 'number') {

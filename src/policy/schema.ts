@@ -19,7 +19,11 @@ import type {
 /** The apiVersion every document carries. */
 export const API_VERSION = 'customs.dev/v1'
 
-export const DOCUMENT_KINDS = Object.freeze(['ImagePolicy', 'PolicyException', 'PolicySettings'] as const)
+export const DOCUMENT_KINDS = Object.freeze([
+  'ImagePolicy',
+  'PolicyException',
+  'PolicySettings',
+] as const)
 export type DocumentKind = (typeof DOCUMENT_KINDS)[number]
 
 /**
@@ -44,7 +48,12 @@ export type WaivableRule = (typeof WAIVABLE_RULES)[number]
 /** Codes of the schema's own checks, carried to PolicyIssue.code. */
 export type SchemaIssueCode = 'INVALID_GLOB' | 'INVALID_REGEX' | 'INVALID_CEL' | 'DUPLICATE_NAME'
 
-function fail(ctx: z.core.$RefinementCtx, message: string, code?: SchemaIssueCode, path?: PropertyKey[]): void {
+function fail(
+  ctx: z.core.$RefinementCtx,
+  message: string,
+  code?: SchemaIssueCode,
+  path?: PropertyKey[]
+): void {
   ctx.addIssue({
     code: 'custom',
     message,
@@ -59,12 +68,17 @@ function fail(ctx: z.core.$RefinementCtx, message: string, code?: SchemaIssueCod
 /** A DNS label, as Kubernetes names objects: policies are named in verdicts and metrics. */
 export const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/
 
-const name = z.string().regex(NAME_RE, 'must be a lowercase name of letters, digits and dashes, such as baseline')
+const name = z
+  .string()
+  .regex(NAME_RE, 'must be a lowercase name of letters, digits and dashes, such as baseline')
 
 /** The same shape as config upstream names: `docker.io`, `ghcr.io`, `host:5000`. */
 const upstreamName = z
   .string()
-  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/, 'must be a lowercase registry host such as ghcr.io or host:5000')
+  .regex(
+    /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/,
+    'must be a lowercase registry host such as ghcr.io or host:5000'
+  )
 
 const metadata = z.strictObject({
   name,
@@ -126,7 +140,8 @@ function globProblem(pattern: string, kind: GlobKind): string | undefined {
   if (pattern === '') return 'must not be empty'
   if (pattern.length > GLOB_LIMITS[kind]) return `must be at most ${GLOB_LIMITS[kind]} characters`
   if (kind === 'repository') {
-    if (/[:@]/.test(pattern)) return 'names a repository only: give tags under tags, digests under digest'
+    if (/[:@]/.test(pattern))
+      return 'names a repository only: give tags under tags, digests under digest'
     if (/[A-Z]/.test(pattern)) return 'repository names are lowercase'
     if (pattern.startsWith('/') || pattern.endsWith('/')) return 'must not start or end with /'
   }
@@ -187,13 +202,11 @@ const match = z
     repository: glob('repository').default('**'),
     tags: globList('tag').optional(),
   })
-  .transform(
-    (m): CompiledMatch => ({
-      ...(m.upstream !== undefined ? { upstream: m.upstream } : {}),
-      repository: compileGlobs([m.repository]),
-      ...(m.tags !== undefined ? { tags: m.tags } : {}),
-    })
-  )
+  .transform((m): CompiledMatch => ({
+    ...(m.upstream !== undefined ? { upstream: m.upstream } : {}),
+    repository: compileGlobs([m.repository]),
+    ...(m.tags !== undefined ? { tags: m.tags } : {}),
+  }))
 
 const exceptionImage = z
   .strictObject({
@@ -207,14 +220,12 @@ const exceptionImage = z
       fail(ctx, 'give a repository glob, a digest, or both')
     }
   })
-  .transform(
-    (image): CompiledMatch & { readonly digest?: string } => ({
-      ...(image.upstream !== undefined ? { upstream: image.upstream } : {}),
-      repository: compileGlobs([image.repository ?? '**']),
-      ...(image.tags !== undefined ? { tags: image.tags } : {}),
-      ...(image.digest !== undefined ? { digest: image.digest } : {}),
-    })
-  )
+  .transform((image): CompiledMatch & { readonly digest?: string } => ({
+    ...(image.upstream !== undefined ? { upstream: image.upstream } : {}),
+    repository: compileGlobs([image.repository ?? '**']),
+    ...(image.tags !== undefined ? { tags: image.tags } : {}),
+    ...(image.digest !== undefined ? { digest: image.digest } : {}),
+  }))
 
 // ---------------------------------------------------------------------------------------------
 // Authorities
@@ -253,7 +264,10 @@ const keyless = z
           anchored(pattern).test('')
         } catch (err) {
           // V8 quotes the anchored pattern before its reason; the reason is what the author needs.
-          const reason = (err as Error).message.replace(/^Invalid regular expression: \/.*\/u?: /s, '')
+          const reason = (err as Error).message.replace(
+            /^Invalid regular expression: \/.*\/u?: /s,
+            ''
+          )
           fail(ctx, `is not a valid regular expression: ${reason}`, 'INVALID_REGEX')
         }
       })
@@ -305,7 +319,8 @@ function uniquelyNamed<T extends z.ZodType<{ name: string }>>(element: T, what: 
     .superRefine((items, ctx) => {
       const seen = new Set<string>()
       for (const [i, item] of items.entries()) {
-        if (seen.has(item.name)) fail(ctx, `${what} ${item.name} is named twice`, 'DUPLICATE_NAME', [i, 'name'])
+        if (seen.has(item.name))
+          fail(ctx, `${what} ${item.name} is named twice`, 'DUPLICATE_NAME', [i, 'name'])
         seen.add(item.name)
       }
     })
@@ -320,7 +335,9 @@ const attestation = z
   .strictObject({
     name,
     /** The in-toto predicateType, exactly: https://slsa.dev/provenance/v1. */
-    predicateType: z.string().regex(/^\S+$/, 'must be a predicate type such as https://slsa.dev/provenance/v1'),
+    predicateType: z
+      .string()
+      .regex(/^\S+$/, 'must be a predicate type such as https://slsa.dev/provenance/v1'),
     authorities: authorities.optional(),
     slsa: z
       .strictObject({
@@ -330,17 +347,18 @@ const attestation = z
       .optional(),
     vulnerabilities: z.strictObject({ maxAge: duration.optional() }).optional(),
   })
-  .transform(
-    (a): CompiledAttestation => ({
-      name: a.name,
-      predicateType: a.predicateType,
-      ...(a.authorities !== undefined ? { authorities: a.authorities } : {}),
-      ...(a.slsa !== undefined ? { slsa: dropUndefined(a.slsa) } : {}),
-      ...(a.vulnerabilities !== undefined
-        ? { vulnerabilities: a.vulnerabilities.maxAge !== undefined ? { maxAgeMs: a.vulnerabilities.maxAge } : {} }
-        : {}),
-    })
-  )
+  .transform((a): CompiledAttestation => ({
+    name: a.name,
+    predicateType: a.predicateType,
+    ...(a.authorities !== undefined ? { authorities: a.authorities } : {}),
+    ...(a.slsa !== undefined ? { slsa: dropUndefined(a.slsa) } : {}),
+    ...(a.vulnerabilities !== undefined
+      ? {
+          vulnerabilities:
+            a.vulnerabilities.maxAge !== undefined ? { maxAgeMs: a.vulnerabilities.maxAge } : {},
+        }
+      : {}),
+  }))
 
 const digestSet = z
   .array(digest)
@@ -352,7 +370,10 @@ const celRule = z.string().transform((source, ctx) => {
     return compileCel(source)
   } catch (err) {
     if (!(err instanceof CelCompileError)) throw err
-    const where = source.includes('\n') || err.column > 1 ? ` (at ${err.line}:${err.column} of the expression)` : ''
+    const where =
+      source.includes('\n') || err.column > 1
+        ? ` (at ${err.line}:${err.column} of the expression)`
+        : ''
     fail(ctx, `${err.message}${where}`, 'INVALID_CEL')
     return z.NEVER
   }
@@ -371,7 +392,14 @@ const rules = z
     /** Label name -> value glob; `*` means present with any value (also empty). */
     labels: z.record(z.string().min(1).max(256), glob('value')).optional(),
     platforms: z
-      .array(z.string().regex(PLATFORM_RE, 'must be os/arch or os/arch/variant, such as linux/amd64 or linux/arm/v7'))
+      .array(
+        z
+          .string()
+          .regex(
+            PLATFORM_RE,
+            'must be os/arch or os/arch/variant, such as linux/amd64 or linux/arm/v7'
+          )
+      )
       .min(1)
       .optional(),
     maxLayers: z.number().int().min(1).optional(),
@@ -433,25 +461,34 @@ export const imagePolicySchema = z.strictObject({
       if (spec.authoritiesRequired === undefined) return
       const n = spec.authorities?.length ?? 0
       if (spec.authoritiesRequired > n) {
-        fail(ctx, `must be at most the number of authorities (${n})`, undefined, ['authoritiesRequired'])
+        fail(ctx, `must be at most the number of authorities (${n})`, undefined, [
+          'authoritiesRequired',
+        ])
       }
     }),
 })
 
 /** Exception expiry: a date is the end of that day in UTC; a timestamp must carry its offset. */
 const DATE_RE = /^(\d{4})-(\d{2})-(\d{2})$/
-const TIMESTAMP_RE = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/
+const TIMESTAMP_RE =
+  /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$/
 
 /** Milliseconds since the epoch at which an exception stops applying; throws on a bad value. */
 export function parseExpiry(value: string): number {
   const date = DATE_RE.exec(value) ?? TIMESTAMP_RE.exec(value)
   if (date === null) {
-    throw new Error('must be a date (2027-01-31) or a timestamp with its offset (2027-01-31T18:00:00Z)')
+    throw new Error(
+      'must be a date (2027-01-31) or a timestamp with its offset (2027-01-31T18:00:00Z)'
+    )
   }
   const [year, month, day] = [Number(date[1]), Number(date[2]), Number(date[3])]
   const start = Date.UTC(year, month - 1, day)
   const check = new Date(start)
-  if (check.getUTCFullYear() !== year || check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day) {
+  if (
+    check.getUTCFullYear() !== year ||
+    check.getUTCMonth() !== month - 1 ||
+    check.getUTCDate() !== day
+  ) {
     throw new Error(`${value} is not a calendar date`)
   }
   if (DATE_RE.test(value)) return start + 86_400_000 - 1
@@ -482,7 +519,8 @@ export const policyExceptionSchema = z.strictObject({
       .superRefine((waives, ctx) => {
         const seen = new Set<string>()
         for (const [i, w] of waives.entries()) {
-          if (seen.has(w.policy)) fail(ctx, `policy ${w.policy} is waived twice`, 'DUPLICATE_NAME', [i, 'policy'])
+          if (seen.has(w.policy))
+            fail(ctx, `policy ${w.policy} is waived twice`, 'DUPLICATE_NAME', [i, 'policy'])
           seen.add(w.policy)
         }
       }),
@@ -499,7 +537,11 @@ export const policyExceptionSchema = z.strictObject({
   }),
 })
 
-/** `kind: PolicySettings`: at most one per set. */
+/**
+ * `kind: PolicySettings`: what applies to the whole set, at most one per set. It lives with the
+ * policies rather than in the configuration so that it is reviewed, versioned and hashed into the
+ * revision with them: `unmatched: deny` changes verdicts as much as any policy does.
+ */
 export const policySettingsSchema = z.strictObject({
   apiVersion,
   kind: z.literal('PolicySettings'),

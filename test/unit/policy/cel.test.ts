@@ -88,6 +88,14 @@ describe('compileCel', () => {
     }
   })
 
+  it('returns plain data that JSON can print, whatever the expression yields', () => {
+    assert.equal(evaluate('image.layers'), 7)
+    assert.deepEqual(evaluate('[image.layers, image.created]'), [7, '2024-05-01T12:00:00Z'])
+    assert.deepEqual(evaluate("image.labels.filter(k, k == 'team')"), ['team'])
+    assert.deepEqual(evaluate("{'a': 1u, 'b': duration('90s')}"), { a: 1, b: '90s' })
+    assert.equal(evaluate('9223372036854775807'), '9223372036854775807')
+  })
+
   it('compiles once and evaluates many times', () => {
     const program = compileCel('image.layers > 5')
     assert.equal(program.source, 'image.layers > 5')
