@@ -21,7 +21,9 @@ import { loadPolicies } from './policy/load.js'
 import { PolicyReloader, type ReloadResult } from './policy/reload.js'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { PolicySet } from './policy/types.js'
+import { inlineKeys, type PolicySet } from './policy/types.js'
+import type { TrustedKey } from './verify/trust.js'
+import { createPublicKey } from 'node:crypto'
 import { MAX_CONFIG_BYTES } from './inspection/facts.js'
 import { loadTrust } from './verify/trust.js'
 import { SignatureVerifier } from './verify/verifier.js'
@@ -85,8 +87,10 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   const listings = new Listings(upstreams)
   // The signature service reads artifacts through the manifest service, built just below.
   let manifests: ManifestService | undefined
+  // Policies are loaded below; the verifier reads their inline keys at each verification.
+  let policies: PolicyEngine | undefined
   const signatures = new SignatureService(
-    new SignatureVerifier(trust),
+    new SignatureVerifier(trust, () => (policies === undefined ? [] : policyKeys(policies.current()))),
     () => artifactReader(manifests as ManifestService, blobs, listings),
     {
       attestations: config.trust.discovery.attestations,
@@ -102,7 +106,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       upstreams: new Set(config.upstreams.map((u) => u.name)),
     })
   // A set that does not load at start stops the start: there is no previous set to keep.
-  const policies = new PolicyEngine(overrides.policies ?? (await loadSet()))
+  policies = new PolicyEngine(overrides.policies ?? (await loadSet()))
   const reloader = new PolicyReloader(policies, loadSet, logger)
   if (overrides.policies === undefined && config.policy.watch) reloader.watch(policyDir)
   const inspector = new Inspector({
@@ -150,6 +154,20 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       await state.close()
     },
   }
+}
+
+/** The inline keys of a policy set as trusted keys, computed once per set. */
+const keyCache = new WeakMap<PolicySet, TrustedKey[]>()
+function policyKeys(set: PolicySet): TrustedKey[] {
+  let keys = keyCache.get(set)
+  if (keys === undefined) {
+    keys = inlineKeys(set).map(({ name, pem }) => {
+      const key = createPublicKey(pem)
+      return { name, key, type: key.asymmetricKeyType ?? 'unknown' }
+    })
+    keyCache.set(set, keys)
+  }
+  return keys
 }
 
 /** Maps a repository to where its signatures live (cosign's COSIGN_REPOSITORY), by glob. */

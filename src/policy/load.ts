@@ -688,7 +688,7 @@ function crossCheck(
     list: readonly CompiledAuthority[] | undefined
   ): void => {
     for (const [i, a] of (list ?? []).entries()) {
-      if (a.kind === 'key' && !options.keyNames.has(a.key)) {
+      if (a.kind === 'key' && a.pem === undefined && !options.keyNames.has(a.key)) {
         const known =
           options.keyNames.size === 0
             ? 'none are configured'

@@ -3,6 +3,7 @@
 // regexes, CEL, durations, sizes, digests); what needs the whole set is checked in policy/load.ts.
 
 import picomatch from 'picomatch'
+import { createHash, createPublicKey } from 'node:crypto'
 import { z } from 'zod'
 import { parseDuration, parseSize } from '../config/units.js'
 import { isDigest, parseDigest } from '../oci/digest.js'
@@ -284,8 +285,20 @@ const authority = z
   .strictObject({
     name,
     keyless: keyless.optional(),
-    /** A public key from the configuration's trust.keys, by name. */
-    key: z.strictObject({ name: z.string().min(1) }).optional(),
+    /** A public key from the configuration's trust.keys by name, or inline as PEM. */
+    key: z
+      .strictObject({ name: z.string().min(1).optional(), pem: z.string().min(1).max(16384).optional() })
+      .superRefine((k, ctx) => {
+        if ((k.name === undefined) === (k.pem === undefined)) fail(ctx, 'set exactly one of name or pem')
+        if (k.pem !== undefined) {
+          try {
+            createPublicKey(k.pem)
+          } catch {
+            ctx.addIssue({ code: 'custom', path: ['pem'], message: 'is not a PEM public key' })
+          }
+        }
+      })
+      .optional(),
     static: z.enum(['pass', 'fail']).optional(),
   })
   .superRefine((a, ctx) => {
@@ -307,9 +320,16 @@ const authority = z
         ...(Object.keys(extensions).length > 0 ? { extensions } : {}),
       }
     }
-    if (a.key !== undefined) return { kind: 'key', name: a.name, key: a.key.name }
+    if (a.key?.pem !== undefined) return { kind: 'key', name: a.name, key: inlineKeyName(a.key.pem), pem: a.key.pem }
+    if (a.key?.name !== undefined) return { kind: 'key', name: a.name, key: a.key.name }
     return { kind: 'static', name: a.name, action: a.static ?? 'fail' }
   })
+
+/** The name an inline policy key is verified under: `inline:` and its SPKI's hash, stable. */
+export function inlineKeyName(pem: string): string {
+  const spki = createPublicKey(pem).export({ type: 'spki', format: 'der' })
+  return `inline:${createHash('sha256').update(spki).digest('hex').slice(0, 16)}`
+}
 
 /** A list whose entries' `name`s must differ. */
 function uniquelyNamed<T extends z.ZodType<{ name: string }>>(element: T, what: string) {

@@ -26,7 +26,14 @@ export type CompiledAuthority =
       readonly subjectRegExp?: string
       readonly extensions?: Partial<Record<ExtensionName, string>>
     }
-  | { readonly kind: 'key'; readonly name: string; /** A key name from trust.keys. */ readonly key: string }
+  | {
+      readonly kind: 'key'
+      readonly name: string
+      /** A key name from trust.keys, or `inline:<hash>` for a key given in the policy. */
+      readonly key: string
+      /** The inline key's PEM: the verifier tries it too while the policy is in force. */
+      readonly pem?: string
+    }
   | { readonly kind: 'static'; readonly name: string; readonly action: 'pass' | 'fail' }
 
 export interface CompiledAttestation {
@@ -80,6 +87,17 @@ export interface CompiledException {
   readonly owner: string
   /** Milliseconds since the epoch; the exception stops applying after it. */
   readonly expires: number
+}
+
+/** Every inline key the set's policies name, for the verifier. */
+export function inlineKeys(set: PolicySet): Array<{ name: string; pem: string }> {
+  const out = new Map<string, string>()
+  for (const p of set.policies) {
+    for (const a of [...p.authorities, ...p.attestations.flatMap((x) => x.authorities ?? [])]) {
+      if (a.kind === 'key' && a.pem !== undefined) out.set(a.key, a.pem)
+    }
+  }
+  return [...out].map(([name, pem]) => ({ name, pem }))
 }
 
 export interface PolicySet {

@@ -28,17 +28,21 @@ export type CheckResult = { readonly ok: true; readonly signer: VerifiedSigner }
 
 export class SignatureVerifier {
   readonly #trust: TrustStore
+  readonly #extraKeys: () => readonly TrustedKey[]
   /** For keyed signatures without any root: no tlog keys, no CAs. */
   readonly #keysOnly: TrustMaterial
 
-  constructor(trust: TrustStore) {
+  /**
+   * `extraKeys` are keys trusted besides the configured ones, read at each verification: the
+   * inline keys of the policies in force.
+   */
+  constructor(trust: TrustStore, extraKeys: () => readonly TrustedKey[] = () => []) {
     this.#trust = trust
-    const finder = (hint: string) => {
-      const key = trust.keys.find((k) => k.name === hint)
-      if (key === undefined) throw new Error(`no trusted key named ${hint}`)
-      return { publicKey: key.key, validFor: () => true }
+    this.#extraKeys = extraKeys
+    const none = (hint: string): never => {
+      throw new Error(`no trusted key named ${hint}`)
     }
-    this.#keysOnly = toTrustMaterial(TrustedRoot.fromJSON({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1' }), finder)
+    this.#keysOnly = toTrustMaterial(TrustedRoot.fromJSON({ mediaType: 'application/vnd.dev.sigstore.trustedroot+json;version=0.1' }), none)
   }
 
   /**
@@ -87,14 +91,18 @@ export class SignatureVerifier {
   }
 
   #keyed(bundle: Bundle, artifact: Buffer | undefined): CheckResult {
-    if (this.#trust.keys.length === 0) return fail('a keyed signature, and no trusted key is configured')
+    const keys = [...this.#trust.keys, ...this.#extraKeys()]
+    if (keys.length === 0) return fail('a keyed signature, and no trusted key is configured')
     const reasons: string[] = []
-    for (const key of this.#trust.keys) {
-      // The hint names no key we know (cosign writes none, or a key id): try each configured key.
+    for (const key of keys) {
+      // The hint names no key we know (cosign writes none, or a key id): try each trusted key.
       const named = withHint(bundle, key.name)
       const entity = withSignatureCheck(toSignedEntity(named, artifact), named, artifact, key)
+      const finder = () => ({ publicKey: key.key, validFor: () => true })
       const materials: Array<[string | undefined, TrustMaterial, TrustRoot | undefined]> =
-        entity.tlogEntries.length > 0 ? this.#trust.roots.map((r) => [r.name, r.material, r]) : [[undefined, this.#keysOnly, undefined]]
+        entity.tlogEntries.length > 0
+          ? this.#trust.roots.map((r) => [r.name, { ...r.material, publicKey: finder }, r])
+          : [[undefined, { ...this.#keysOnly, publicKey: finder }, undefined]]
       for (const [rootName, material] of materials) {
         const result = attempt(() => new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 }).verify(entity))
         if (result === undefined) {

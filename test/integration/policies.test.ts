@@ -21,8 +21,21 @@ let customs: CustomsHandle
 let containerd: ContainerdHandle
 let pki: TestPki
 let release: TestKeyPair
+let inline: TestKeyPair
 let work: string
 let policyDir: string
+
+const INLINE = () => `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: inline-key }
+spec:
+  match: [{ repository: "inline/**" }]
+  authorities:
+    - name: vendor
+      key:
+        pem: ${JSON.stringify(inline.publicKeyPem)}
+`
 
 const ENFORCE = `
 apiVersion: customs.dev/v1
@@ -84,10 +97,12 @@ before(async () => {
   registry = await startRegistry()
   pki = createTestPki()
   release = keyPair('p256')
+  inline = keyPair('p256')
   work = await makeTempDir('policies-')
   policyDir = join(work, 'policies')
   await mkdir(policyDir)
   await writeFile(join(policyDir, 'acme.yaml'), ENFORCE)
+  await writeFile(join(policyDir, 'inline.yaml'), INLINE())
   const root = await pki.writeTrustedRoot(join(work, 'trusted_root.json'))
   customs = await startCustoms({
     config: `
@@ -172,6 +187,20 @@ describe('an enforcing policy', () => {
     const res = await fetch(`${customs.url}/v2/acme/legacy/manifests/v1`)
     assert.equal(res.status, 200)
     assert.equal(res.headers.get('docker-content-digest'), image.manifestDigest)
+  })
+})
+
+describe('a policy with an inline key', () => {
+  it('admits an image signed by that key, which trust.keys does not have, and refuses others', async () => {
+    const image = buildImage({ mediaType: 'oci', layers: [4096] })
+    await pushImage(registry, 'inline/app', 'v1', image)
+    const signed = signedSigLayer({ pki, imageDigest: image.manifestDigest, signer: { kind: 'keyed', key: inline }, timestamps: 'none' })
+    await pushLegacySignature(registry, 'inline/app', image.manifestDigest, [signed.layer])
+    const ok = await fetch(`${customs.url}/v2/inline/app/manifests/v1`)
+    assert.equal(ok.status, 200, await ok.text())
+    const other = await push('inline/other', 'v1', 'keyed')
+    assert.ok(other)
+    assert.equal((await fetch(`${customs.url}/v2/inline/other/manifests/v1`)).status, 403)
   })
 })
 
