@@ -4,11 +4,12 @@
 
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
-import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument } from 'yaml'
-import type { Document } from 'yaml'
+import { LineCounter, parseDocument } from 'yaml'
 import { z } from 'zod'
 import { configSchema } from './schema.js'
 import type { Config, ParsedConfig, SecretRef } from './schema.js'
+import { flattenZodIssues, lineColumn, locate, unwrap, zodMessage } from './yaml-positions.js'
+import type { Path, RawIssue, Schema, Wording } from './yaml-positions.js'
 
 export type Env = Readonly<Record<string, string | undefined>>
 
@@ -96,31 +97,26 @@ function redactUrl(url: string): string {
 // ---------------------------------------------------------------------------------------------
 // Parsing and positions
 
-type Path = readonly PropertyKey[]
-
 interface Parsed {
   config: ParsedConfig
   /** The issue for a path, positioned at its node in the file (or the nearest parent there). */
   issueAt(path: Path, message: string): ConfigIssue
 }
 
-interface RawIssue {
-  path: Path
-  message: string
-  /** The issue is about the key itself (an unknown key), not its value. */
-  atKey?: boolean
-}
+/**
+ * The configuration's messages predate the policy loader's: zod's `int` and `number`, `got null`,
+ * and zod's own words for bounds (`Too small: expected number to be >=1`).
+ */
+const WORDING: Wording = 'types'
 
 function parse(text: string, options: LoadOptions): Parsed {
   const file = options.file
   const lineCounter = new LineCounter()
   // prettyErrors off: the pretty form quotes the source line, which may hold a secret.
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
-  const position = (offset: number | undefined): Pick<ConfigIssue, 'line' | 'column'> => {
-    if (offset === undefined) return {}
-    const { line, col } = lineCounter.linePos(offset)
-    return { line, column: col }
-  }
+  // Unlike a policy issue, an issue with no position in the file has no line rather than 1:1.
+  const position = (offset: number | undefined): Pick<ConfigIssue, 'line' | 'column'> =>
+    offset === undefined ? {} : lineColumn(lineCounter, offset)
   if (doc.errors.length > 0) {
     throw new ConfigError(
       doc.errors.map((e) => ({
@@ -140,14 +136,15 @@ function parse(text: string, options: LoadOptions): Parsed {
   }
 
   const env = applyEnv(data, options.env ?? {})
-  const result = configSchema.safeParse(data, { error: errorMessage })
+  const result = configSchema.safeParse(data, { error: (issue) => zodMessage(issue, WORDING) })
   const fileIssue = (raw: RawIssue): ConfigIssue => ({
     path: formatPath(raw.path),
     file,
     ...position(locate(doc, raw.path, raw.atKey === true)),
     message: raw.message,
   })
-  const issues = (result.success ? [] : flattenIssues(result.error.issues, [], data)).map(
+  const zodIssues = result.success ? [] : result.error.issues
+  const issues = flattenZodIssues(zodIssues, configSchema, data, WORDING).map(
     (raw): ConfigIssue => {
       const variable = env.applied.find((o) => startsWith(raw.path, o.path))
       if (variable === undefined) return fileIssue(raw)
@@ -180,38 +177,6 @@ function dropNulls(value: unknown): unknown {
   return value
 }
 
-/** The offset of the node at path, or of its nearest ancestor present in the document. */
-function locate(doc: Document, path: Path, atKey: boolean): number | undefined {
-  let node: unknown = doc.contents
-  let offset = isNode(node) ? node.range?.[0] : undefined
-  for (const [i, segment] of path.entries()) {
-    if (isAlias(node)) node = node.resolve(doc)
-    if (isMap(node)) {
-      // Compared as text: a YAML key `1:` is the number 1, and zod names it '1'.
-      const keyText = (key: unknown): string => String(isScalar(key) ? key.value : key)
-      const pair = node.items.find((p) => keyText(p.key) === String(segment))
-      if (pair === undefined) break
-      const keyOffset = isNode(pair.key) ? pair.key.range?.[0] : undefined
-      // A key with no value (or one asked about itself) is found at the key.
-      if ((atKey && i === path.length - 1) || !isNode(pair.value) || isNullScalar(pair.value)) {
-        return keyOffset ?? offset
-      }
-      node = pair.value
-    } else if (isSeq(node) && typeof segment === 'number') {
-      node = node.items[segment]
-      if (!isNode(node)) break
-    } else {
-      break
-    }
-    offset = isNode(node) ? (node.range?.[0] ?? offset) : offset
-  }
-  return offset
-}
-
-function isNullScalar(node: unknown): boolean {
-  return isScalar(node) && node.value === null
-}
-
 /** `upstreams[1].credentials.password` */
 export function formatPath(path: Path): string {
   return path
@@ -234,120 +199,8 @@ function startsWith(path: Path, prefix: Path): boolean {
   return prefix.length <= path.length && prefix.every((s, i) => path[i] === s)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Zod issues -> our issues
-
-function errorMessage(issue: z.core.$ZodRawIssue): string | undefined {
-  if (issue.code === 'invalid_type') {
-    if (issue.input === undefined) return 'is required'
-    return `expected ${expectedName(issue.expected)}, got ${typeName(issue.input)}`
-  }
-  if (issue.code === 'invalid_value' && issue.values.length > 1) {
-    return `must be one of ${issue.values.map(String).join(', ')}`
-  }
-  return undefined
-}
-
-/** Zod's type names in the words of YAML. */
-function expectedName(expected: string): string {
-  return expected === 'object' ? 'mapping' : expected === 'array' ? 'list' : expected
-}
-
-function typeName(value: unknown): string {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'list'
-  if (typeof value === 'object') return 'mapping'
-  return typeof value
-}
-
-/**
- * One issue per problem: an unknown key is reported at the key itself, and a union (a password is
- * a string or a reference) reports the issues of the branch whose type the value has.
- */
-function flattenIssues(issues: readonly z.core.$ZodIssue[], base: Path, data: unknown): RawIssue[] {
-  return issues.flatMap((issue): RawIssue[] => {
-    const path = [...base, ...issue.path]
-    if (issue.code === 'unrecognized_keys') {
-      const known = objectKeysAt(configSchema, path)
-      return issue.keys.map((key) => ({
-        path: [...path, key],
-        message: unknownKeyMessage(key, known),
-        atKey: true,
-      }))
-    }
-    if (issue.code === 'invalid_union') {
-      const wrongType = (branch: readonly z.core.$ZodIssue[]): boolean =>
-        branch.length === 1 && branch[0]?.code === 'invalid_type' && branch[0].path.length === 0
-      const matching = issue.errors.filter((branch) => !wrongType(branch))
-      const [only] = matching
-      if (matching.length === 1 && only !== undefined) return flattenIssues(only, path, data)
-      const expected = issue.errors.flatMap((b) =>
-        b[0]?.code === 'invalid_type' ? [b[0].expected] : []
-      )
-      if (matching.length === 0 && expected.length > 0) {
-        const got = typeName(valueAt(data, path))
-        const names = [...new Set(expected.map(expectedName))]
-        return [{ path, message: `expected ${names.join(' or ')}, got ${got}` }]
-      }
-    }
-    return [{ path, message: issue.message }]
-  })
-}
-
-function unknownKeyMessage(key: string, known: readonly string[]): string {
-  const near = known.find((k) => k.toLowerCase() === key.toLowerCase())
-  if (near !== undefined) return `unknown key (did you mean ${near}?)`
-  return known.length > 0 ? `unknown key (expected one of ${known.join(', ')})` : 'unknown key'
-}
-
-function valueAt(data: unknown, path: Path): unknown {
-  let value = data
-  for (const segment of path) {
-    if (value === null || typeof value !== 'object') return undefined
-    value = (value as Record<PropertyKey, unknown>)[segment]
-  }
-  return value
-}
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Walking the schema
-
-type Schema = z.core.$ZodType
-
-/** The schema that decides the value's shape: defaults, optionals and transforms peeled off. */
-function unwrap(schema: Schema): Schema {
-  if (
-    schema instanceof z.ZodDefault ||
-    schema instanceof z.ZodPrefault ||
-    schema instanceof z.ZodOptional
-  ) {
-    return unwrap(schema._zod.def.innerType)
-  }
-  if (schema instanceof z.ZodPipe) return unwrap(schema._zod.def.in)
-  return schema
-}
-
-/** The keys an object in the schema allows at path, for the unknown-key message. */
-function objectKeysAt(schema: Schema, path: Path): string[] {
-  const s = unwrap(schema)
-  const [head, ...rest] = path
-  if (s instanceof z.ZodUnion) {
-    const options = s._zod.def.options.map((o) => objectKeysAt(o, path))
-    return options.find((keys) => keys.length > 0) ?? []
-  }
-  if (s instanceof z.ZodObject) {
-    if (head === undefined) return Object.keys(s._zod.def.shape)
-    const child = typeof head === 'string' ? s._zod.def.shape[head] : undefined
-    return child === undefined ? [] : objectKeysAt(child, rest)
-  }
-  if (s instanceof z.ZodArray && typeof head === 'number') {
-    return objectKeysAt(s._zod.def.element, rest)
-  }
-  return []
 }
 
 // ---------------------------------------------------------------------------------------------

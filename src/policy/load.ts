@@ -11,8 +11,8 @@ import { Composer, isScalar, LineCounter, Parser, visit } from 'yaml'
 import type { Document } from 'yaml'
 import { formatPath } from '../config/load.js'
 import { formatBytes } from '../config/units.js'
-import { flattenZodIssues, lineColumn, locate, zodMessage } from './positions.js'
-import type { Path, RawIssue } from './positions.js'
+import { flattenZodIssues, lineColumn, locate, zodMessage } from '../config/yaml-positions.js'
+import type { Path, RawIssue } from '../config/yaml-positions.js'
 import {
   API_VERSION,
   DOCUMENT_KINDS,

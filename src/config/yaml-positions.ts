@@ -1,6 +1,6 @@
-// YAML positions for validation issues: the node at a path in a parsed document, and zod's issues
-// reworded into one positioned issue per problem. The same approach as config/load.ts, made
-// generic over the schema so that policy documents (and later the configuration) can share it.
+// YAML positions and wording for validation issues, shared by the configuration and policy loaders:
+// the node at a path in a parsed document, and zod's issues flattened into one issue per problem,
+// reworded for a YAML author.
 
 import { isAlias, isMap, isNode, isScalar, isSeq } from 'yaml'
 import type { Document, LineCounter } from 'yaml'
@@ -63,17 +63,34 @@ export function lineColumn(
 // ---------------------------------------------------------------------------------------------
 // Zod issues -> our issues
 
-/** Zod's messages in the words of a YAML author; pass as `safeParse(data, { error })`. */
-export function zodMessage(issue: z.core.$ZodRawIssue): string | undefined {
+/**
+ * How much of zod's wording is replaced. 'full' (policy files): every message of zodMessage, with
+ * `integer` for zod's `int` and for a whole number. 'types' (the configuration, whose messages
+ * predate this module): missing values, wrong types (`got null` too) and choices among several
+ * only, in zod's type names `int` and `number`; bounds and single values keep zod's own words.
+ */
+export type Wording = 'full' | 'types'
+
+/**
+ * Zod's messages in the words of a YAML author; pass as `safeParse(data, { error })`, or with a
+ * wording as `{ error: (issue) => zodMessage(issue, 'types') }`.
+ */
+export function zodMessage(
+  issue: z.core.$ZodRawIssue,
+  wording: Wording = 'full'
+): string | undefined {
+  const full = wording === 'full'
   if (issue.code === 'invalid_type') {
+    const expected = expectedName(issue.expected, wording)
     if (issue.input === undefined) return 'is required'
-    if (issue.input === null) return `has no value (expected ${expectedName(issue.expected)})`
-    return `expected ${expectedName(issue.expected)}, got ${typeName(issue.input)}`
+    if (issue.input === null && full) return `has no value (expected ${expected})`
+    return `expected ${expected}, got ${typeName(issue.input, wording)}`
   }
-  if (issue.code === 'invalid_value') {
+  if (issue.code === 'invalid_value' && (full || issue.values.length > 1)) {
     if (issue.values.length === 1) return `must be ${JSON.stringify(issue.values[0])}`
     return `must be one of ${issue.values.map(String).join(', ')}`
   }
+  if (!full) return undefined
   if (issue.code === 'too_small' || issue.code === 'too_big') {
     const small = issue.code === 'too_small'
     const bound = Number(small ? issue.minimum : issue.maximum)
@@ -90,17 +107,17 @@ export function zodMessage(issue: z.core.$ZodRawIssue): string | undefined {
 }
 
 /** Zod's type names in the words of YAML. */
-function expectedName(expected: string): string {
+function expectedName(expected: string, wording: Wording): string {
   if (expected === 'object') return 'mapping'
   if (expected === 'array') return 'list'
-  if (expected === 'int') return 'integer'
+  if (expected === 'int' && wording === 'full') return 'integer'
   return expected
 }
 
-function typeName(value: unknown): string {
+function typeName(value: unknown, wording: Wording): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'list'
-  if (typeof value === 'number' && Number.isInteger(value)) return 'integer'
+  if (typeof value === 'number' && Number.isInteger(value) && wording === 'full') return 'integer'
   if (typeof value === 'object') return 'mapping'
   return typeof value
 }
@@ -113,39 +130,39 @@ export function flattenZodIssues(
   issues: readonly z.core.$ZodIssue[],
   schema: z.core.$ZodType,
   data: unknown,
-  base: Path = []
+  wording: Wording = 'full'
 ): RawIssue[] {
-  return issues.flatMap((issue): RawIssue[] => {
-    const path = [...base, ...issue.path]
-    if (issue.code === 'unrecognized_keys') {
-      const known = objectKeysAt(schema, path)
-      return issue.keys.map((key) => ({
-        path: [...path, key],
-        message: unknownKeyMessage(key, known),
-        code: 'UNKNOWN_FIELD',
-        atKey: true,
-      }))
-    }
-    if (issue.code === 'invalid_union') {
-      const wrongType = (branch: readonly z.core.$ZodIssue[]): boolean =>
-        branch.length === 1 && branch[0]?.code === 'invalid_type' && branch[0].path.length === 0
-      const matching = issue.errors.filter((branch) => !wrongType(branch))
-      const [only] = matching
-      if (matching.length === 1 && only !== undefined) {
-        return flattenZodIssues(only, schema, data, path)
+  const flatten = (list: readonly z.core.$ZodIssue[], base: Path): RawIssue[] =>
+    list.flatMap((issue): RawIssue[] => {
+      const path = [...base, ...issue.path]
+      if (issue.code === 'unrecognized_keys') {
+        const known = objectKeysAt(schema, path)
+        return issue.keys.map((key) => ({
+          path: [...path, key],
+          message: unknownKeyMessage(key, known),
+          code: 'UNKNOWN_FIELD',
+          atKey: true,
+        }))
       }
-      const expected = issue.errors.flatMap((b) =>
-        b[0]?.code === 'invalid_type' ? [b[0].expected] : []
-      )
-      if (matching.length === 0 && expected.length > 0) {
-        const got = typeName(valueAt(data, path))
-        const names = [...new Set(expected.map(expectedName))]
-        return [{ path, message: `expected ${names.join(' or ')}, got ${got}` }]
+      if (issue.code === 'invalid_union') {
+        const wrongType = (branch: readonly z.core.$ZodIssue[]): boolean =>
+          branch.length === 1 && branch[0]?.code === 'invalid_type' && branch[0].path.length === 0
+        const matching = issue.errors.filter((branch) => !wrongType(branch))
+        const [only] = matching
+        if (matching.length === 1 && only !== undefined) return flatten(only, path)
+        const expected = issue.errors.flatMap((b) =>
+          b[0]?.code === 'invalid_type' ? [b[0].expected] : []
+        )
+        if (matching.length === 0 && expected.length > 0) {
+          const got = typeName(valueAt(data, path), wording)
+          const names = [...new Set(expected.map((e) => expectedName(e, wording)))]
+          return [{ path, message: `expected ${names.join(' or ')}, got ${got}` }]
+        }
       }
-    }
-    const code = issue.code === 'custom' ? customCode(issue.params) : undefined
-    return [{ path, message: issue.message, ...(code !== undefined ? { code } : {}) }]
-  })
+      const code = issue.code === 'custom' ? customCode(issue.params) : undefined
+      return [{ path, message: issue.message, ...(code !== undefined ? { code } : {}) }]
+    })
+  return flatten(issues, [])
 }
 
 function customCode(params: unknown): string | undefined {
@@ -172,10 +189,10 @@ function valueAt(data: unknown, path: Path): unknown {
 // ---------------------------------------------------------------------------------------------
 // Walking the schema
 
-type Schema = z.core.$ZodType
+export type Schema = z.core.$ZodType
 
 /** The schema that decides the value's shape: defaults, optionals and transforms peeled off. */
-function unwrap(schema: Schema): Schema {
+export function unwrap(schema: Schema): Schema {
   if (
     schema instanceof z.ZodDefault ||
     schema instanceof z.ZodPrefault ||
