@@ -125,3 +125,24 @@ export function putImage(fake: FakeUpstream, repo: string, image: ReturnType<typ
   for (const l of image.layers) fake.putBlob(repo, l)
   fake.putManifest(repo, image.manifest, image.mediaType, tag)
 }
+
+/**
+ * An intercept that answers GETs of one blob slowly: `chunk` bytes every `delayMs`, so that
+ * tests can act (disconnect, ask another replica) while a fill is running.
+ */
+export function dripBlob(digest: string, bytes: Buffer, chunk: number, delayMs: number): Intercept {
+  return (_req, res, path) => {
+    if (!path.includes(`/blobs/${digest}`)) return false
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.byteLength) })
+    let offset = 0
+    const step = () => {
+      if (offset >= bytes.byteLength) return res.end()
+      const next = Math.min(bytes.byteLength, offset + chunk)
+      res.write(bytes.subarray(offset, next))
+      offset = next
+      setTimeout(step, delayMs)
+    }
+    step()
+    return true
+  }
+}

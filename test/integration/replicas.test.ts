@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { startCustomsProcess, type CustomsProcess } from '../helpers/customs-process.js'
-import { ociImage, putImage, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
+import { dripBlob, ociImage, putImage, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
 
 let redis: RedisServer
 let upstream: FakeUpstream
@@ -45,20 +45,7 @@ describe('when 20 clients spread over two replicas ask for one cold blob', () =>
     putImage(upstream, 'library/big', image, 'v1')
     const digest = sha256(layer)
     // Drip the body a little so that both replicas are asked while the fill runs.
-    upstream.intercept = (_req, res, path) => {
-      if (!path.includes(`/blobs/${digest}`)) return false
-      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(layer.byteLength) })
-      let offset = 0
-      const step = () => {
-        if (offset >= layer.byteLength) return res.end()
-        const next = Math.min(layer.byteLength, offset + 1024 * 1024)
-        res.write(layer.subarray(offset, next))
-        offset = next
-        setTimeout(step, 10)
-      }
-      step()
-      return true
-    }
+    upstream.intercept = dripBlob(digest, layer, 1024 * 1024, 10)
     for (const r of replicas) assert.equal((await fetch(`${r.url}/v2/library/big/manifests/v1`)).status, 200)
     const results = await Promise.all(
       Array.from({ length: 20 }, async (_, i) => {

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
-import { ociImage, putImage, send, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
+import { dripBlob, ociImage, putImage, send, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
 
 let upstream: FakeUpstream
 let customs: CustomsHandle
@@ -135,20 +135,7 @@ describe('when a client disconnects mid-blob', () => {
     putImage(upstream, 'library/x', image, 'v1')
     const digest = sha256(layer)
     // Drip the blob so that the client is gone long before the end.
-    upstream.intercept = (_req, res, path) => {
-      if (!path.includes(`/blobs/${digest}`)) return false
-      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(layer.byteLength) })
-      let offset = 0
-      const step = () => {
-        if (offset >= layer.byteLength) return res.end()
-        const next = Math.min(layer.byteLength, offset + 512 * 1024)
-        res.write(layer.subarray(offset, next))
-        offset = next
-        setTimeout(step, 20)
-      }
-      step()
-      return true
-    }
+    upstream.intercept = dripBlob(digest, layer, 512 * 1024, 20)
     await start()
     await get('/v2/library/x/manifests/v1')
     const controller = new AbortController()
