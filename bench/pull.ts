@@ -1,6 +1,7 @@
 // `npm run bench [-- --quick] [-- --profile] [-- --no-build]`: blob and manifest pulls through
 // Customs (built dist) from a real docker-registry, side by side with nginx serving the same bytes
-// from disk, then the cost of signature verification (first pulls of signed images, repeats).
+// from disk, then the cost of signature verification (first pulls of signed images, repeats), then
+// the cost of evaluating a large policy set (in process).
 // Prints tables with targets; exits non-zero only when a download or a service failed.
 
 import { mkdir, open, writeFile } from 'node:fs/promises'
@@ -20,7 +21,15 @@ import {
   type Pull,
 } from './clients.js'
 import { nowUs, printProfile, type Window } from './profile.js'
-import { MiB, printHeader, printResults, printSignatureResults, type Settings } from './report.js'
+import { measurePolicies } from './policies.js'
+import {
+  MiB,
+  printHeader,
+  printPolicyResults,
+  printResults,
+  printSignatureResults,
+  type Settings,
+} from './report.js'
 import {
   ROOT,
   RssSampler,
@@ -77,6 +86,9 @@ const SETTINGS: Settings = {
   signedImages: QUICK ? 5 : 20,
   repeats: 2000,
   repeatWarmup: 200,
+  policies: 200,
+  evaluations: 10_000,
+  evaluationWarmup: 1000,
 }
 const ACCEPT = `Accept: ${MANIFEST_ACCEPT}`
 
@@ -278,6 +290,13 @@ async function main(): Promise<number> {
       timed,
     })
 
+    progress(`9. policy evaluation: ${SETTINGS.policies} policies, ${SETTINGS.evaluations} times`)
+    const policies = measurePolicies({
+      policies: SETTINGS.policies,
+      evaluations: SETTINGS.evaluations,
+      warmup: SETTINGS.evaluationWarmup,
+    })
+
     printResults(
       {
         direct,
@@ -291,6 +310,7 @@ async function main(): Promise<number> {
       SETTINGS
     )
     printSignatureResults(signatures, SETTINGS)
+    printPolicyResults(policies)
     if (profileDir !== undefined) {
       progress('stopping Customs to write its CPU profile')
       await proxy.stop(60_000)

@@ -1,11 +1,12 @@
 // What the pull benchmark prints: the command and machine, then the results table with ratios and
 // target verdicts (pipe-separated, so it pastes into Markdown as is), then the details; then the
-// signature-verification table and its details.
+// signature-verification table and its details; then the policy-evaluation table.
 
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
 import { relative } from 'node:path'
 import { run } from '../test/helpers/processes.js'
 import type { ConcurrentPulls, Pull, WrkResult } from './clients.js'
+import type { PolicyResults } from './policies.js'
 import type { RssReport, UpstreamGets } from './services.js'
 import type { FirstPull, SignatureResults } from './signatures.js'
 
@@ -25,6 +26,10 @@ export interface Settings {
   /** Timed repeat GETs of each kind, and untimed ones before them. */
   repeats: number
   repeatWarmup: number
+  /** Generated policies of the policy phase, and the timed evaluations against them. */
+  policies: number
+  evaluations: number
+  evaluationWarmup: number
 }
 
 /** Everything measured, Customs and nginx side by side. */
@@ -134,8 +139,9 @@ export async function printHeader(settings: Settings, root: string, profile: boo
   const { big, mid, clients, wrkSeconds } = settings
   const sizes = `blobs ${big / MiB} MiB and ${mid / MiB} MiB, ${clients} clients`
   const signatures = `${settings.signedImages} signed images, ${settings.repeats} repeats`
+  const policies = `${settings.policies} policies x ${settings.evaluations} evaluations`
   const mode = settings.quick ? 'quick' : 'full'
-  console.log(`mode: ${mode} (${sizes}, wrk ${wrkSeconds} s, ${signatures})`)
+  console.log(`mode: ${mode} (${sizes}, wrk ${wrkSeconds} s, ${signatures}, ${policies})`)
   if (profile) console.log('profile: on (Customs runs with --cpu-prof: slower)')
 }
 
@@ -386,5 +392,40 @@ export function printSignatureResults(r: SignatureResults, s: Settings): void {
   console.log(
     `  repeat max: signed ${max(r.repeats.signed)}, unsigned ${max(r.repeats.unsigned)}, ` +
       `/v2/ ${max(r.repeats.floor)}`
+  )
+}
+
+const us = (value: number): string => `${value >= 100 ? value.toFixed(0) : value.toFixed(1)} µs`
+
+/** The policy-evaluation table, its target and details. */
+export function printPolicyResults(r: PolicyResults): void {
+  const p = (q: number): string => us(percentile(r.samples, q))
+  const max = r.samples.reduce((a, b) => Math.max(a, b), 0)
+  const header = ['#', 'measurement', 'in process', 'target', 'result']
+  const rows: string[][] = [
+    [
+      '9',
+      `evaluate one manifest's facts against ${r.policies} policies (mean of ${r.evaluations})`,
+      us(r.meanUs),
+      '< 1 ms',
+      verdict(r.meanUs < 1000),
+    ],
+    ['', '  per evaluation: p50, p99, max', `${p(50)}, ${p(99)}, ${us(max)}`, '', ''],
+    ['', `  for reference: loading the ${r.policies} policies (YAML)`, ms(r.loadMs), '', ''],
+  ]
+  console.log('\npolicy evaluation (policy/evaluate.ts in the bench process, no services):\n')
+  for (const line of renderColumns(header, rows)) console.log(line)
+  const passed = rows.filter((row) => row[4] === 'PASS').length
+  console.log(`\ntargets met: ${passed}/1`)
+  console.log('\ndetails:')
+  const k = r.kinds
+  console.log(
+    `  the set: ${r.policies} policies, all matching docker.io/bench/app:v1.2.3; ` +
+      `${k.keyless} with keyless authorities, ${k.tagScoped} tag-scoped, ${k.cel} with CEL, ` +
+      `${k.attestations} requiring provenance, ${k.audit} in audit mode`
+  )
+  console.log(
+    `  every evaluation: ${r.outcome}, ${r.rules} rule outcomes; ` +
+      `${r.warmup} untimed evaluations first, each timed one with performance.now()`
   )
 }

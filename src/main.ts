@@ -2,6 +2,7 @@
 //   customs serve [--config FILE]      run the mirror
 //   customs config check FILE          validate a configuration and print it, secrets redacted
 //   customs certs init|renew|client    make the CA and certificates for HTTPS and mTLS
+//   customs policy lint|test DIR       validate a policy folder; test it on cases or a real image
 
 import { parseArgs } from 'node:util'
 import { serve } from '@hono/node-server'
@@ -12,6 +13,7 @@ import { createApp } from './app.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
 import { policyLint } from './cli/policy.js'
+import { policyTestCases, policyTestImage } from './cli/policy-test.js'
 import { ConfigError, loadConfig } from './config/load.js'
 import { PolicyError } from './policy/load.js'
 import { createLogger } from './observability/logger.js'
@@ -24,6 +26,11 @@ const USAGE = `usage:
   customs config check FILE         validate a configuration file
   customs policy lint DIR [--config FILE]
                                     validate a policy folder (key names and upstreams from the config)
+  customs policy test DIR --cases FILE [--config FILE]
+                                    decide the cases in FILE offline; exit 1 on any mismatch
+  customs policy test DIR --image REF [--config FILE]
+                                    inspect REF (name[:tag|@digest]) from its upstream as a pull
+                                    would, print every rule's outcome; exit 1 when detained
 ${CERTS_USAGE}`
 
 async function runServe(args: string[]): Promise<number> {
@@ -126,6 +133,7 @@ async function main(argv: string[]): Promise<number> {
     return configCheck(rest[1], { stdout: process.stdout, stderr: process.stderr }, { env: process.env })
   }
   if (command === 'policy' && rest[0] === 'lint') return runPolicyLint(rest.slice(1))
+  if (command === 'policy' && rest[0] === 'test') return runPolicyTest(rest.slice(1))
   process.stderr.write(USAGE)
   return command === 'help' || command === '--help' ? 0 : 2
 }
@@ -151,6 +159,57 @@ async function runPolicyLint(args: string[]): Promise<number> {
   return policyLint(dir, { stdout: process.stdout, stderr: process.stderr }, {
     keyNames: new Set(config.trust.keys.map((k) => k.name)),
     upstreams: new Set(config.upstreams.map((u) => u.name)),
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// customs policy test DIR (--cases FILE | --image REF) [--config FILE]
+
+async function runPolicyTest(args: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args,
+      options: {
+        config: { type: 'string', short: 'c' },
+        cases: { type: 'string' },
+        image: { type: 'string' },
+      },
+      allowPositionals: true,
+      strict: true,
+    })
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}`)
+    return 2
+  }
+  const { values, positionals } = parsed
+  const dir = positionals[0]
+  const modes = [values.cases, values.image].filter((v) => v !== undefined).length
+  if (dir === undefined || positionals.length > 1 || modes !== 1) {
+    process.stderr.write(USAGE)
+    return 2
+  }
+  const file = values.config ?? process.env.CUSTOMS_CONFIG
+  let config
+  try {
+    config = await loadConfig({ ...(file !== undefined ? { file } : {}), env: process.env })
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`)
+      return 2
+    }
+    throw err
+  }
+  const io = { stdout: process.stdout, stderr: process.stderr }
+  if (values.cases !== undefined) {
+    const keyNames = new Set(config.trust.keys.map((k) => k.name))
+    const upstreams = new Set(config.upstreams.map((u) => u.name))
+    return policyTestCases(dir, values.cases, io, { keyNames, upstreams })
+  }
+  return policyTestImage(dir, values.image as string, io, {
+    config,
+    ...(file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {}),
+    logger: createLogger({ level: 'error', destination: process.stderr }),
   })
 }
 
