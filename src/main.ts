@@ -139,7 +139,14 @@ async function main(argv: string[]): Promise<number> {
 }
 
 async function runPolicyLint(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true, strict: true })
+  let parsed
+  try {
+    parsed = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true, strict: true })
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n${USAGE}`)
+    return 2
+  }
+  const { values, positionals } = parsed
   const dir = positionals[0]
   if (dir === undefined) {
     process.stderr.write(USAGE)

@@ -8,7 +8,7 @@ import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import { digestOf, isDigest, type Digest } from '../oci/digest.js'
 import { Header, UPSTREAM_MANIFEST_ACCEPT, acceptsMediaType } from '../oci/media-types.js'
-import { MAX_MANIFEST_BYTES } from '../oci/manifest.js'
+import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs } from '../oci/manifest.js'
 import type { Reference } from '../oci/reference.js'
 import type { BlobStore } from '../cache/blob-store.js'
 import type { ManifestMemory } from '../cache/manifest-memory.js'
@@ -79,6 +79,8 @@ export class ManifestService {
         : await this.#resolve(req.repo, req.reference.tag, req.artifact === true)
     const record = await this.#inspected(req.repo, digest, req.artifact === true)
     const verdict = this.#decide(req, record)
+    // A tag-scoped policy admitted what the digest alone did not: open the gate for its blobs.
+    if (verdict.outcome !== 'detained' && record.verdict.outcome === 'detained') await this.#admit(req.repo, record, verdict)
     if (verdict.outcome === 'detained') {
       const asked = req.reference.kind === 'tag' ? `${req.repo.upstream}/${req.repo.repository}:${req.reference.tag} (${digest})` : describe(req.repo, digest)
       throw new CustomsError('DENIED', `${asked} is denied: ${verdict.reasons.join('; ')}`, {
@@ -101,7 +103,6 @@ export class ManifestService {
    */
   #decide(req: ManifestRequest, record: ManifestRecord): Pick<Verdict, 'outcome' | 'reasons'> {
     if (req.reference.kind !== 'tag' || req.artifact === true || record.image === undefined) return record.verdict
-    if (record.verdict.outcome === 'detained') return record.verdict
     const set = this.#deps.policies.current()
     const tagSensitive = set.policies.some((p) => p.rules.tags !== undefined || p.match.some((m) => m.tags !== undefined))
     if (!tagSensitive) return record.verdict
@@ -122,6 +123,19 @@ export class ManifestService {
       this.#report(req.repo, record.digest, decided, req.reference.tag)
     }
     return decided
+  }
+
+  /**
+   * Records a digest detained on its own as admitted, with its links, because a pull by tag
+   * cleared it (a tag-scoped policy admits it): its blobs must then be served too.
+   */
+  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons'>): Promise<void> {
+    const bytes = await this.#bytes(repo, record)
+    const manifest = parseManifest(bytes, record.mediaType)
+    const links = manifest.kind === 'index'
+      ? { blobs: [], children: manifest.manifests.map((d) => d.digest) }
+      : { blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest, size: d.size })), children: [] }
+    await this.#deps.state.recordManifest(repo, { ...record, verdict: { ...record.verdict, ...verdict, decidedAt: Date.now() } }, links)
   }
 
   /** Logs and counts what policies decided (once per decision, not per request). */

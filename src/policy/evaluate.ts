@@ -200,6 +200,17 @@ function attestationFailure(a: CompiledAttestation, attestations: readonly Attes
 
 const ROOT_USERS = new Set(['', 'root', '0', '0:0', 'root:root', 'root:0', '0:root'])
 
+/** The CEL variables of an input, built once per evaluation however many policies use CEL. */
+const celCache = new WeakMap<EvaluationInput, Record<string, unknown>>()
+function celFactsOnce(input: EvaluationInput): Record<string, unknown> {
+  let facts = celCache.get(input)
+  if (facts === undefined) {
+    facts = celFacts(input)
+    celCache.set(input, facts)
+  }
+  return facts
+}
+
 function ruleFailures(p: CompiledPolicy, input: EvaluationInput, now: number): Failure[] {
   const r = p.rules
   const img = input.image
@@ -242,7 +253,7 @@ function ruleFailures(p: CompiledPolicy, input: EvaluationInput, now: number): F
   if (r.cel !== undefined) {
     let result: unknown
     try {
-      result = r.cel.evaluate(celFacts(input))
+      result = r.cel.evaluate(celFactsOnce(input))
     } catch (err) {
       result = err instanceof Error ? err : new Error(String(err))
     }

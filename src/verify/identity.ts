@@ -83,9 +83,20 @@ export function identityMismatch(identity: CertificateIdentity, want: IdentityRe
   return undefined
 }
 
-/** `^(?:...)$`: the pattern must match the whole value, never a part of it. */
+const compiled = new Map<string, RegExp>()
+
+/**
+ * `^(?:...)$`: the pattern must match the whole value, never a part of it. Compiled once per
+ * pattern (policies are few; the map is bounded anyway).
+ */
 export function anchored(pattern: string): RegExp {
-  return new RegExp(`^(?:${pattern})$`, 'u')
+  let re = compiled.get(pattern)
+  if (re === undefined) {
+    re = new RegExp(`^(?:${pattern})$`, 'u')
+    if (compiled.size >= 10_000) compiled.clear()
+    compiled.set(pattern, re)
+  }
+  return re
 }
 
 function rawExtension(cert: X509Certificate, oid: string): string | undefined {

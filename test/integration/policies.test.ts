@@ -15,6 +15,7 @@ import { DEFAULT_IDENTITY, signedSigLayer } from '../helpers/cosign.js'
 import { pushLegacySignature } from '../helpers/signed-images.js'
 import { ctrPull, skopeoCopy, startContainerd, writeHostsToml, type ContainerdHandle } from '../helpers/clients.js'
 import { CommandError } from '../helpers/processes.js'
+import { parsePolicyDocuments } from '../../src/policy/load.js'
 
 let registry: RegistryHandle
 let customs: CustomsHandle
@@ -211,6 +212,45 @@ describe('an audit policy', () => {
     assert.equal(res.status, 200)
     assert.equal(res.headers.get('customs-verdict'), 'cleared-with-warnings')
     assert.ok(customs.logs.some((l) => l.msg === 'audit policy would deny image' && String(l.repository) === 'audit/root-image'))
+  })
+})
+
+describe('a tag-scoped policy under unmatched: deny', () => {
+  it('admits a pull by a matching tag, and then serves its blobs', async () => {
+    const image = await push('tagged/app', 'v1')
+    const set = parsePolicyDocuments(
+      [
+        {
+          path: 'inline.yaml',
+          text: `apiVersion: customs.dev/v1
+kind: PolicySettings
+metadata: { name: settings }
+spec: { unmatched: deny }
+---
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: tagged }
+spec:
+  match: [{ repository: "tagged/**", tags: ["v*"] }]
+  authorities: [{ name: any, static: pass }]
+`,
+        },
+      ],
+      { keyNames: new Set(['release']) }
+    )
+    const previous = customs.services.policies.current()
+    customs.services.policies.replace(set)
+    try {
+      const byTag = await fetch(`${customs.url}/v2/tagged/app/manifests/v1`)
+      assert.equal(byTag.status, 200, await byTag.text())
+      const layer = image.layers[0]?.digest as string
+      assert.equal((await fetch(`${customs.url}/v2/tagged/app/blobs/${layer}`)).status, 200)
+      // The same image by a tag the policy does not name is unmatched, so refused.
+      await pushImage(registry, 'tagged/app', 'main', image)
+      assert.equal((await fetch(`${customs.url}/v2/tagged/app/manifests/main`)).status, 403)
+    } finally {
+      customs.services.policies.replace(previous)
+    }
   })
 })
 
