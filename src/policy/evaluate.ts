@@ -186,6 +186,22 @@ function attestationFailure(a: CompiledAttestation, attestations: readonly Attes
       problems.push(`source ${JSON.stringify(slsa?.sourceUri ?? null)} is not ${a.slsa.sourceUri}`)
       continue
     }
+    const failOn = a.vulnerabilities?.failOn
+    if (failOn !== undefined) {
+      const threshold = SEVERITY[failOn] ?? 4
+      const allow = a.vulnerabilities?.allow
+      const findings = x.predicate?.vulnerabilities?.findings
+      if (findings === undefined) {
+        problems.push('the vulnerability scan lists no findings Customs can read')
+        continue
+      }
+      const blocking = findings.filter((f) => (SEVERITY[f.severity] ?? 4) >= threshold && !allow?.has(f.id))
+      if (blocking.length > 0) {
+        const ids = blocking.slice(0, 5).map((f) => `${f.id} (${f.severity})`).join(', ')
+        problems.push(`${blocking.length} finding(s) at or above ${failOn}: ${ids}${blocking.length > 5 ? ', ...' : ''}`)
+        continue
+      }
+    }
     if (a.vulnerabilities?.maxAgeMs !== undefined) {
       const finished = Date.parse(x.predicate?.vulnerabilities?.finishedOn ?? '')
       if (!Number.isFinite(finished) || now - finished > a.vulnerabilities.maxAgeMs) {
@@ -197,6 +213,9 @@ function attestationFailure(a: CompiledAttestation, attestations: readonly Attes
   }
   return problems.join('; ')
 }
+
+/** Severity order; an unknown severity counts as critical (fail closed). */
+const SEVERITY: Record<string, number> = { negligible: 0, unknown: 4, low: 1, medium: 2, moderate: 2, high: 3, important: 3, critical: 4 }
 
 const ROOT_USERS = new Set(['', 'root', '0', '0:0', 'root:root', 'root:0', '0:root'])
 

@@ -365,7 +365,16 @@ const attestation = z
         sourceUri: z.string().min(1).optional(),
       })
       .optional(),
-    vulnerabilities: z.strictObject({ maxAge: duration.optional() }).optional(),
+    vulnerabilities: z
+      .strictObject({
+        /** The scan must have finished within this long. */
+        maxAge: duration.optional(),
+        /** No finding at or above this severity (findings in `allow` excepted). */
+        failOn: z.enum(['low', 'medium', 'high', 'critical']).optional(),
+        /** Vulnerability ids accepted whatever their severity (CVE-2024-1234, GHSA-...). */
+        allow: z.array(z.string().min(1).max(128)).max(10_000).optional(),
+      })
+      .optional(),
   })
   .transform((a): CompiledAttestation => ({
     name: a.name,
@@ -374,8 +383,11 @@ const attestation = z
     ...(a.slsa !== undefined ? { slsa: dropUndefined(a.slsa) } : {}),
     ...(a.vulnerabilities !== undefined
       ? {
-          vulnerabilities:
-            a.vulnerabilities.maxAge !== undefined ? { maxAgeMs: a.vulnerabilities.maxAge } : {},
+          vulnerabilities: {
+            ...(a.vulnerabilities.maxAge !== undefined ? { maxAgeMs: a.vulnerabilities.maxAge } : {}),
+            ...(a.vulnerabilities.failOn !== undefined ? { failOn: a.vulnerabilities.failOn } : {}),
+            ...(a.vulnerabilities.allow !== undefined ? { allow: new Set(a.vulnerabilities.allow) } : {}),
+          },
         }
       : {}),
   }))

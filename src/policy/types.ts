@@ -44,7 +44,12 @@ export interface CompiledAttestation {
   /** SLSA provenance conditions (exact values). */
   readonly slsa?: { readonly builderId?: string; readonly sourceUri?: string }
   /** Vulnerability scan conditions. */
-  readonly vulnerabilities?: { readonly maxAgeMs?: number }
+  readonly vulnerabilities?: {
+    readonly maxAgeMs?: number
+    /** No finding at or above this severity, unless its id is in `allow`. */
+    readonly failOn?: 'low' | 'medium' | 'high' | 'critical'
+    readonly allow?: ReadonlySet<string>
+  }
 }
 
 /** The image-fact rules; each absent field is not checked. */

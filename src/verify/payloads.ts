@@ -64,7 +64,12 @@ export function parseStatement(payload: Buffer, digest: Digest): Statement | str
 export interface PredicateFacts {
   readonly slsa?: { readonly builderId?: string; readonly sourceUri?: string }
   readonly sbom?: { readonly format: 'spdx' | 'cyclonedx' }
-  readonly vulnerabilities?: { readonly scanner?: string; readonly finishedOn?: string; readonly result?: unknown }
+  readonly vulnerabilities?: {
+    readonly scanner?: string
+    readonly finishedOn?: string
+    /** The findings read from the scanner's result (Trivy and Grype layouts), bounded. */
+    readonly findings?: ReadonlyArray<{ readonly id: string; readonly severity: string }>
+  }
 }
 
 const SBOM_TYPES: Record<string, 'spdx' | 'cyclonedx'> = {
@@ -94,9 +99,36 @@ export function predicateFacts(statement: Statement): PredicateFacts {
     const metadata = isObject(p.metadata) ? p.metadata : {}
     const name = str(scanner.uri)
     const finishedOn = str(metadata.scanFinishedOn)
-    return { vulnerabilities: { ...(name ? { scanner: name } : {}), ...(finishedOn ? { finishedOn } : {}), result: scanner.result } }
+    return {
+      vulnerabilities: { ...(name ? { scanner: name } : {}), ...(finishedOn ? { finishedOn } : {}), findings: findingsOf(scanner.result) },
+    }
   }
   return {}
+}
+
+/** At most this many findings are kept per scan. */
+const MAX_FINDINGS = 10_000
+
+/**
+ * Findings from a scanner result: Trivy's `Results[].Vulnerabilities[]` (VulnerabilityID,
+ * Severity) or Grype's `matches[].vulnerability` (id, severity). Severities lower-cased.
+ */
+function findingsOf(result: unknown): Array<{ id: string; severity: string }> {
+  const out: Array<{ id: string; severity: string }> = []
+  const add = (id: unknown, severity: unknown) => {
+    if (out.length < MAX_FINDINGS && typeof id === 'string' && typeof severity === 'string') {
+      out.push({ id: id.slice(0, 128), severity: severity.toLowerCase().slice(0, 16) })
+    }
+  }
+  if (!isObject(result)) return out
+  for (const r of Array.isArray(result.Results) ? result.Results : []) {
+    if (!isObject(r) || !Array.isArray(r.Vulnerabilities)) continue
+    for (const v of r.Vulnerabilities) if (isObject(v)) add(v.VulnerabilityID, v.Severity)
+  }
+  for (const m of Array.isArray(result.matches) ? result.matches : []) {
+    if (isObject(m) && isObject(m.vulnerability)) add(m.vulnerability.id, m.vulnerability.severity)
+  }
+  return out
 }
 
 function str(v: unknown): string | undefined {

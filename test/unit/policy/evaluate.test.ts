@@ -332,6 +332,36 @@ describe('evaluate', () => {
     })
   })
 
+  describe('vulnerability findings', () => {
+    const type = 'https://cosign.sigstore.dev/attestation/vuln/v1'
+    const scan = (findings: Array<{ id: string; severity: string }>) => ({
+      source: 'referrer' as const,
+      artifact: D as never,
+      verified: true,
+      predicateType: type,
+      predicate: { vulnerabilities: { finishedOn: new Date(NOW - 3600_000).toISOString(), findings } },
+    })
+    const rule = (allow?: string[]) => ({
+      name: 'scan',
+      predicateType: type,
+      vulnerabilities: { failOn: 'high' as const, ...(allow ? { allow: new Set(allow) } : {}) },
+    })
+    it('passes when no finding is at or above the threshold', () => {
+      const v = facts([], { attestations: [scan([{ id: 'CVE-1', severity: 'medium' }])] })
+      assert.equal(evaluate(set([policy({ attestations: [rule()] })]), input({ verification: v }), NOW).outcome, 'cleared')
+    })
+    it('fails on a high or critical finding, and on an unknown severity', () => {
+      for (const severity of ['high', 'critical', 'whatever']) {
+        const v = facts([], { attestations: [scan([{ id: 'CVE-2', severity }])] })
+        assert.equal(evaluate(set([policy({ attestations: [rule()] })]), input({ verification: v }), NOW).outcome, 'detained', severity)
+      }
+    })
+    it('lets an allowlisted CVE through', () => {
+      const v = facts([], { attestations: [scan([{ id: 'CVE-2', severity: 'critical' }])] })
+      assert.equal(evaluate(set([policy({ attestations: [rule(['CVE-2'])] })]), input({ verification: v }), NOW).outcome, 'cleared')
+    })
+  })
+
   describe('image-fact rules', () => {
     const cases: Array<
       [string, CompiledRules, Partial<EvaluationInput>, Partial<EvaluationInput>]

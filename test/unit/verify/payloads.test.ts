@@ -80,9 +80,23 @@ describe('predicateFacts', () => {
   it('returns the vulnerability scan time and result', () => {
     const facts = predicateFacts({
       predicateType: 'https://cosign.sigstore.dev/attestation/vuln/v1',
-      predicate: { scanner: { uri: 'trivy', result: { n: 0 } }, metadata: { scanFinishedOn: '2026-11-01T00:00:00Z' } },
+      predicate: {
+        scanner: { uri: 'trivy', result: { Results: [{ Vulnerabilities: [{ VulnerabilityID: 'CVE-2024-1', Severity: 'HIGH' }] }] } },
+        metadata: { scanFinishedOn: '2026-11-01T00:00:00Z' },
+      },
     })
-    assert.deepEqual(facts.vulnerabilities, { scanner: 'trivy', finishedOn: '2026-11-01T00:00:00Z', result: { n: 0 } })
+    assert.deepEqual(facts.vulnerabilities, {
+      scanner: 'trivy',
+      finishedOn: '2026-11-01T00:00:00Z',
+      findings: [{ id: 'CVE-2024-1', severity: 'high' }],
+    })
+  })
+  it('reads Grype findings too', () => {
+    const facts = predicateFacts({
+      predicateType: 'https://cosign.sigstore.dev/attestation/vuln/v1',
+      predicate: { scanner: { result: { matches: [{ vulnerability: { id: 'GHSA-x', severity: 'Critical' } }] } } },
+    })
+    assert.deepEqual(facts.vulnerabilities?.findings, [{ id: 'GHSA-x', severity: 'critical' }])
   })
   it('returns nothing for an unknown predicate type or a non-object predicate', () => {
     assert.deepEqual(predicateFacts({ predicateType: 'x', predicate: 1 }), {})
