@@ -71,10 +71,13 @@ export class Inspector {
   async inspect(input: InspectionInput): Promise<Inspection> {
     const manifest = checkIntegrity(input)
     const revision = this.revision
-    const artifact = input.artifact === true || isSignatureArtifact(manifest)
+    // Judged by what it is, never by who asked: a runnable image fetched as "a signature" (a
+    // .sig tag pointing at an image) is judged like any image.
+    const artifact = isSignatureArtifact(manifest)
     const config = manifest.kind === 'image' && !artifact ? await this.#deps.readConfig(input.repo, manifest.config) : undefined
     const image = imageFacts(manifest, config)
-    const facts = artifact ? undefined : await this.#facts(input)
+    // Discovery's own reads, and artifacts, are not searched for signatures (no recursion).
+    const facts = artifact || input.artifact === true ? undefined : await this.#facts(input)
     const links = linksOf(manifest)
     if (artifact) {
       // Signatures and attestations are not themselves judged: downstream verifiers need them.

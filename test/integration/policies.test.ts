@@ -183,6 +183,18 @@ describe('an enforcing policy', () => {
     })
   })
 
+  it('judges a runnable image like any other, whatever artifact fields it claims or where it is found', async () => {
+    const victim = await push('acme/victim', 'v1')
+    // A runnable image posing as a signature: artifactType and subject set, tar layers.
+    const posing = buildImage({ mediaType: 'oci', layers: [4096], artifactType: 'application/vnd.dev.sigstore.bundle.v0.3+json', subject: victim.descriptor })
+    await pushImage(registry, 'acme/victim', `sha256-${victim.manifestDigest.slice(7)}.sig`, posing)
+    assert.equal((await fetch(`${customs.url}/v2/acme/victim/manifests/v1`)).status, 403)
+    const direct = await fetch(`${customs.url}/v2/acme/victim/manifests/${posing.manifestDigest}`)
+    assert.equal(direct.status, 403)
+    const layer = posing.layers[0]?.digest as string
+    assert.equal((await fetch(`${customs.url}/v2/acme/victim/blobs/${layer}`)).status, 404)
+  })
+
   it('lets an image through under an active exception', async () => {
     const image = await push('acme/legacy', 'v1')
     const res = await fetch(`${customs.url}/v2/acme/legacy/manifests/v1`)
