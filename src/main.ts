@@ -4,7 +4,7 @@
 //   customs certs init|renew|client    make the CA and certificates for HTTPS and mTLS
 //   customs policy lint|test DIR       validate a policy folder; test it on cases or a real image
 
-import { parseArgs } from 'node:util'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { serve } from '@hono/node-server'
 import type { Server } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
@@ -15,6 +15,7 @@ import { configCheck } from './cli/config-check.js'
 import { policyLint } from './cli/policy.js'
 import { policyTestCases, policyTestImage } from './cli/policy-test.js'
 import { ConfigError, loadConfig } from './config/load.js'
+import type { Config } from './config/schema.js'
 import { PolicyError } from './policy/load.js'
 import { createLogger } from './observability/logger.js'
 import { createServices } from './services.js'
@@ -138,31 +139,39 @@ async function main(argv: string[]): Promise<number> {
   return command === 'help' || command === '--help' ? 0 : 2
 }
 
-async function runPolicyLint(args: string[]): Promise<number> {
-  let parsed
+/** Parses a subcommand's arguments; prints the problem and the usage, and gives undefined, on error. */
+function cliArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
   try {
-    parsed = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true, strict: true })
+    return parseArgs({ args, options, allowPositionals: true, strict: true })
   } catch (err) {
     process.stderr.write(`${(err as Error).message}\n${USAGE}`)
-    return 2
+    return undefined
   }
+}
+
+/** The configuration a subcommand works with (--config, CUSTOMS_CONFIG, or the defaults). */
+async function cliConfig(file: string | undefined): Promise<Config | undefined> {
+  const path = file ?? process.env.CUSTOMS_CONFIG
+  try {
+    return await loadConfig({ ...(path !== undefined ? { file: path } : {}), env: process.env })
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`${err.message}\n`)
+    return undefined
+  }
+}
+
+async function runPolicyLint(args: string[]): Promise<number> {
+  const parsed = cliArgs(args, { config: { type: 'string', short: 'c' } })
+  if (parsed === undefined) return 2
   const { values, positionals } = parsed
   const dir = positionals[0]
   if (dir === undefined) {
     process.stderr.write(USAGE)
     return 2
   }
-  const file = values.config ?? process.env.CUSTOMS_CONFIG
-  let config
-  try {
-    config = await loadConfig({ ...(file !== undefined ? { file } : {}), env: process.env })
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`)
-      return 2
-    }
-    throw err
-  }
+  const config = await cliConfig(values.config)
+  if (config === undefined) return 2
   return policyLint(dir, { stdout: process.stdout, stderr: process.stderr }, {
     keyNames: new Set(config.trust.keys.map((k) => k.name)),
     upstreams: new Set(config.upstreams.map((u) => u.name)),
@@ -173,22 +182,12 @@ async function runPolicyLint(args: string[]): Promise<number> {
 // customs policy test DIR (--cases FILE | --image REF) [--config FILE]
 
 async function runPolicyTest(args: string[]): Promise<number> {
-  let parsed
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        config: { type: 'string', short: 'c' },
-        cases: { type: 'string' },
-        image: { type: 'string' },
-      },
-      allowPositionals: true,
-      strict: true,
-    })
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}`)
-    return 2
-  }
+  const parsed = cliArgs(args, {
+    config: { type: 'string', short: 'c' },
+    cases: { type: 'string' },
+    image: { type: 'string' },
+  })
+  if (parsed === undefined) return 2
   const { values, positionals } = parsed
   const dir = positionals[0]
   const modes = [values.cases, values.image].filter((v) => v !== undefined).length
@@ -196,17 +195,9 @@ async function runPolicyTest(args: string[]): Promise<number> {
     process.stderr.write(USAGE)
     return 2
   }
-  const file = values.config ?? process.env.CUSTOMS_CONFIG
-  let config
-  try {
-    config = await loadConfig({ ...(file !== undefined ? { file } : {}), env: process.env })
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`)
-      return 2
-    }
-    throw err
-  }
+  const config = await cliConfig(values.config)
+  if (config === undefined) return 2
+  const configFile = values.config ?? process.env.CUSTOMS_CONFIG
   const io = { stdout: process.stdout, stderr: process.stderr }
   if (values.cases !== undefined) {
     const keyNames = new Set(config.trust.keys.map((k) => k.name))
@@ -215,7 +206,7 @@ async function runPolicyTest(args: string[]): Promise<number> {
   }
   return policyTestImage(dir, values.image as string, io, {
     config,
-    ...(file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {}),
+    ...(configFile !== undefined ? { baseDir: dirname(resolvePath(configFile)) } : {}),
     logger: createLogger({ level: 'error', destination: process.stderr }),
   })
 }
