@@ -2,6 +2,7 @@
 // retries on 408/429/5xx with backoff, and a circuit breaker, each a separate setting. It returns
 // the final Response; callers turn statuses into typed errors with `statusError`.
 
+import { isIP } from 'node:net'
 import type { UpstreamConfig } from '../config/schema.js'
 import { CustomsError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../observability/logger.js'
@@ -175,6 +176,11 @@ export class UpstreamClient {
     if (from.protocol === 'https:' && to.protocol === 'http:') {
       throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected from https to plain http`)
     }
+    // An upstream on the internet may not send Customs to an internal address (cloud metadata,
+    // the cluster network): the bytes would fail their digest, but the request would be made.
+    if (isInternalAddress(to.hostname) && !isInternalAddress(this.#base.hostname)) {
+      throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address`)
+    }
     return to
   }
 
@@ -230,6 +236,23 @@ export async function statusError(res: Response, upstream: string, what: string,
   }
   if (s >= 500 || s === 408) return new CustomsError('UPSTREAM_UNAVAILABLE', `${upstream} answered ${s} for ${what}`)
   return new CustomsError('UPSTREAM_INVALID', `${upstream} answered ${s} for ${what}`)
+}
+
+/** Whether a host is a loopback, private, link-local or unspecified IP literal. */
+export function isInternalAddress(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
+  const version = isIP(host)
+  if (version === 4) {
+    const [a = 0, b = 0] = host.split('.').map(Number)
+    return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127)
+  }
+  if (version === 6) {
+    if (host === '::' || host === '::1') return true
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)
+    if (mapped !== null) return isInternalAddress(mapped[1] as string)
+    return /^f[cd]/.test(host) || /^fe[89ab]/.test(host)
+  }
+  return host === 'localhost' || host.endsWith('.localhost')
 }
 
 /** Retry-After in ms: delta-seconds or an HTTP date; undefined when absent or malformed. */

@@ -423,3 +423,36 @@ describe('Docker Hub rate-limit headers', () => {
     assert.match(metrics, /customs_upstream_ratelimit_remaining\{upstream="docker.io"\} 42/)
   })
 })
+
+describe('a redirect to an internal address', () => {
+  it('is refused when the upstream is not itself internal', async () => {
+    const { isInternalAddress } = await import('../../src/upstream/client.js')
+    for (const host of ['169.254.169.254', '10.0.0.1', '172.20.1.1', '192.168.1.1', '127.0.0.1', '[::1]', '[fd00::1]', '[::ffff:10.0.0.1]', 'localhost']) {
+      assert.equal(isInternalAddress(host), true, host)
+    }
+    for (const host of ['8.8.8.8', 'production.cloudflare.docker.com', '[2606:4700::1]', '172.32.0.1']) {
+      assert.equal(isInternalAddress(host), false, host)
+    }
+  })
+
+  it('is followed when the upstream itself is on an internal address (a private registry)', async () => {
+    const layer = Buffer.alloc(10, 4)
+    putImage(upstream, 'library/x', ociImage([layer]), 'v1')
+    const digest = sha256(layer)
+    const cdn = await startFakeUpstream()
+    cdn.putBlob('library/x', layer)
+    upstream.intercept = (_req, res, path) => {
+      if (!path.includes(`/blobs/${digest}`)) return false
+      res.writeHead(307, { Location: `${cdn.url}${path}`, 'Content-Length': '0' })
+      res.end()
+      return true
+    }
+    try {
+      await start()
+      await get('/v2/library/x/manifests/v1')
+      assert.equal((await get(`/v2/library/x/blobs/${digest}`)).status, 200)
+    } finally {
+      await cdn.close()
+    }
+  })
+})
