@@ -1,11 +1,12 @@
 // The hono app assembled from its parts: access log first, then health and metrics, then the
-// registry API; errors of every route are rendered by the one OCI error renderer.
+// registry API and the admin API; errors of every route are rendered by the one OCI error renderer.
 
 import { Hono } from 'hono'
 import { CustomsError } from './errors.js'
 import type { Env } from './http/context.js'
 import { accessLog } from './http/middleware/access-log.js'
 import { errorResponse, onError } from './http/oci-error.js'
+import { adminRoutes } from './http/routes/admin.js'
 import { healthRoutes } from './http/routes/health.js'
 import { v2Routes } from './http/routes/v2.js'
 import type { Services } from './services.js'
@@ -15,6 +16,16 @@ export function createApp(services: Services): Hono<Env> {
   app.use('*', accessLog(services.logger, services.metrics))
   app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics }))
   app.route('/', v2Routes(services))
+  app.route(
+    '/',
+    adminRoutes({
+      tokens: services.config.admin.tokens,
+      state: services.state,
+      policies: services.policies,
+      policyDir: services.policyDir,
+      policyReloads: () => services.policyReloads(),
+    })
+  )
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))
   app.onError(onError(services.logger))
   return app

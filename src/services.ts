@@ -45,6 +45,8 @@ export interface Services {
   readonly policies: PolicyEngine
   /** Loads the policy folder again (SIGHUP); the previous set stays when the new one fails. */
   reloadPolicies(): Promise<ReloadResult>
+  /** The recent reload attempts, oldest first (bounded), for the admin API. */
+  policyReloads(): ReadonlyArray<ReloadResult & { readonly at: string }>
   /** The policy folder in force, when policies come from files. */
   readonly policyDir: string | undefined
   close(): Promise<void>
@@ -147,6 +149,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     listings,
     policies,
     reloadPolicies: () => reloader.reload(),
+    policyReloads: () => [...reloader.history],
     policyDir: overrides.policies === undefined ? policyDir : undefined,
     async close() {
       reloader.close()

@@ -132,6 +132,27 @@ const tls = z
     message: 'needs tls.clientCa, the CA that signs client certificates',
   })
 
+/** Who may use the admin API: viewer reads, approver also decides, admin also configures. */
+export const ADMIN_ROLES = ['viewer', 'approver', 'admin'] as const
+export type AdminRole = (typeof ADMIN_ROLES)[number]
+
+/** The admin API's bearer tokens, each kept only as the hex SHA-256 of the token. */
+const admin = z.strictObject({
+  tokens: z
+    .array(
+      z.strictObject({
+        /** Who holds the token, for logs. */
+        name: z.string().min(1).max(128),
+        sha256: z
+          .string()
+          .regex(/^[0-9a-fA-F]{64}$/, 'must be the hex SHA-256 of the token (printf %s "$TOKEN" | sha256sum)')
+          .transform((hex) => hex.toLowerCase()),
+        role: z.enum(ADMIN_ROLES),
+      })
+    )
+    .default([]),
+})
+
 export const configSchema = z
   .strictObject({
     listen: z
@@ -180,6 +201,8 @@ export const configSchema = z
         watch: z.boolean().default(true),
       })
       .prefault({}),
+    /** The admin API under /admin/v1/; without tokens it answers 401 to every request. */
+    admin: admin.prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Map<string, number>()
@@ -200,6 +223,14 @@ export const configSchema = z
         }
         seen.set(name, i)
       }
+    })
+    const tokenNames = new Map<string, number>()
+    config.admin.tokens.forEach((t, i) => {
+      const first = tokenNames.get(t.name)
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['admin', 'tokens', i, 'name'], message: `${t.name} already names admin.tokens[${first}]` })
+      }
+      tokenNames.set(t.name, i)
     })
     const defaults = config.upstreams.flatMap((u, i) => (u.default ? [i] : []))
     for (const i of defaults.slice(1)) {

@@ -1,5 +1,6 @@
 // The typed variables handlers and middleware share through hono's context.
 
+import type { AdminRole } from '../config/schema.js'
 import type { ErrorCode } from '../errors.js'
 
 export interface AccessFields {
@@ -17,6 +18,8 @@ export type Env = {
     requestId: string
     access: AccessFields
     errorCode: ErrorCode
+    /** The admin token a request to /admin/ presented, once the admin middleware accepted it. */
+    admin: { readonly name: string; readonly role: AdminRole }
     /**
      * Called by a handler that streams a body: the access line is then written when the stream
      * ends, through the function returned, with the bytes really sent.

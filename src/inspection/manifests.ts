@@ -12,7 +12,13 @@ import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs } from '../oci/manif
 import type { Reference } from '../oci/reference.js'
 import type { BlobStore } from '../cache/blob-store.js'
 import type { ManifestMemory } from '../cache/manifest-memory.js'
-import type { ManifestRecord, RepoKey, StateStore, Verdict } from '../state/store.js'
+import type {
+  ManifestRecord,
+  QuarantineClient,
+  RepoKey,
+  StateStore,
+  Verdict,
+} from '../state/store.js'
 import { evaluate } from '../policy/evaluate.js'
 import type { PolicyEngine } from '../policy/engine.js'
 import { readBounded } from '../upstream/auth.js'
@@ -30,6 +36,8 @@ export interface ManifestRequest {
   readonly accept: string | null
   /** Read as another manifest's signature or attestation: not itself searched for signatures. */
   readonly artifact?: boolean
+  /** Who asks, as the HTTP layer saw it: kept in the quarantine record when the pull is denied. */
+  readonly client?: QuarantineClient
 }
 
 export interface ManifestAnswer {
@@ -82,6 +90,7 @@ export class ManifestService {
     // A tag-scoped policy admitted what the digest alone did not: open the gate for its blobs.
     if (verdict.outcome !== 'detained' && record.verdict.outcome === 'detained') await this.#admit(req.repo, record, verdict)
     if (verdict.outcome === 'detained') {
+      await this.#recordDetention(req, digest, verdict.reasons)
       const asked = req.reference.kind === 'tag' ? `${req.repo.upstream}/${req.repo.repository}:${req.reference.tag} (${digest})` : describe(req.repo, digest)
       throw new CustomsError('DENIED', `${asked} is denied: ${verdict.reasons.join('; ')}`, {
         detail: { digest, reasons: verdict.reasons },
@@ -136,6 +145,31 @@ export class ManifestService {
       ? { blobs: [], children: manifest.manifests.map((d) => d.digest) }
       : { blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest, size: d.size })), children: [] }
     await this.#deps.state.recordManifest(repo, { ...record, verdict: { ...record.verdict, ...verdict, decidedAt: Date.now() } }, links)
+  }
+
+  /**
+   * Best effort: a refused pull is put in the quarantine record, but a state failure here must
+   * not turn the 403 into a 503. Internal reads of artifacts (signatures) are not pulls: skipped.
+   */
+  async #recordDetention(
+    req: ManifestRequest,
+    digest: Digest,
+    reasons: readonly string[]
+  ): Promise<void> {
+    if (req.artifact === true) return
+    const reference = req.reference.kind === 'tag' ? req.reference.tag : req.reference.digest
+    try {
+      await this.#deps.state.recordDetention(req.repo, digest, {
+        reference,
+        reasons,
+        at: Date.now(),
+        ...(req.client !== undefined ? { client: req.client } : {}),
+      })
+    } catch (err) {
+      const { upstream, repository } = req.repo
+      const fields = { upstream, repository, digest, err: (err as Error).message }
+      this.#deps.logger.warn(fields, 'failed to record a detention in quarantine')
+    }
   }
 
   /** Logs and counts what policies decided (once per decision, not per request). */

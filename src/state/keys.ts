@@ -8,6 +8,9 @@
 //   |-- manifest:<u>:<r>:<d>           string  JSON ManifestRecord, verdict included
 //   |-- blob:<u>:<r>:<d>               string  JSON BlobLink {digest, size}: the blob gate
 //   |-- parent:<u>:<r>:<d>             string  digest of the index that listed manifest <d>
+//   |-- quarantine:<u>:<r>:<d>         string  JSON QuarantineRecord of a refused detained <d>
+//   |-- quarantine-index               zset    quarantine record keys, scored by lastSeen (ms)
+//   |-- quarantine-index:<u>           zset    the same, for upstream <u> only
 //   `-- lock:<name>                    string  random holder token, with a PX expiry
 //
 // Every variable component goes through encodeURIComponent, so ':' and '/' in it (upstream
@@ -28,6 +31,11 @@ export interface StateKeys {
   manifest(repo: RepoKey, digest: Digest): string
   blob(repo: RepoKey, digest: Digest): string
   parent(repo: RepoKey, digest: Digest): string
+  quarantine(repo: RepoKey, digest: Digest): string
+  /** All quarantine records, by lastSeen; members are quarantine() keys. */
+  quarantineIndex(): string
+  /** One upstream's quarantine records, by lastSeen; members are quarantine() keys. */
+  quarantineUpstreamIndex(upstream: string): string
   lock(name: string): string
 }
 
@@ -49,6 +57,9 @@ export function stateKeys(prefix: string): StateKeys {
     manifest: (repo: RepoKey, digest: Digest) => inRepo('manifest', repo, digest),
     blob: (repo: RepoKey, digest: Digest) => inRepo('blob', repo, digest),
     parent: (repo: RepoKey, digest: Digest) => inRepo('parent', repo, digest),
+    quarantine: (repo: RepoKey, digest: Digest) => inRepo('quarantine', repo, digest),
+    quarantineIndex: () => `${ns}:quarantine-index`,
+    quarantineUpstreamIndex: (upstream: string) => `${ns}:quarantine-index:${enc(upstream)}`,
     lock: (name: string) => `${ns}:lock:${enc(name)}`,
   })
 }

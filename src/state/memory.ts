@@ -4,10 +4,20 @@
 import { randomUUID } from 'node:crypto'
 import type { Digest } from '../oci/digest.js'
 import {
+  QUARANTINE_CLIENTS_LIMIT,
+  QUARANTINE_REFERENCES_LIMIT,
   TAG_HISTORY_LIMIT,
+  decodeQuarantineCursor,
+  encodeQuarantineCursor,
+  sameClient,
   type BlobLink,
+  type Detention,
   type ManifestLinks,
   type ManifestRecord,
+  type QuarantineClient,
+  type QuarantinePage,
+  type QuarantineQuery,
+  type QuarantineRecord,
   type RepoKey,
   type StateStore,
   type TagMove,
@@ -30,6 +40,7 @@ export class MemoryStateStore implements StateStore {
   readonly #blobs = new Map<string, BlobLink>()
   readonly #parents = new Map<string, Digest>()
   readonly #locks = new Map<string, Lock>()
+  readonly #quarantine = new Map<string, QuarantineRecord>()
 
   async ping(): Promise<void> {}
 
@@ -71,6 +82,59 @@ export class MemoryStateStore implements StateStore {
 
   async getParent(repo: RepoKey, digest: Digest): Promise<Digest | null> {
     return this.#parents.get(`${repoId(repo)}\u0000${digest}`) ?? null
+  }
+
+  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<void> {
+    const id = `${repoId(repo)}\u0000${digest}`
+    const current = this.#quarantine.get(id)
+    const { at, reference } = detention
+    const client: QuarantineClient | undefined =
+      detention.client === undefined ? undefined : { ...detention.client }
+    this.#quarantine.set(id, {
+      upstream: repo.upstream,
+      repository: repo.repository,
+      digest,
+      state: 'detained',
+      references: [reference, ...(current?.references ?? []).filter((r) => r !== reference)].slice(
+        0,
+        QUARANTINE_REFERENCES_LIMIT
+      ),
+      reasons: [...detention.reasons],
+      firstSeen: Math.min(current?.firstSeen ?? at, at),
+      lastSeen: Math.max(current?.lastSeen ?? at, at),
+      refused: (current?.refused ?? 0) + 1,
+      clients:
+        client === undefined
+          ? (current?.clients ?? [])
+          : [client, ...(current?.clients ?? []).filter((c) => !sameClient(c, client))].slice(
+              0,
+              QUARANTINE_CLIENTS_LIMIT
+            ),
+    })
+  }
+
+  async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {
+    const record = this.#quarantine.get(`${repoId(repo)}\u0000${digest}`)
+    return record === undefined ? null : structuredClone(record)
+  }
+
+  async listQuarantine(query: QuarantineQuery): Promise<QuarantinePage> {
+    const cursor = query.after === undefined ? null : decodeQuarantineCursor(query.after)
+    // Ordered like the Redis index: lastSeen descending, ties by id descending.
+    const entries = [...this.#quarantine.entries()]
+      .filter(([, r]) => query.upstream === undefined || r.upstream === query.upstream)
+      .sort(([ia, a], [ib, b]) => b.lastSeen - a.lastSeen || (ia < ib ? 1 : ia > ib ? -1 : 0))
+      .filter(
+        ([id, r]) =>
+          cursor === null ||
+          r.lastSeen < cursor.lastSeen ||
+          (r.lastSeen === cursor.lastSeen && id < cursor.id)
+      )
+    const page = entries.slice(0, Math.max(0, query.limit))
+    const last = page.at(-1)
+    const records = page.map(([, r]) => structuredClone(r))
+    if (last === undefined || entries.length <= page.length) return { records }
+    return { records, next: encodeQuarantineCursor({ lastSeen: last[1].lastSeen, id: last[0] }) }
   }
 
   async acquireLock(name: string, ttlMs: number): Promise<string | null> {

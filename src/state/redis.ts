@@ -8,10 +8,19 @@ import { CustomsError } from '../errors.js'
 import type { Digest } from '../oci/digest.js'
 import { SCHEMA_VERSION, stateKeys, type StateKeys } from './keys.js'
 import {
+  QUARANTINE_CLIENTS_LIMIT,
+  QUARANTINE_REFERENCES_LIMIT,
   TAG_HISTORY_LIMIT,
+  decodeQuarantineCursor,
+  encodeQuarantineCursor,
   type BlobLink,
+  type Detention,
   type ManifestLinks,
   type ManifestRecord,
+  type QuarantineClient,
+  type QuarantinePage,
+  type QuarantineQuery,
+  type QuarantineRecord,
   type RepoKey,
   type StateStore,
   type TagMove,
@@ -92,6 +101,45 @@ return 0
 const RELEASE_LOCK = new Script(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+`)
+
+// Read, merge and write a quarantine record and both its index entries in one step, so that two
+// replicas refusing the same digest at once both count. cjson encodes an empty array as {}:
+// normalize() on the way out of Redis turns those back into arrays.
+// KEYS: record, index, upstream index. ARGV: upstream, repository, digest, reference, reasons
+// JSON, client JSON or '', at, references limit, clients limit.
+const RECORD_DETENTION = new Script(`
+local at = tonumber(ARGV[7])
+local raw = redis.call('GET', KEYS[1])
+local rec
+if raw then
+  rec = cjson.decode(raw)
+else
+  rec = {upstream = ARGV[1], repository = ARGV[2], digest = ARGV[3], state = 'detained',
+    firstSeen = at, lastSeen = at, refused = 0, references = {}, clients = {}}
+end
+rec.refused = rec.refused + 1
+if at < rec.firstSeen then rec.firstSeen = at end
+if at > rec.lastSeen then rec.lastSeen = at end
+rec.reasons = cjson.decode(ARGV[5])
+local refs = {ARGV[4]}
+for _, r in ipairs(rec.references) do
+  if r ~= ARGV[4] and #refs < tonumber(ARGV[8]) then table.insert(refs, r) end
+end
+rec.references = refs
+if ARGV[6] ~= '' then
+  local client = cjson.decode(ARGV[6])
+  local clients = {client}
+  for _, c in ipairs(rec.clients) do
+    local same = c.address == client.address and c.userAgent == client.userAgent and c.identity == client.identity
+    if not same and #clients < tonumber(ARGV[9]) then table.insert(clients, c) end
+  end
+  rec.clients = clients
+end
+redis.call('SET', KEYS[1], cjson.encode(rec))
+redis.call('ZADD', KEYS[2], rec.lastSeen, KEYS[1])
+redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
+return 1
 `)
 
 function clientOptions(options: RedisStateStoreOptions): RedisOptions {
@@ -244,6 +292,72 @@ export class RedisStateStore implements StateStore {
     return this.#call('getParent', async () => (await this.#client.get(key)) as Digest | null)
   }
 
+  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<void> {
+    const keys = [
+      this.#keys.quarantine(repo, digest),
+      this.#keys.quarantineIndex(),
+      this.#keys.quarantineUpstreamIndex(repo.upstream),
+    ]
+    const client = detention.client === undefined ? '' : JSON.stringify(pickClient(detention.client))
+    const args = [
+      repo.upstream,
+      repo.repository,
+      digest,
+      detention.reference,
+      JSON.stringify(detention.reasons),
+      client,
+      Math.round(detention.at),
+      QUARANTINE_REFERENCES_LIMIT,
+      QUARANTINE_CLIENTS_LIMIT,
+    ]
+    await this.#call('recordDetention', () => RECORD_DETENTION.run(this.#client, keys, args))
+  }
+
+  async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {
+    const key = this.#keys.quarantine(repo, digest)
+    return this.#call('getQuarantine', async () => {
+      const json = await this.#client.get(key)
+      return json === null ? null : normalize(JSON.parse(json) as QuarantineRecord)
+    })
+  }
+
+  async listQuarantine(query: QuarantineQuery): Promise<QuarantinePage> {
+    const limit = Math.max(0, Math.floor(query.limit))
+    if (limit === 0) return { records: [] }
+    const index =
+      query.upstream === undefined
+        ? this.#keys.quarantineIndex()
+        : this.#keys.quarantineUpstreamIndex(query.upstream)
+    const cursor = query.after === undefined ? null : decodeQuarantineCursor(query.after)
+    return this.#call('listQuarantine', async () => {
+      // One more than asked, to know whether there is a next page. Members of equal score come
+      // in descending order from ZREVRANGEBYSCORE, which is the order the cursor assumes.
+      let entries: Array<[string, number]> = []
+      let max = '+inf'
+      if (cursor !== null) {
+        const ties = pairs(
+          await this.#client.zrangebyscore(index, cursor.lastSeen, cursor.lastSeen, 'WITHSCORES')
+        )
+        entries = ties.filter(([member]) => member < cursor.id).reverse().slice(0, limit + 1)
+        max = `(${cursor.lastSeen}`
+      }
+      if (entries.length <= limit) {
+        const more = limit + 1 - entries.length
+        const rest = await this.#client.zrevrangebyscore(index, max, '-inf', 'WITHSCORES', 'LIMIT', 0, more)
+        entries = entries.concat(pairs(rest))
+      }
+      const page = entries.slice(0, limit)
+      if (page.length === 0) return { records: [] }
+      const values = await this.#client.mget(...page.map(([member]) => member))
+      const records = values.flatMap((json) =>
+        json === null ? [] : [normalize(JSON.parse(json) as QuarantineRecord)]
+      )
+      const last = page.at(-1)
+      if (last === undefined || entries.length <= limit) return { records }
+      return { records, next: encodeQuarantineCursor({ lastSeen: last[1], id: last[0] }) }
+    })
+  }
+
   async acquireLock(name: string, ttlMs: number): Promise<string | null> {
     return this.#call('acquireLock', async () => {
       const token = randomUUID()
@@ -287,6 +401,33 @@ function unavailable(op: string, err: unknown): CustomsError {
   const reason = err instanceof Error ? err.message : String(err)
   const message = `redis state ${op} failed: ${reason}`
   return new CustomsError('STATE_UNAVAILABLE', message, { cause: err })
+}
+
+/** [member, score] pairs from a WITHSCORES reply. */
+function pairs(reply: string[]): Array<[string, number]> {
+  const out: Array<[string, number]> = []
+  for (let i = 0; i + 1 < reply.length; i += 2) out.push([reply[i] as string, Number(reply[i + 1])])
+  return out
+}
+
+/** Only the known fields, without undefined ones (cjson cannot encode them anyway). */
+function pickClient(client: QuarantineClient): QuarantineClient {
+  return {
+    ...(client.address !== undefined ? { address: client.address } : {}),
+    ...(client.userAgent !== undefined ? { userAgent: client.userAgent } : {}),
+    ...(client.identity !== undefined ? { identity: client.identity } : {}),
+  }
+}
+
+/** Lua's cjson writes an empty array as {}: turn the record's arrays back into arrays. */
+function normalize(record: QuarantineRecord): QuarantineRecord {
+  const list = <T>(value: readonly T[] | undefined): T[] => (Array.isArray(value) ? [...value] : [])
+  return {
+    ...record,
+    references: list(record.references),
+    reasons: list(record.reasons),
+    clients: list(record.clients),
+  }
 }
 
 function parse<T>(json: string | null): T | null {

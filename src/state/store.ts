@@ -1,7 +1,8 @@
 // The state interface: tag resolutions, manifest records with their verdicts, the blob gate's
-// links, and fill locks. Two implementations (memory.ts, redis.ts) pass one conformance suite
-// (test/conformance/state.test.ts). Everything is keyed by (upstream, repository, ...): never by a
-// bare name, or docker.io/x/y and ghcr.io/x/y would collide.
+// links, quarantine records of refused pulls, and fill locks. Two implementations (memory.ts,
+// redis.ts) pass one conformance suite (test/conformance/state.test.ts). Everything is keyed by
+// (upstream, repository, ...): never by a bare name, or docker.io/x/y and ghcr.io/x/y would
+// collide.
 
 import type { Digest } from '../oci/digest.js'
 import type { VerificationFacts } from '../verify/facts.js'
@@ -88,6 +89,16 @@ export interface StateStore {
   /** The index that listed this manifest, if any. */
   getParent(repo: RepoKey, digest: Digest): Promise<Digest | null>
 
+  /**
+   * Records one refused pull of a detained manifest: creates the quarantine record or updates it
+   * (references, latest reasons, lastSeen, refused count, recent clients) in one atomic step.
+   */
+  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<void>
+  /** The quarantine record of a detained manifest, if a pull of it was ever refused. */
+  getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null>
+  /** Quarantine records, most recently refused first, a page at a time. */
+  listQuarantine(query: QuarantineQuery): Promise<QuarantinePage>
+
   /** Takes a named lock for ttlMs; returns a token, or null when another holder has it. */
   acquireLock(name: string, ttlMs: number): Promise<string | null>
   /** Extends a lock still held under this token; false when it was lost. */
@@ -102,3 +113,90 @@ export interface StateStore {
 
 /** How many moves a tag's history keeps. */
 export const TAG_HISTORY_LIMIT = 50
+
+/** Who asked for a refused pull, as the HTTP layer saw it. */
+export interface QuarantineClient {
+  readonly address?: string
+  readonly userAgent?: string
+  /** The CN of a verified mTLS client certificate. */
+  readonly identity?: string
+}
+
+/** One refused pull, as recordDetention takes it. */
+export interface Detention {
+  /** The tag or digest the client asked for. */
+  readonly reference: string
+  /** Why it was refused: the failing policy/rule/reason strings of the verdict. */
+  readonly reasons: readonly string[]
+  readonly client?: QuarantineClient
+  /** Milliseconds since the epoch. */
+  readonly at: number
+}
+
+/** A detained manifest whose pull was refused at least once, with who asked and why. */
+export interface QuarantineRecord {
+  readonly upstream: string
+  readonly repository: string
+  readonly digest: Digest
+  readonly state: 'detained'
+  /** The tags and digests it was asked for, most recently asked first, bounded. */
+  readonly references: readonly string[]
+  /** The reasons of the latest refusal. */
+  readonly reasons: readonly string[]
+  readonly firstSeen: number
+  readonly lastSeen: number
+  /** How many pulls were refused. */
+  readonly refused: number
+  /** The most recent distinct clients, newest first, bounded. */
+  readonly clients: readonly QuarantineClient[]
+}
+
+export interface QuarantineQuery {
+  /** Only records of this upstream. */
+  readonly upstream?: string
+  /** At most this many records (a positive whole number). */
+  readonly limit: number
+  /** The `next` cursor of the previous page. */
+  readonly after?: string
+}
+
+export interface QuarantinePage {
+  readonly records: QuarantineRecord[]
+  /** The cursor of the next page; absent on the last page. */
+  readonly next?: string
+}
+
+/** How many references a quarantine record keeps. */
+export const QUARANTINE_REFERENCES_LIMIT = 50
+/** How many recent clients a quarantine record keeps. */
+export const QUARANTINE_CLIENTS_LIMIT = 20
+
+/** Where a page of a listing ordered by (lastSeen desc, id desc) ended; `id` is store-specific. */
+export interface QuarantineCursor {
+  readonly lastSeen: number
+  readonly id: string
+}
+
+/** An opaque cursor string: base64url of the JSON pair. */
+export function encodeQuarantineCursor(cursor: QuarantineCursor): string {
+  return Buffer.from(JSON.stringify([cursor.lastSeen, cursor.id])).toString('base64url')
+}
+
+/** The cursor in an opaque string, or null when it is not one encodeQuarantineCursor made. */
+export function decodeQuarantineCursor(value: string): QuarantineCursor | null {
+  if (value.length > 4096 || !/^[A-Za-z0-9_-]+$/.test(value)) return null
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(value, 'base64url').toString('utf8'))
+    if (!Array.isArray(parsed) || parsed.length !== 2) return null
+    const [lastSeen, id] = parsed as [unknown, unknown]
+    if (typeof lastSeen !== 'number' || !Number.isFinite(lastSeen)) return null
+    return typeof id === 'string' ? { lastSeen, id } : null
+  } catch {
+    return null
+  }
+}
+
+/** Whether two clients are the same (address, user agent and identity all equal). */
+export function sameClient(a: QuarantineClient, b: QuarantineClient): boolean {
+  return a.address === b.address && a.userAgent === b.userAgent && a.identity === b.identity
+}

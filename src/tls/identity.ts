@@ -1,8 +1,22 @@
 // Who a request comes from, when the client presented a certificate the client CA vouches for:
 // the subject CN, for the access log. Plain HTTP and unverified certificates have no identity.
+// Also the connection's remote address, for quarantine records.
 
 import { IncomingMessage } from 'node:http'
 import { TLSSocket } from 'node:tls'
+
+/**
+ * The remote address of a request's connection, given @hono/node-server's bindings; undefined
+ * for in-process `app.request()` calls, which have none.
+ */
+export function clientAddress(bindings: unknown): string | undefined {
+  if (typeof bindings !== 'object' || bindings === null || !('incoming' in bindings)) {
+    return undefined
+  }
+  const { incoming } = bindings
+  if (!(incoming instanceof IncomingMessage)) return undefined
+  return incoming.socket.remoteAddress
+}
 
 /** Per connection: a keep-alive connection carries many requests and one certificate. */
 const identities = new WeakMap<TLSSocket, string | null>()

@@ -9,6 +9,8 @@ import { digestOf, type Digest } from '../../src/oci/digest.js'
 import { MemoryStateStore } from '../../src/state/memory.js'
 import { RedisStateStore } from '../../src/state/redis.js'
 import {
+  QUARANTINE_CLIENTS_LIMIT,
+  QUARANTINE_REFERENCES_LIMIT,
   TAG_HISTORY_LIMIT,
   type ManifestRecord,
   type RepoKey,
@@ -187,6 +189,140 @@ function checkStateStore(open: () => Promise<StateStore>): void {
         await store.recordManifest(HUB, manifest(d('m'), 'cleared'), links)
         assert.equal((await store.getManifest(HUB, d('m')))?.verdict.outcome, 'cleared')
         assert.deepEqual(await store.getBlobLink(HUB, d('layer')), { digest: d('layer'), size: 5 })
+      })
+    })
+  })
+
+  describe('quarantine', () => {
+    const curl = { address: '10.0.0.1', userAgent: 'curl/8' }
+    const containerd = { address: '10.0.0.2', userAgent: 'containerd/2', identity: 'node-a' }
+
+    describe('when nothing was refused', () => {
+      it('returns null and an empty list', async () => {
+        assert.equal(await store.getQuarantine(HUB, d(1)), null)
+        assert.deepEqual(await store.listQuarantine({ limit: 10 }), { records: [] })
+      })
+    })
+
+    describe('when a digest is refused for the first time', () => {
+      it('returns a record with one refusal, the reference, reasons and client', async () => {
+        await store.recordDetention(HUB, d(1), {
+          reference: 'latest',
+          reasons: ['policy a: rule b: unsigned'],
+          client: curl,
+          at: 1000,
+        })
+        assert.deepEqual(await store.getQuarantine(HUB, d(1)), {
+          upstream: 'docker.io',
+          repository: 'x/y',
+          digest: d(1),
+          state: 'detained',
+          references: ['latest'],
+          reasons: ['policy a: rule b: unsigned'],
+          firstSeen: 1000,
+          lastSeen: 1000,
+          refused: 1,
+          clients: [curl],
+        })
+      })
+      it('keeps empty reasons and a missing client as empty arrays', async () => {
+        await store.recordDetention(HUB, d(1), { reference: d(1), reasons: [], at: 5 })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.deepEqual(record?.reasons, [])
+        assert.deepEqual(record?.clients, [])
+        assert.deepEqual(record?.references, [d(1)])
+      })
+    })
+
+    describe('when the same digest is refused again', () => {
+      it('counts, moves lastSeen, keeps firstSeen, takes the latest reasons', async () => {
+        await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['old'], client: curl, at: 1000 })
+        await store.recordDetention(HUB, d(1), { reference: '1.0', reasons: ['new'], client: containerd, at: 2000 })
+        await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['new'], client: curl, at: 3000 })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.refused, 3)
+        assert.equal(record?.firstSeen, 1000)
+        assert.equal(record?.lastSeen, 3000)
+        assert.deepEqual(record?.reasons, ['new'])
+        assert.deepEqual(record?.references, ['latest', '1.0'])
+        assert.deepEqual(record?.clients, [curl, containerd])
+      })
+      it('counts every one of concurrent refusals', async () => {
+        await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            store.recordDetention(HUB, d(1), { reference: `t${i % 3}`, reasons: ['r'], at: 100 + i })
+          )
+        )
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.refused, 20)
+        assert.equal(record?.firstSeen, 100)
+        assert.equal(record?.lastSeen, 119)
+        assert.equal(record?.references.length, 3)
+      })
+    })
+
+    describe('when more references and clients come than the record keeps', () => {
+      it('keeps only the newest of each', async () => {
+        const total = Math.max(QUARANTINE_REFERENCES_LIMIT, QUARANTINE_CLIENTS_LIMIT) + 5
+        for (let i = 0; i < total; i++) {
+          const client = { address: `10.1.0.${i}`, userAgent: 'ua' }
+          await store.recordDetention(HUB, d(1), { reference: `t${i}`, reasons: [], client, at: i })
+        }
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.references.length, QUARANTINE_REFERENCES_LIMIT)
+        assert.equal(record?.references[0], `t${total - 1}`)
+        assert.equal(record?.clients.length, QUARANTINE_CLIENTS_LIMIT)
+        assert.equal(record?.clients[0]?.address, `10.1.0.${total - 1}`)
+      })
+    })
+
+    describe('when several digests were refused', () => {
+      beforeEach(async () => {
+        await store.recordDetention(HUB, d(1), { reference: 'a', reasons: [], at: 100 })
+        await store.recordDetention(GHCR, d(2), { reference: 'b', reasons: [], at: 300 })
+        await store.recordDetention(HUB, d(3), { reference: 'c', reasons: [], at: 200 })
+        await store.recordDetention({ upstream: 'docker.io', repository: 'z' }, d(4), {
+          reference: 'd',
+          reasons: [],
+          at: 200,
+        })
+      })
+      it('lists them by lastSeen, newest first, with their repository and digest', async () => {
+        const { records, next } = await store.listQuarantine({ limit: 10 })
+        assert.equal(next, undefined)
+        assert.deepEqual(records.map((r) => r.lastSeen), [300, 200, 200, 100])
+        assert.deepEqual(records[0] && [records[0].upstream, records[0].repository, records[0].digest], [
+          'ghcr.io',
+          'x/y',
+          d(2),
+        ])
+      })
+      it('filters by upstream', async () => {
+        const { records } = await store.listQuarantine({ upstream: 'ghcr.io', limit: 10 })
+        assert.deepEqual(records.map((r) => r.digest), [d(2)])
+        const hub = await store.listQuarantine({ upstream: 'docker.io', limit: 10 })
+        assert.equal(hub.records.length, 3)
+        assert.deepEqual(await store.listQuarantine({ upstream: 'quay.io', limit: 10 }), { records: [] })
+      })
+      it('pages through every record once, ties included', async () => {
+        const all = (await store.listQuarantine({ limit: 10 })).records.map((r) => r.digest)
+        const seen: Digest[] = []
+        let after: string | undefined
+        for (let pages = 0; pages < 10; pages++) {
+          const page: { records: { digest: Digest }[]; next?: string } = await store.listQuarantine({
+            limit: 1,
+            ...(after !== undefined ? { after } : {}),
+          })
+          seen.push(...page.records.map((r) => r.digest))
+          if (page.next === undefined) break
+          after = page.next
+        }
+        assert.deepEqual(seen, all)
+      })
+      it('moves a digest refused again to the front', async () => {
+        await store.recordDetention(HUB, d(1), { reference: 'a', reasons: [], at: 400 })
+        const { records } = await store.listQuarantine({ limit: 1 })
+        assert.equal(records[0]?.digest, d(1))
       })
     })
   })

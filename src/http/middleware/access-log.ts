@@ -67,5 +67,6 @@ function routeKind(path: string): string {
   if (path.endsWith('/tags/list')) return 'tags'
   if (/\/referrers\/[^/]+$/.test(path)) return 'referrers'
   if (path.startsWith('/v2')) return 'base'
+  if (path.startsWith('/admin/')) return 'admin'
   return 'other'
 }

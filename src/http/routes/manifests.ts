@@ -5,6 +5,8 @@ import type { Context } from 'hono'
 import { API_VERSION_VALUE, Header } from '../../oci/media-types.js'
 import { formatReference, type Reference } from '../../oci/reference.js'
 import type { ManifestService } from '../../inspection/manifests.js'
+import type { QuarantineClient } from '../../state/store.js'
+import { clientAddress, clientIdentity } from '../../tls/identity.js'
 import type { Route } from '../../upstream/routing.js'
 import type { Env } from '../context.js'
 
@@ -12,7 +14,9 @@ export async function manifestHandler(c: Context<Env>, manifests: ManifestServic
   const access = c.get('access')
   access.reference = formatReference(reference)
   const method = c.req.method === 'HEAD' ? 'HEAD' : 'GET'
-  const answer = await manifests.get({ repo: route, reference, method, accept: c.req.header('accept') ?? null })
+  const accept = c.req.header('accept') ?? null
+  const client = requestClient(c)
+  const answer = await manifests.get({ repo: route, reference, method, accept, client })
   access.digest = answer.digest
   const headers: Record<string, string> = {
     'Content-Type': answer.mediaType,
@@ -30,3 +34,18 @@ export async function manifestHandler(c: Context<Env>, manifests: ManifestServic
   }
   return new Response(method === 'HEAD' ? null : (answer.bytes ?? null), { status: 200, headers })
 }
+
+/** Who asks, for the quarantine record of a refused pull: address, user agent, mTLS identity. */
+function requestClient(c: Context<Env>): QuarantineClient {
+  const address = clientAddress(c.env)
+  const userAgent = c.req.header('user-agent')?.slice(0, USER_AGENT_MAX)
+  const identity = clientIdentity(c.env)
+  return {
+    ...(address !== undefined ? { address } : {}),
+    ...(userAgent !== undefined ? { userAgent } : {}),
+    ...(identity !== undefined ? { identity } : {}),
+  }
+}
+
+/** User agents are kept to this many characters (as in the access log). */
+const USER_AGENT_MAX = 200
