@@ -24,6 +24,7 @@ export function createApp(services: Services): Hono<Env> {
       policies: services.policies,
       policyDir: services.policyDir,
       policyReloads: () => services.policyReloads(),
+      logger: services.logger,
     })
   )
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))

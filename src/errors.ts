@@ -54,6 +54,11 @@ export const ERROR_TABLE = Object.freeze({
   STORAGE_FAILED: { status: 503, oci: 'UNAVAILABLE' },
   /** State (Redis) is unreachable; fail closed. */
   STATE_UNAVAILABLE: { status: 503, oci: 'UNAVAILABLE' },
+  /**
+   * An admin request's body is not what the route takes: not JSON, too big, unknown or bad fields.
+   * UNSUPPORTED is the OCI code the distribution spec gives to "an invalid set of parameters".
+   */
+  REQUEST_INVALID: { status: 400, oci: 'UNSUPPORTED' },
 } as const satisfies Record<string, CodeInfo>)
 
 export type ErrorCode = keyof typeof ERROR_TABLE

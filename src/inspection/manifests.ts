@@ -12,12 +12,14 @@ import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs } from '../oci/manif
 import type { Reference } from '../oci/reference.js'
 import type { BlobStore } from '../cache/blob-store.js'
 import type { ManifestMemory } from '../cache/manifest-memory.js'
-import type {
-  ManifestRecord,
-  QuarantineClient,
-  RepoKey,
-  StateStore,
-  Verdict,
+import {
+  effectiveState,
+  type ManifestRecord,
+  type QuarantineClient,
+  type QuarantineRecord,
+  type RepoKey,
+  type StateStore,
+  type Verdict,
 } from '../state/store.js'
 import { evaluate } from '../policy/evaluate.js'
 import type { PolicyEngine } from '../policy/engine.js'
@@ -86,9 +88,18 @@ export class ManifestService {
         ? { digest: req.reference.digest, stale: undefined }
         : await this.#resolve(req.repo, req.reference.tag, req.artifact === true)
     const record = await this.#inspected(req.repo, digest, req.artifact === true)
-    const verdict = this.#decide(req, record)
+    let verdict = this.#decide(req, record)
     // A tag-scoped policy admitted what the digest alone did not: open the gate for its blobs.
     if (verdict.outcome !== 'detained' && record.verdict.outcome === 'detained') await this.#admit(req.repo, record, verdict)
+    if (verdict.outcome === 'detained' && req.artifact !== true) {
+      // A person may have released this digest: served with a warning while the release holds.
+      const release = await this.#release(req.repo, digest)
+      if (release !== null) {
+        const detainedFor = record.verdict.detainedFor ?? verdict.reasons
+        verdict = { outcome: 'cleared-with-warnings', reasons: [release] }
+        if (record.verdict.outcome === 'detained') await this.#admit(req.repo, record, { ...verdict, detainedFor })
+      }
+    }
     if (verdict.outcome === 'detained') {
       await this.#recordDetention(req, digest, verdict.reasons)
       const asked = req.reference.kind === 'tag' ? `${req.repo.upstream}/${req.repo.repository}:${req.reference.tag} (${digest})` : describe(req.repo, digest)
@@ -111,10 +122,11 @@ export class ManifestService {
    * recorded facts, without I/O.
    */
   #decide(req: ManifestRequest, record: ManifestRecord): Pick<Verdict, 'outcome' | 'reasons'> {
-    if (req.reference.kind !== 'tag' || req.artifact === true || record.image === undefined) return record.verdict
+    const own = ownVerdict(record)
+    if (req.reference.kind !== 'tag' || req.artifact === true || record.image === undefined) return own
     const set = this.#deps.policies.current()
     const tagSensitive = set.policies.some((p) => p.rules.tags !== undefined || p.match.some((m) => m.tags !== undefined))
-    if (!tagSensitive) return record.verdict
+    if (!tagSensitive) return own
     const key = `${req.repo.upstream} ${req.repo.repository} ${record.digest} ${req.reference.tag} ${record.verdict.revision}`
     let decided = this.#tagDecisions.get(key)
     if (decided === undefined) {
@@ -138,13 +150,32 @@ export class ManifestService {
    * Records a digest detained on its own as admitted, with its links, because a pull by tag
    * cleared it (a tag-scoped policy admits it): its blobs must then be served too.
    */
-  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons'>): Promise<void> {
+  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'>): Promise<void> {
     const bytes = await this.#bytes(repo, record)
     const manifest = parseManifest(bytes, record.mediaType)
     const links = manifest.kind === 'index'
       ? { blobs: [], children: manifest.manifests.map((d) => d.digest) }
       : { blobs: referencedBlobs(manifest).map((d) => ({ digest: d.digest, size: d.size })), children: [] }
     await this.#deps.state.recordManifest(repo, { ...record, verdict: { ...record.verdict, ...verdict, decidedAt: Date.now() } }, links)
+  }
+
+  /**
+   * Why a detained digest is served anyway, when a release of it holds now; else null. A state
+   * failure here denies the pull (fail closed): it is logged, not turned into a 503.
+   */
+  async #release(repo: RepoKey, digest: Digest): Promise<string | null> {
+    let record: QuarantineRecord | null
+    try {
+      record = await this.#deps.state.getQuarantine(repo, digest)
+    } catch (err) {
+      const fields = { upstream: repo.upstream, repository: repo.repository, digest, err: (err as Error).message }
+      this.#deps.logger.warn(fields, 'failed to read a quarantine record; denying')
+      return null
+    }
+    const now = Date.now()
+    const release = record?.release
+    if (record === null || release === undefined || effectiveState(record, now) !== 'released') return null
+    return `released by ${release.by} until ${new Date(release.expires).toISOString()}: ${release.reason}`
   }
 
   /**
@@ -201,7 +232,7 @@ export class ManifestService {
         throw err
       }
       const record = await this.#inspected(repo, digest, artifact)
-      if (record.verdict.outcome !== 'detained') {
+      if (ownVerdict(record).outcome !== 'detained') {
         const { previous } = await this.#deps.state.setTag(repo, tag, { digest, checkedAt: Date.now() })
         if (previous !== null) {
           this.#deps.logger.info({ upstream: repo.upstream, repository: repo.repository, tag, from: previous, to: digest }, 'tag moved upstream')
@@ -229,7 +260,7 @@ export class ManifestService {
 
   async #isCleared(repo: RepoKey, digest: Digest): Promise<boolean> {
     const record = await this.#deps.state.getManifest(repo, digest)
-    return record !== null && record.verdict.outcome !== 'detained' && record.verdict.revision === this.#deps.inspector.revision
+    return record !== null && ownVerdict(record).outcome !== 'detained' && record.verdict.revision === this.#deps.inspector.revision
   }
 
   /**
@@ -258,7 +289,7 @@ export class ManifestService {
     const parentDigest = await this.#deps.state.getParent(repo, digest)
     if (parentDigest === null) return undefined
     const parent = await this.#deps.state.getManifest(repo, parentDigest)
-    if (parent === null || parent.facts === undefined || parent.verdict.outcome === 'detained') return undefined
+    if (parent === null || parent.facts === undefined || ownVerdict(parent).outcome === 'detained') return undefined
     if (parent.verdict.revision !== this.#deps.inspector.revision) return undefined
     return { digest: parentDigest, facts: parent.facts }
   }
@@ -326,6 +357,12 @@ export class ManifestService {
     return bytes
   }
 
+}
+
+/** A record's verdict without any release: one admitted only by a release is detained again. */
+function ownVerdict(record: ManifestRecord): Pick<Verdict, 'outcome' | 'reasons'> {
+  const { detainedFor } = record.verdict
+  return detainedFor === undefined ? record.verdict : { outcome: 'detained', reasons: detainedFor }
 }
 
 function describe(repo: RepoKey, digest: Digest): string {

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import type { Digest } from '../oci/digest.js'
 import {
   QUARANTINE_CLIENTS_LIMIT,
+  QUARANTINE_HISTORY_LIMIT,
   QUARANTINE_REFERENCES_LIMIT,
   TAG_HISTORY_LIMIT,
   decodeQuarantineCursor,
@@ -14,10 +15,13 @@ import {
   type Detention,
   type ManifestLinks,
   type ManifestRecord,
+  type QuarantineAction,
   type QuarantineClient,
   type QuarantinePage,
   type QuarantineQuery,
   type QuarantineRecord,
+  type QuarantineRelease,
+  type QuarantineRevocation,
   type RepoKey,
   type StateStore,
   type TagMove,
@@ -91,10 +95,12 @@ export class MemoryStateStore implements StateStore {
     const client: QuarantineClient | undefined =
       detention.client === undefined ? undefined : { ...detention.client }
     this.#quarantine.set(id, {
+      // A release and its history outlive further refusals (of an expired release, say).
+      ...current,
       upstream: repo.upstream,
       repository: repo.repository,
       digest,
-      state: 'detained',
+      state: current?.state ?? 'detained',
       references: [reference, ...(current?.references ?? []).filter((r) => r !== reference)].slice(
         0,
         QUARANTINE_REFERENCES_LIMIT
@@ -116,6 +122,46 @@ export class MemoryStateStore implements StateStore {
   async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {
     const record = this.#quarantine.get(`${repoId(repo)}\u0000${digest}`)
     return record === undefined ? null : structuredClone(record)
+  }
+
+  async releaseQuarantine(
+    repo: RepoKey,
+    digest: Digest,
+    release: QuarantineRelease
+  ): Promise<boolean> {
+    const { by, reason, expires, at } = release
+    return this.#act(repo, digest, { action: 'release', by, at, reason, expires }, (record) => ({
+      ...record,
+      state: 'released',
+      release: { by, reason, expires, at },
+    }))
+  }
+
+  async revokeRelease(
+    repo: RepoKey,
+    digest: Digest,
+    revocation: QuarantineRevocation
+  ): Promise<boolean> {
+    const { by, at } = revocation
+    return this.#act(repo, digest, { action: 'revoke', by, at }, ({ release: _, ...record }) => ({
+      ...record,
+      state: 'detained',
+    }))
+  }
+
+  /** Applies `change` to an existing record and puts `action` first in its bounded history. */
+  #act(
+    repo: RepoKey,
+    digest: Digest,
+    action: QuarantineAction,
+    change: (record: QuarantineRecord) => QuarantineRecord
+  ): boolean {
+    const id = `${repoId(repo)}\u0000${digest}`
+    const current = this.#quarantine.get(id)
+    if (current === undefined) return false
+    const history = [action, ...(current.history ?? [])].slice(0, QUARANTINE_HISTORY_LIMIT)
+    this.#quarantine.set(id, { ...change(current), history })
+    return true
   }
 
   async listQuarantine(query: QuarantineQuery): Promise<QuarantinePage> {

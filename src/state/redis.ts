@@ -9,6 +9,7 @@ import type { Digest } from '../oci/digest.js'
 import { SCHEMA_VERSION, stateKeys, type StateKeys } from './keys.js'
 import {
   QUARANTINE_CLIENTS_LIMIT,
+  QUARANTINE_HISTORY_LIMIT,
   QUARANTINE_REFERENCES_LIMIT,
   TAG_HISTORY_LIMIT,
   decodeQuarantineCursor,
@@ -21,6 +22,8 @@ import {
   type QuarantinePage,
   type QuarantineQuery,
   type QuarantineRecord,
+  type QuarantineRelease,
+  type QuarantineRevocation,
   type RepoKey,
   type StateStore,
   type TagMove,
@@ -139,6 +142,34 @@ end
 redis.call('SET', KEYS[1], cjson.encode(rec))
 redis.call('ZADD', KEYS[2], rec.lastSeen, KEYS[1])
 redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
+return 1
+`)
+
+// Release or revoke in one read-modify-write of the record, so that a concurrent refusal (which
+// rewrites the whole record) loses neither the count nor the release. Returns 0 without a record.
+// KEYS: record. ARGV: 'release' or 'revoke', by, at, reason or '', expires or '', history limit.
+const QUARANTINE_ACTION = new Script(`
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local rec = cjson.decode(raw)
+local entry = {action = ARGV[1], by = ARGV[2], at = tonumber(ARGV[3])}
+if ARGV[1] == 'release' then
+  entry.reason = ARGV[4]
+  entry.expires = tonumber(ARGV[5])
+  rec.state = 'released'
+  rec.release = {by = ARGV[2], reason = ARGV[4], expires = tonumber(ARGV[5]), at = tonumber(ARGV[3])}
+else
+  rec.state = 'detained'
+  rec.release = nil
+end
+local history = {entry}
+if type(rec.history) == 'table' then
+  for _, h in ipairs(rec.history) do
+    if #history < tonumber(ARGV[6]) then table.insert(history, h) end
+  end
+end
+rec.history = history
+redis.call('SET', KEYS[1], cjson.encode(rec))
 return 1
 `)
 
@@ -318,6 +349,39 @@ export class RedisStateStore implements StateStore {
     return this.#call('getQuarantine', async () => {
       const json = await this.#client.get(key)
       return json === null ? null : normalize(JSON.parse(json) as QuarantineRecord)
+    })
+  }
+
+  async releaseQuarantine(
+    repo: RepoKey,
+    digest: Digest,
+    release: QuarantineRelease
+  ): Promise<boolean> {
+    const { by, reason, expires, at } = release
+    const limit = QUARANTINE_HISTORY_LIMIT
+    const args = ['release', by, Math.round(at), reason, Math.round(expires), limit]
+    return this.#act('releaseQuarantine', repo, digest, args)
+  }
+
+  async revokeRelease(
+    repo: RepoKey,
+    digest: Digest,
+    revocation: QuarantineRevocation
+  ): Promise<boolean> {
+    const at = Math.round(revocation.at)
+    const args = ['revoke', revocation.by, at, '', '', QUARANTINE_HISTORY_LIMIT]
+    return this.#act('revokeRelease', repo, digest, args)
+  }
+
+  async #act(
+    op: string,
+    repo: RepoKey,
+    digest: Digest,
+    args: (string | number)[]
+  ): Promise<boolean> {
+    const key = this.#keys.quarantine(repo, digest)
+    return this.#call(op, async () => {
+      return (await QUARANTINE_ACTION.run(this.#client, [key], args)) === 1
     })
   }
 

@@ -24,6 +24,12 @@ export interface Verdict {
   readonly revision: string
   /** Milliseconds since the epoch. */
   readonly decidedAt: number
+  /**
+   * Present when the outcome stands only by a person's release of a detained digest
+   * (QuarantineRecord.release): the reasons it was detained for. Readers check the release on
+   * every use and fall back to a detained verdict with these reasons once it is revoked or expired.
+   */
+  readonly detainedFor?: readonly string[]
 }
 
 /** What Customs knows of one manifest (image, index or artifact) in one repository. */
@@ -98,6 +104,16 @@ export interface StateStore {
   getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null>
   /** Quarantine records, most recently refused first, a page at a time. */
   listQuarantine(query: QuarantineQuery): Promise<QuarantinePage>
+  /**
+   * Releases a detained manifest: state `released` with `release`, and the action added to the
+   * bounded `history`, in one atomic step. False when there is no quarantine record.
+   */
+  releaseQuarantine(repo: RepoKey, digest: Digest, release: QuarantineRelease): Promise<boolean>
+  /**
+   * Revokes a release: state `detained`, `release` dropped, the action added to the bounded
+   * `history`, in one atomic step. False when there is no quarantine record.
+   */
+  revokeRelease(repo: RepoKey, digest: Digest, revocation: QuarantineRevocation): Promise<boolean>
 
   /** Takes a named lock for ttlMs; returns a token, or null when another holder has it. */
   acquireLock(name: string, ttlMs: number): Promise<string | null>
@@ -138,7 +154,12 @@ export interface QuarantineRecord {
   readonly upstream: string
   readonly repository: string
   readonly digest: Digest
-  readonly state: 'detained'
+  /** As stored; what holds now is effectiveState(record, now), which sees expired releases. */
+  readonly state: QuarantineState
+  /** The release in force (state `released`); absent when detained or revoked. */
+  readonly release?: QuarantineRelease
+  /** Releases and revocations, newest first, bounded; absent until the first one. */
+  readonly history?: readonly QuarantineAction[]
   /** The tags and digests it was asked for, most recently asked first, bounded. */
   readonly references: readonly string[]
   /** The reasons of the latest refusal. */
@@ -149,6 +170,48 @@ export interface QuarantineRecord {
   readonly refused: number
   /** The most recent distinct clients, newest first, bounded. */
   readonly clients: readonly QuarantineClient[]
+}
+
+export type QuarantineState = 'detained' | 'released'
+
+/** A person's exception for one detained digest, until `expires`. */
+export interface QuarantineRelease {
+  /** The name of the admin token that released it. */
+  readonly by: string
+  readonly reason: string
+  /** Milliseconds since the epoch; the release no longer holds from then on. */
+  readonly expires: number
+  /** When it was released, milliseconds since the epoch. */
+  readonly at: number
+}
+
+/** Who revoked a release, and when (milliseconds since the epoch). */
+export interface QuarantineRevocation {
+  readonly by: string
+  readonly at: number
+}
+
+/** One entry of a quarantine record's history. */
+export interface QuarantineAction {
+  readonly action: 'release' | 'revoke'
+  readonly by: string
+  readonly at: number
+  /** The release's reason (releases only). */
+  readonly reason?: string
+  /** The release's expiry (releases only), milliseconds since the epoch. */
+  readonly expires?: number
+}
+
+/**
+ * What holds for a quarantine record at `now` (ms since the epoch): `released` only while a
+ * release is recorded and has not expired. The one place that decides, so that expiry needs no
+ * background job: the pull path and the admin API both read states through it.
+ */
+export function effectiveState(record: QuarantineRecord, now: number): QuarantineState {
+  const release = record.release
+  return record.state === 'released' && release !== undefined && release.expires > now
+    ? 'released'
+    : 'detained'
 }
 
 export interface QuarantineQuery {
@@ -170,6 +233,8 @@ export interface QuarantinePage {
 export const QUARANTINE_REFERENCES_LIMIT = 50
 /** How many recent clients a quarantine record keeps. */
 export const QUARANTINE_CLIENTS_LIMIT = 20
+/** How many releases and revocations a quarantine record's history keeps. */
+export const QUARANTINE_HISTORY_LIMIT = 50
 
 /** Where a page of a listing ordered by (lastSeen desc, id desc) ended; `id` is store-specific. */
 export interface QuarantineCursor {

@@ -10,8 +10,10 @@ import { MemoryStateStore } from '../../src/state/memory.js'
 import { RedisStateStore } from '../../src/state/redis.js'
 import {
   QUARANTINE_CLIENTS_LIMIT,
+  QUARANTINE_HISTORY_LIMIT,
   QUARANTINE_REFERENCES_LIMIT,
   TAG_HISTORY_LIMIT,
+  effectiveState,
   type ManifestRecord,
   type RepoKey,
   type StateStore,
@@ -323,6 +325,88 @@ function checkStateStore(open: () => Promise<StateStore>): void {
         await store.recordDetention(HUB, d(1), { reference: 'a', reasons: [], at: 400 })
         const { records } = await store.listQuarantine({ limit: 1 })
         assert.equal(records[0]?.digest, d(1))
+      })
+    })
+  })
+
+  describe('releases', () => {
+    const release = { by: 'alice', reason: 'CVE accepted until the fix', expires: 50_000, at: 2000 }
+    beforeEach(async () => {
+      await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['unsigned'], at: 1000 })
+    })
+
+    describe('when there is no quarantine record', () => {
+      it('returns false and records nothing', async () => {
+        assert.equal(await store.releaseQuarantine(HUB, d(2), release), false)
+        assert.equal(await store.revokeRelease(GHCR, d(1), { by: 'bob', at: 3000 }), false)
+        assert.equal(await store.getQuarantine(HUB, d(2)), null)
+        assert.equal(await store.getQuarantine(GHCR, d(1)), null)
+      })
+    })
+
+    describe('when a detained digest is released', () => {
+      it('reads back released, with the release and its history entry', async () => {
+        assert.equal(await store.releaseQuarantine(HUB, d(1), release), true)
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'released')
+        assert.deepEqual(record?.release, release)
+        assert.deepEqual(record?.history, [
+          { action: 'release', by: 'alice', at: 2000, reason: release.reason, expires: 50_000 },
+        ])
+        assert.equal(record?.refused, 1)
+        assert.deepEqual(record?.reasons, ['unsigned'])
+      })
+      it('keeps the release through further refusals', async () => {
+        await store.releaseQuarantine(HUB, d(1), release)
+        await store.recordDetention(HUB, d(1), { reference: '1.0', reasons: [], at: 4000 })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'released')
+        assert.deepEqual(record?.release, release)
+        assert.equal(record?.refused, 2)
+        assert.deepEqual(record?.reasons, [])
+      })
+    })
+
+    describe('when a release is revoked', () => {
+      it('reads back detained without the release, both actions in the history', async () => {
+        await store.releaseQuarantine(HUB, d(1), release)
+        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'bob', at: 3000 }), true)
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'detained')
+        assert.equal(record?.release, undefined)
+        assert.deepEqual(record?.history, [
+          { action: 'revoke', by: 'bob', at: 3000 },
+          { action: 'release', by: 'alice', at: 2000, reason: release.reason, expires: 50_000 },
+        ])
+        assert.equal(record && effectiveState(record, 2500), 'detained')
+      })
+    })
+
+    describe('when more actions come than the history keeps', () => {
+      it('keeps only the newest', async () => {
+        for (let i = 0; i < QUARANTINE_HISTORY_LIMIT + 3; i++) {
+          await store.releaseQuarantine(HUB, d(1), { ...release, at: i })
+        }
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.history?.length, QUARANTINE_HISTORY_LIMIT)
+        assert.equal(record?.history?.[0]?.at, QUARANTINE_HISTORY_LIMIT + 2)
+      })
+    })
+
+    describe('effectiveState', () => {
+      it('is released before expires and detained from then on', async () => {
+        await store.releaseQuarantine(HUB, d(1), release)
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.ok(record !== null)
+        assert.equal(effectiveState(record, 2000), 'released')
+        assert.equal(effectiveState(record, 49_999), 'released')
+        assert.equal(effectiveState(record, 50_000), 'detained')
+        assert.equal(effectiveState(record, 90_000), 'detained')
+      })
+      it('is detained for a record never released', async () => {
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.ok(record !== null)
+        assert.equal(effectiveState(record, 0), 'detained')
       })
     })
   })

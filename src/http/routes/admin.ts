@@ -1,13 +1,22 @@
-// The admin API, read-only part, under /admin/v1/: quarantine records of refused pulls and the
-// policy set in force. Every route needs an admin bearer token (middleware/admin-auth.ts) of at
-// least the role it names; bad query parameters are 400s, rendered by the one OCI error renderer.
+// The admin API under /admin/v1/: quarantine records of refused pulls, the policy set in force,
+// and releases (a person's exception for one detained digest, until it expires) and their
+// revocation. Every route needs an admin bearer token (middleware/admin-auth.ts) of at least the
+// role it names; bad parameters and bodies are 400s, rendered by the one OCI error renderer.
 
-import { Hono } from 'hono'
+import { Hono, type Context } from 'hono'
+import { z } from 'zod'
 import { CustomsError } from '../../errors.js'
-import { isDigest } from '../../oci/digest.js'
+import type { Logger } from '../../observability/logger.js'
+import { isDigest, type Digest } from '../../oci/digest.js'
 import type { PolicyEngine } from '../../policy/engine.js'
 import type { ReloadResult } from '../../policy/reload.js'
-import { decodeQuarantineCursor, type StateStore } from '../../state/store.js'
+import {
+  decodeQuarantineCursor,
+  effectiveState,
+  type QuarantineRecord,
+  type RepoKey,
+  type StateStore,
+} from '../../state/store.js'
 import type { Env } from '../context.js'
 import { adminAuth, requireRole, type AdminToken } from '../middleware/admin-auth.js'
 
@@ -20,7 +29,15 @@ export interface AdminDeps {
   readonly policyDir: string | undefined
   /** The recent policy reload attempts, oldest first. */
   readonly policyReloads: () => ReadonlyArray<ReloadResult & { readonly at: string }>
+  /** Where each admin action (release, revoke) is logged with its actor. */
+  readonly logger: Logger
 }
+
+/** The largest request body an admin route reads. */
+export const ADMIN_BODY_MAX_BYTES = 16 * 1024
+/** How far ahead a release may expire, and how soon at the least. */
+export const RELEASE_MAX_MS = 90 * 24 * 60 * 60 * 1000
+export const RELEASE_MIN_MS = 1000
 
 /** The page size of GET /admin/v1/quarantine when no `limit` is given, and its maximum. */
 export const QUARANTINE_PAGE_DEFAULT = 50
@@ -30,6 +47,14 @@ export const QUARANTINE_PAGE_MAX = 500
 const UPSTREAM = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/
 /** OCI repository names (distribution spec), bounded. */
 const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/
+
+const repository = z.string().max(255).regex(REPOSITORY, 'must be a repository name')
+const ReleaseBody = z.strictObject({
+  repository,
+  reason: z.string().trim().min(1).max(1024),
+  expires: z.iso.datetime({ offset: true }),
+})
+const RevokeBody = z.strictObject({ repository })
 
 /** The routes under /admin/v1/, to be mounted at the root. */
 export function adminRoutes(deps: AdminDeps): Hono<Env> {
@@ -49,7 +74,8 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
       ...(upstream !== undefined ? { upstream } : {}),
       ...(after !== undefined ? { after } : {}),
     })
-    return c.json(page)
+    const now = Date.now()
+    return c.json({ ...page, records: page.records.map((r) => effective(r, now)) })
   })
 
   app.get('/admin/v1/quarantine/:upstream/:digest', requireRole('viewer'), async (c) => {
@@ -65,11 +91,43 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     }
     const repo = { upstream: upstream as string, repository }
     const record = await deps.state.getQuarantine(repo, digest)
-    if (record === null) {
-      const message = `no pull of ${repo.upstream}/${repository}@${digest} was refused`
-      throw new CustomsError('MANIFEST_UNKNOWN', message)
+    if (record === null) throw noRecord(repo, digest)
+    return c.json(effective(record, Date.now()))
+  })
+
+  app.post('/admin/v1/quarantine/:upstream/:digest/release', requireRole('approver'), async (c) => {
+    const { upstream, digest } = recordParams(c.req.param('upstream'), c.req.param('digest'))
+    const body = ReleaseBody.safeParse(await jsonBody(c))
+    if (!body.success) throw invalidBody(body.error)
+    const at = Date.now()
+    const expires = Date.parse(body.data.expires)
+    if (!(expires - at >= RELEASE_MIN_MS && expires - at <= RELEASE_MAX_MS)) {
+      const message = 'expires must be at least 1 second and at most 90 days in the future'
+      throw new CustomsError('REQUEST_INVALID', message)
     }
-    return c.json(record)
+    const repo = { upstream, repository: body.data.repository }
+    const by = c.get('admin').name
+    const reason = body.data.reason
+    const found = await deps.state.releaseQuarantine(repo, digest, { by, reason, expires, at })
+    if (!found) throw noRecord(repo, digest)
+    const fields = { action: 'release', by, upstream, repository: repo.repository, digest, reason }
+    deps.logger.info({ ...fields, expires: new Date(expires).toISOString() }, 'admin action')
+    return c.json(effective(await current(deps.state, repo, digest), Date.now()))
+  })
+
+  app.post('/admin/v1/quarantine/:upstream/:digest/revoke', requireRole('approver'), async (c) => {
+    const { upstream, digest } = recordParams(c.req.param('upstream'), c.req.param('digest'))
+    const body = RevokeBody.safeParse(await jsonBody(c))
+    if (!body.success) throw invalidBody(body.error)
+    const repo = { upstream, repository: body.data.repository }
+    const by = c.get('admin').name
+    const found = await deps.state.revokeRelease(repo, digest, { by, at: Date.now() })
+    if (!found) throw noRecord(repo, digest)
+    deps.logger.info(
+      { action: 'revoke', by, upstream, repository: repo.repository, digest },
+      'admin action'
+    )
+    return c.json(effective(await current(deps.state, repo, digest), Date.now()))
   })
 
   app.get('/admin/v1/policy', requireRole('viewer'), (c) => {
@@ -103,4 +161,74 @@ function limitParam(value: string | undefined): number {
     throw new CustomsError('PAGINATION_NUMBER_INVALID', message)
   }
   return limit
+}
+
+/** The record with the state that holds at `now`: an expired release reads as detained. */
+function effective(record: QuarantineRecord, now: number): QuarantineRecord {
+  return { ...record, state: effectiveState(record, now) }
+}
+
+function noRecord(repo: RepoKey, digest: Digest): CustomsError {
+  const message = `no pull of ${repo.upstream}/${repo.repository}@${digest} was refused`
+  return new CustomsError('MANIFEST_UNKNOWN', message)
+}
+
+/** The record just written, read back. */
+async function current(
+  state: StateStore,
+  repo: RepoKey,
+  digest: Digest
+): Promise<QuarantineRecord> {
+  const record = await state.getQuarantine(repo, digest)
+  if (record === null) throw noRecord(repo, digest)
+  return record
+}
+
+function recordParams(upstream: string, digest: string): { upstream: string; digest: Digest } {
+  if (!isDigest(digest)) {
+    throw new CustomsError('DIGEST_INVALID', `${digest.slice(0, 80)} is not a digest`)
+  }
+  return { upstream: upstreamParam(upstream) as string, digest }
+}
+
+/** The request's JSON body, read up to ADMIN_BODY_MAX_BYTES. */
+async function jsonBody(c: Context<Env>): Promise<unknown> {
+  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
+  if (type !== 'application/json') {
+    const message = 'the body must be JSON (Content-Type: application/json)'
+    throw new CustomsError('REQUEST_INVALID', message)
+  }
+  const text = await boundedText(c.req.raw, ADMIN_BODY_MAX_BYTES)
+  try {
+    return JSON.parse(text) as unknown
+  } catch {
+    throw new CustomsError('REQUEST_INVALID', 'the body is not valid JSON')
+  }
+}
+
+async function boundedText(req: Request, limit: number): Promise<string> {
+  const tooLarge = (): CustomsError =>
+    new CustomsError('REQUEST_INVALID', `the body is larger than ${limit} bytes`)
+  const length = Number(req.headers.get('content-length') ?? '0')
+  if (length > limit) throw tooLarge()
+  if (req.body === null) return ''
+  const reader = req.body.getReader()
+  const chunks: Uint8Array[] = []
+  let total = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    total += value.byteLength
+    if (total > limit) {
+      await reader.cancel().catch(() => undefined)
+      throw tooLarge()
+    }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
+function invalidBody(error: z.ZodError): CustomsError {
+  const problems = error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`)
+  return new CustomsError('REQUEST_INVALID', `invalid body: ${problems.join('; ')}`)
 }
