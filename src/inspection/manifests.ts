@@ -23,6 +23,7 @@ import {
 } from '../state/store.js'
 import { evaluate } from '../policy/evaluate.js'
 import type { PolicyEngine } from '../policy/engine.js'
+import type { PolicySet } from '../policy/types.js'
 import { readBounded } from '../upstream/auth.js'
 import { statusError } from '../upstream/client.js'
 import type { UpstreamPool } from '../upstream/pool.js'
@@ -125,8 +126,7 @@ export class ManifestService {
     const own = ownVerdict(record)
     if (req.reference.kind !== 'tag' || req.artifact === true || record.image === undefined) return own
     const set = this.#deps.policies.current()
-    const tagSensitive = set.policies.some((p) => p.rules.tags !== undefined || p.match.some((m) => m.tags !== undefined))
-    if (!tagSensitive) return own
+    if (!isTagSensitive(set)) return own
     const key = `${req.repo.upstream} ${req.repo.repository} ${record.digest} ${req.reference.tag} ${record.verdict.revision}`
     let decided = this.#tagDecisions.get(key)
     if (decided === undefined) {
@@ -216,7 +216,9 @@ export class ManifestService {
     return this.#resolutions.run(`${repo.upstream} ${repo.repository} ${tag}`, async () => {
       const known = await this.#deps.state.getTag(repo, tag)
       const ttl = this.#deps.upstreamConfig(repo.upstream).tagTtl
-      if (known !== null && Date.now() - known.checkedAt < ttl && (await this.#isCleared(repo, known.digest))) {
+      // A fresh mapping is used as it is: get() judges its digest under the revision in force
+      // right after, so checking its record here too would only read state twice per pull.
+      if (known !== null && Date.now() - known.checkedAt < ttl) {
         return { digest: known.digest }
       }
       let digest: Digest
@@ -363,6 +365,17 @@ export class ManifestService {
 function ownVerdict(record: ManifestRecord): Pick<Verdict, 'outcome' | 'reasons'> {
   const { detainedFor } = record.verdict
   return detainedFor === undefined ? record.verdict : { outcome: 'detained', reasons: detainedFor }
+}
+
+/** Whether any policy of a set looks at tags; computed once per set, not per pull. */
+const tagSensitivity = new WeakMap<PolicySet, boolean>()
+function isTagSensitive(set: PolicySet): boolean {
+  let sensitive = tagSensitivity.get(set)
+  if (sensitive === undefined) {
+    sensitive = set.policies.some((p) => p.rules.tags !== undefined || p.match.some((m) => m.tags !== undefined))
+    tagSensitivity.set(set, sensitive)
+  }
+  return sensitive
 }
 
 function describe(repo: RepoKey, digest: Digest): string {
