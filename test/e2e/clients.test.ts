@@ -23,7 +23,7 @@ import {
   type ContainerdHandle,
 } from '../helpers/clients.js'
 import { DEAD_END, makeTempDir, removeTempDir } from '../helpers/processes.js'
-import { startCustoms, type CustomsHandle } from '../helpers/customs.js'
+import { standInUpstreams, startCustoms, type CustomsHandle } from '../helpers/customs.js'
 import { dockerPull, startDockerd, type DockerdHandle } from '../helpers/docker.js'
 import { mirrorRegistriesConf, podmanPull } from '../helpers/podman.js'
 
@@ -109,16 +109,7 @@ before(
     await pushImage(registry, 'org/podman-oci', '1', ociImage)
     // The same registry stands in for Docker Hub and for ghcr.io.
     customs = await startCustoms({
-      config: `
-upstreams:
-  - name: docker.io
-    url: ${registry.url}
-    default: true
-    aliases: [index.docker.io]
-  - name: ghcr.io
-    url: ${registry.url}
-    aliases: [ghcr]
-`,
+      config: standInUpstreams(registry.url),
     })
   },
   { timeout: HOOK_TIMEOUT }

@@ -32,7 +32,7 @@ import {
   removeTempDir,
   type RunResult,
 } from '../helpers/processes.js'
-import { startCustoms, type CustomsHandle } from '../helpers/customs.js'
+import { standInUpstreams, startCustoms, type CustomsHandle } from '../helpers/customs.js'
 import { docker, dockerPull, startDockerd, type DockerdHandle } from '../helpers/docker.js'
 import { mirrorRegistriesConf, podmanPull } from '../helpers/podman.js'
 
@@ -178,14 +178,7 @@ before(
       images.set(repo, built)
     }
     customs = await startCustoms({
-      config: `
-upstreams:
-  - name: docker.io
-    url: ${registry.url}
-    default: true
-    aliases: [index.docker.io]
-policy: { path: ${JSON.stringify(policyDir)}, watch: false }
-`,
+      config: `${standInUpstreams(registry.url, { ghcr: false })}policy: { path: ${JSON.stringify(policyDir)}, watch: false }\n`,
     })
   },
   { timeout: HOOK_TIMEOUT }

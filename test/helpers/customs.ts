@@ -83,3 +83,12 @@ ${extra
   .join('\n')}
 `
 }
+
+/**
+ * `upstreams:` YAML in which one registry stands in for Docker Hub (the default) and, unless
+ * `ghcr` is false, for ghcr.io (alias `ghcr`): the real-client tests' usual setup.
+ */
+export function standInUpstreams(url: string, options: { ghcr?: boolean } = {}): string {
+  const ghcr = options.ghcr === false ? '' : `  - name: ghcr.io\n    url: ${url}\n    aliases: [ghcr]\n`
+  return `upstreams:\n  - name: docker.io\n    url: ${url}\n    default: true\n    aliases: [index.docker.io]\n${ghcr}`
+}

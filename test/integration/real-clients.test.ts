@@ -9,7 +9,7 @@ import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
 import { buildImage, buildIndex, pushImage, pushIndex, type BuiltImage, type BuiltIndex } from '../helpers/images.js'
 import { ctrPull, skopeoCopy, startContainerd, writeHostsToml, type ContainerdHandle } from '../helpers/clients.js'
 import { makeTempDir } from '../helpers/processes.js'
-import { startCustoms, type CustomsHandle } from '../helpers/customs.js'
+import { standInUpstreams, startCustoms, type CustomsHandle } from '../helpers/customs.js'
 
 let registry: RegistryHandle
 let customs: CustomsHandle
@@ -33,16 +33,7 @@ before(async () => {
   await pushIndex(registry, 'org/app', '1.1', index)
   // The same registry stands in for Docker Hub and for ghcr.io.
   customs = await startCustoms({
-    config: `
-upstreams:
-  - name: docker.io
-    url: ${registry.url}
-    default: true
-    aliases: [index.docker.io]
-  - name: ghcr.io
-    url: ${registry.url}
-    aliases: [ghcr]
-`,
+    config: standInUpstreams(registry.url),
   })
   containerd = await startContainerd()
 })
