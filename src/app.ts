@@ -25,6 +25,7 @@ export function createApp(services: Services): Hono<Env> {
       policyDir: services.policyDir,
       policyReloads: () => services.policyReloads(),
       logger: services.logger,
+      events: services.events,
     })
   )
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))

@@ -1,6 +1,7 @@
 // Builds every long-lived part from the configuration, once, in dependency order. main.ts calls it
 // for the real server; tests call it with their own state store and logger.
 
+import { EventBus } from './audit/events.js'
 import type { Config, UpstreamConfig } from './config/schema.js'
 import { BlobStore } from './cache/blob-store.js'
 import { ManifestMemory } from './cache/manifest-memory.js'
@@ -43,6 +44,8 @@ export interface Services {
   readonly blobs: BlobService
   readonly listings: Listings
   readonly policies: PolicyEngine
+  /** Every decision and quarantine change, for the audit log, webhooks and metrics. */
+  readonly events: EventBus
   /** Loads the policy folder again (SIGHUP); the previous set stays when the new one fails. */
   reloadPolicies(): Promise<ReloadResult>
   /** The recent reload attempts, oldest first (bounded), for the admin API. */
@@ -70,6 +73,7 @@ const FILL_IDLE_TIMEOUT_FACTOR = 2
 export async function createServices(config: Config, logger: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
   const state = overrides.state ?? createState(config, logger)
+  const events = new EventBus(logger)
   const byName = new Map(config.upstreams.map((u) => [u.name, u]))
   const upstreamConfig = (name: string): UpstreamConfig => byName.get(name) as UpstreamConfig
   const store = await BlobStore.open({
@@ -135,6 +139,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     policies,
     metrics,
     logger,
+    events,
   })
   return {
     config,
@@ -148,6 +153,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     blobs,
     listings,
     policies,
+    events,
     reloadPolicies: () => reloader.reload(),
     policyReloads: () => [...reloader.history],
     policyDir: overrides.policies === undefined ? policyDir : undefined,

@@ -2,6 +2,7 @@
 // serve or deny (DESIGN steps 2-4). A tag mapping is recorded only after its digest was cleared;
 // a stale mapping is served only when the upstream fails and its digest is cleared now.
 
+import type { EventBus } from '../audit/events.js'
 import type { UpstreamConfig } from '../config/schema.js'
 import { CustomsError, isCustomsError } from '../errors.js'
 import type { Logger } from '../observability/logger.js'
@@ -65,6 +66,8 @@ export interface ManifestServiceDeps {
   readonly policies: PolicyEngine
   readonly metrics: Metrics
   readonly logger: Logger
+  /** Where decisions and detentions are announced (audit log, webhooks). */
+  readonly events: EventBus
 }
 
 /** Tag-level decisions remembered per (digest, tag, revision); cleared wholesale when full. */
@@ -101,6 +104,7 @@ export class ManifestService {
         if (record.verdict.outcome === 'detained') await this.#admit(req.repo, record, { ...verdict, detainedFor })
       }
     }
+    this.#announce(req, record, verdict)
     if (verdict.outcome === 'detained') {
       await this.#recordDetention(req, digest, verdict.reasons)
       const asked = req.reference.kind === 'tag' ? `${req.repo.upstream}/${req.repo.repository}:${req.reference.tag} (${digest})` : describe(req.repo, digest)
@@ -179,6 +183,25 @@ export class ManifestService {
   }
 
   /**
+   * One `decision` event per answered GET, and per denied HEAD (clients HEAD before each GET; the
+   * GET is the pull). Internal reads of signatures and attestations are not pulls: not announced.
+   */
+  #announce(req: ManifestRequest, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons'>): void {
+    if (req.artifact === true || (req.method === 'HEAD' && verdict.outcome !== 'detained')) return
+    this.#deps.events.emit({
+      type: 'decision',
+      upstream: req.repo.upstream,
+      repository: req.repo.repository,
+      reference: req.reference.kind === 'tag' ? req.reference.tag : req.reference.digest,
+      digest: record.digest,
+      revision: record.verdict.revision,
+      verdict: verdict.outcome,
+      reasons: verdict.reasons,
+      ...(req.client !== undefined ? { client: req.client } : {}),
+    })
+  }
+
+  /**
    * Best effort: a refused pull is put in the quarantine record, but a state failure here must
    * not turn the 403 into a 503. Internal reads of artifacts (signatures) are not pulls: skipped.
    */
@@ -190,12 +213,16 @@ export class ManifestService {
     if (req.artifact === true) return
     const reference = req.reference.kind === 'tag' ? req.reference.tag : req.reference.digest
     try {
-      await this.#deps.state.recordDetention(req.repo, digest, {
+      const { created } = await this.#deps.state.recordDetention(req.repo, digest, {
         reference,
         reasons,
         at: Date.now(),
         ...(req.client !== undefined ? { client: req.client } : {}),
       })
+      if (created) {
+        const { upstream, repository } = req.repo
+        this.#deps.events.emit({ type: 'detention', upstream, repository, reference, digest, reasons, verdict: 'detained', ...(req.client !== undefined ? { client: req.client } : {}) })
+      }
     } catch (err) {
       const { upstream, repository } = req.repo
       const fields = { upstream, repository, digest, err: (err as Error).message }

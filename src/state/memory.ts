@@ -88,7 +88,7 @@ export class MemoryStateStore implements StateStore {
     return this.#parents.get(`${repoId(repo)}\u0000${digest}`) ?? null
   }
 
-  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<void> {
+  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean }> {
     const id = `${repoId(repo)}\u0000${digest}`
     const current = this.#quarantine.get(id)
     const { at, reference } = detention
@@ -117,6 +117,7 @@ export class MemoryStateStore implements StateStore {
               QUARANTINE_CLIENTS_LIMIT
             ),
     })
+    return { created: current === undefined }
   }
 
   async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {

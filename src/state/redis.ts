@@ -142,7 +142,7 @@ end
 redis.call('SET', KEYS[1], cjson.encode(rec))
 redis.call('ZADD', KEYS[2], rec.lastSeen, KEYS[1])
 redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
-return 1
+if raw then return 0 else return 1 end
 `)
 
 // Release or revoke in one read-modify-write of the record, so that a concurrent refusal (which
@@ -323,7 +323,7 @@ export class RedisStateStore implements StateStore {
     return this.#call('getParent', async () => (await this.#client.get(key)) as Digest | null)
   }
 
-  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<void> {
+  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean }> {
     const keys = [
       this.#keys.quarantine(repo, digest),
       this.#keys.quarantineIndex(),
@@ -341,7 +341,8 @@ export class RedisStateStore implements StateStore {
       QUARANTINE_REFERENCES_LIMIT,
       QUARANTINE_CLIENTS_LIMIT,
     ]
-    await this.#call('recordDetention', () => RECORD_DETENTION.run(this.#client, keys, args))
+    const created = await this.#call('recordDetention', () => RECORD_DETENTION.run(this.#client, keys, args))
+    return { created: created === 1 }
   }
 
   async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {

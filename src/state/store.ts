@@ -98,8 +98,9 @@ export interface StateStore {
   /**
    * Records one refused pull of a detained manifest: creates the quarantine record or updates it
    * (references, latest reasons, lastSeen, refused count, recent clients) in one atomic step.
+   * `created` tells whether this refusal made the record (the first one of this digest here).
    */
-  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<void>
+  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean }>
   /** The quarantine record of a detained manifest, if a pull of it was ever refused. */
   getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null>
   /** Quarantine records, most recently refused first, a page at a time. */

@@ -238,8 +238,9 @@ function checkStateStore(open: () => Promise<StateStore>): void {
 
     describe('when the same digest is refused again', () => {
       it('counts, moves lastSeen, keeps firstSeen, takes the latest reasons', async () => {
-        await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['old'], client: curl, at: 1000 })
-        await store.recordDetention(HUB, d(1), { reference: '1.0', reasons: ['new'], client: containerd, at: 2000 })
+        const first = await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['old'], client: curl, at: 1000 })
+        const second = await store.recordDetention(HUB, d(1), { reference: '1.0', reasons: ['new'], client: containerd, at: 2000 })
+        assert.deepEqual([first, second], [{ created: true }, { created: false }])
         await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['new'], client: curl, at: 3000 })
         const record = await store.getQuarantine(HUB, d(1))
         assert.equal(record?.refused, 3)

@@ -4,6 +4,7 @@
 // role it names; bad parameters and bodies are 400s, rendered by the one OCI error renderer.
 
 import { Hono, type Context } from 'hono'
+import type { EventBus } from '../../audit/events.js'
 import { z } from 'zod'
 import { CustomsError } from '../../errors.js'
 import type { Logger } from '../../observability/logger.js'
@@ -31,6 +32,8 @@ export interface AdminDeps {
   readonly policyReloads: () => ReadonlyArray<ReloadResult & { readonly at: string }>
   /** Where each admin action (release, revoke) is logged with its actor. */
   readonly logger: Logger
+  /** Where each admin action is announced (audit log, webhooks). */
+  readonly events: EventBus
 }
 
 /** The largest request body an admin route reads. */
@@ -112,6 +115,16 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     if (!found) throw noRecord(repo, digest)
     const fields = { action: 'release', by, upstream, repository: repo.repository, digest, reason }
     deps.logger.info({ ...fields, expires: new Date(expires).toISOString() }, 'admin action')
+    deps.events.emit({
+      type: 'release',
+      actor: by,
+      action: 'release',
+      upstream,
+      repository: repo.repository,
+      digest,
+      reasons: [reason],
+      detail: { expires: new Date(expires).toISOString() },
+    })
     return c.json(effective(await current(deps.state, repo, digest), Date.now()))
   })
 
@@ -127,6 +140,7 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
       { action: 'revoke', by, upstream, repository: repo.repository, digest },
       'admin action'
     )
+    deps.events.emit({ type: 'revoke', actor: by, action: 'revoke', upstream, repository: repo.repository, digest })
     return c.json(effective(await current(deps.state, repo, digest), Date.now()))
   })
 

@@ -1,0 +1,88 @@
+// What Customs tells the outside world happened: every decision on a pull and every change of a
+// quarantine record, as one event type. The event bus fans each event out to its subscribers (the
+// tamper-evident audit log, webhooks, metrics) without ever making the pull wait on them: a
+// subscriber that throws is logged, never propagated, and slow work must queue on its own side.
+
+import type { Logger } from '../observability/logger.js'
+import type { QuarantineClient, VerdictOutcome } from '../state/store.js'
+
+/**
+ * The kinds of event:
+ * - `decision`: a manifest request answered with a verdict (GET always; HEAD only when denied,
+ *   since clients HEAD before every GET and the GET is the pull).
+ * - `detention`: a digest detained for the first time in its repository (a new quarantine record),
+ *   or detained again after a release expired or was revoked.
+ * - `release`, `revoke`, `purge`: a person acted on a quarantine record (actor set).
+ * - `release-expired`: a release reached its expiry; the digest is detained again.
+ * - `revocation`: content that was cleared is detained after a re-evaluation (`revoked`).
+ * - `tag-move`: a tag now points at another digest (detail: from, to, and what changed).
+ * - `reevaluation`: a re-evaluation of the cache started or finished (detail: counts).
+ * - `admin`: any other admin action (eviction, re-evaluation trigger), with its actor.
+ */
+export const EVENT_TYPES = [
+  'decision',
+  'detention',
+  'release',
+  'revoke',
+  'purge',
+  'release-expired',
+  'revocation',
+  'tag-move',
+  'reevaluation',
+  'admin',
+] as const
+export type EventType = (typeof EVENT_TYPES)[number]
+
+export interface CustomsEvent {
+  readonly type: EventType
+  /** When it happened, ISO 8601 in UTC. */
+  readonly time: string
+  /** Who asked, for pulls: address, user agent, authenticated identity. */
+  readonly client?: QuarantineClient
+  /** The admin token name of the person who acted, for admin actions. */
+  readonly actor?: string
+  /** The admin action taken (`release`, `revoke`, `purge`, `evict`, `reevaluate`, ...). */
+  readonly action?: string
+  readonly upstream?: string
+  readonly repository?: string
+  /** The tag or digest the client asked for. */
+  readonly reference?: string
+  readonly digest?: string
+  /** The policy and trust revision the verdict was reached under. */
+  readonly revision?: string
+  readonly verdict?: VerdictOutcome
+  /** Failing or warning policy/rule/reason strings; a release's reason for `release`. */
+  readonly reasons?: readonly string[]
+  /** Anything specific to the event type; plain JSON values only. */
+  readonly detail?: Readonly<Record<string, unknown>>
+}
+
+export type EventListener = (event: CustomsEvent) => void
+
+/** A synchronous fan-out; listeners must not block (queue work and return). */
+export class EventBus {
+  readonly #listeners = new Set<EventListener>()
+  readonly #logger: Logger | undefined
+
+  constructor(logger?: Logger) {
+    this.#logger = logger
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  subscribe(listener: EventListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  /** Hands the event to every listener; a listener's failure never reaches the emitter. */
+  emit(event: Omit<CustomsEvent, 'time'> & { readonly time?: string }): void {
+    const full: CustomsEvent = { ...event, time: event.time ?? new Date().toISOString() }
+    for (const listener of this.#listeners) {
+      try {
+        listener(full)
+      } catch (err) {
+        this.#logger?.error({ err: (err as Error).message, type: full.type }, 'event listener failed')
+      }
+    }
+  }
+}
