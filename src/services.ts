@@ -13,6 +13,7 @@ import type { Logger } from './observability/logger.js'
 import { Metrics } from './observability/metrics.js'
 import { MemoryStateStore } from './state/memory.js'
 import { RedisStateStore } from './state/redis.js'
+import { FallbackStateStore } from './state/fallback.js'
 import type { RepoKey, StateStore } from './state/store.js'
 import picomatch from 'picomatch'
 import { artifactReader } from './inspection/artifact-reader.js'
@@ -72,7 +73,7 @@ const FILL_IDLE_TIMEOUT_FACTOR = 2
 
 export async function createServices(config: Config, logger: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
-  const state = overrides.state ?? createState(config, logger)
+  const state = overrides.state ?? createState(config, logger, metrics)
   const events = new EventBus(logger)
   const byName = new Map(config.upstreams.map((u) => [u.name, u]))
   const upstreamConfig = (name: string): UpstreamConfig => byName.get(name) as UpstreamConfig
@@ -188,13 +189,17 @@ function signatureRepositories(config: Config): (repo: RepoKey) => RepoKey {
   }
 }
 
-function createState(config: Config, logger: Logger): StateStore {
+function createState(config: Config, logger: Logger, metrics: Metrics): StateStore {
   if (config.state.backend === 'redis') {
     // Connects in the background: Customs starts not ready rather than exiting while Redis is away.
-    return RedisStateStore.open({
+    const redis = RedisStateStore.open({
       url: config.state.redis.url,
       prefix: config.state.redis.prefix,
       onConnectionError: (err) => logger.warn({ err: err.message }, 'redis connection problem'),
+    })
+    // While Redis is away, content recently seen cleared keeps being served; the rest is refused.
+    return new FallbackStateStore(redis, {
+      onFallback: (op, found) => metrics.stateFallback.inc({ op, result: found ? 'found' : 'missing' }),
     })
   }
   return new MemoryStateStore()

@@ -39,6 +39,11 @@ export class BlobService {
     return link.size
   }
 
+  /** Why a blob answer for this repository is stale (its upstream failing now), or undefined. */
+  staleness(repo: RepoKey): string | undefined {
+    return this.#deps.upstreams.staleness(repo.upstream)
+  }
+
   async open(repo: RepoKey, digest: Digest): Promise<Required<BlobAnswer>> {
     const size = await this.size(repo, digest)
     const { source, result } = await this.#deps.blobs.getOrFill(digest, size, (signal) => this.#fetch(repo, digest, size, signal))

@@ -52,7 +52,7 @@ export interface ManifestAnswer {
   readonly verdict: string
   /** The exact bytes, for GET. */
   readonly bytes?: Buffer
-  /** Why a stale tag mapping was served, when it was. */
+  /** Why the answer is stale, when it is: a stale tag mapping, or the upstream failing now. */
   readonly stale?: string
 }
 
@@ -116,7 +116,9 @@ export class ManifestService {
       // Never converted: conversion changes the digest and breaks signatures (PROTOCOL §1.4).
       throw new CustomsError('MANIFEST_UNKNOWN', `${describe(req.repo, digest)} is a ${record.mediaType}, which the client does not accept`)
     }
-    const answer = { digest, mediaType: record.mediaType, size: record.size, verdict: verdict.outcome, ...(stale ? { stale } : {}) }
+    // Served from what was verified before, while the upstream is failing: say so (DESIGN step 2).
+    const staleness = stale ?? this.#deps.upstreams.staleness(req.repo.upstream)
+    const answer = { digest, mediaType: record.mediaType, size: record.size, verdict: verdict.outcome, ...(staleness ? { stale: staleness } : {}) }
     if (req.method === 'HEAD') return answer
     return { ...answer, bytes: await this.#bytes(req.repo, record) }
   }

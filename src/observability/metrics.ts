@@ -76,6 +76,13 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  readonly stateFallback = new Counter({
+    name: 'customs_state_fallback_total',
+    help: 'Reads answered from the in-process memory of recent verdicts while state was unavailable, by found or missing',
+    labelNames: ['op', 'result'] as const,
+    registers: [this.registry],
+  })
+
   readonly fills = new Counter({
     name: 'customs_blob_fills_total',
     help: 'Upstream blob fills by result: committed, mismatch, failed',

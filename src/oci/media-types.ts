@@ -42,7 +42,7 @@ export const Header = Object.freeze({
   RETRY_AFTER: 'Retry-After',
   RATELIMIT_LIMIT: 'ratelimit-limit',
   RATELIMIT_REMAINING: 'ratelimit-remaining',
-  /** Set on a manifest answer served from a stale tag mapping because the upstream failed. */
+  /** Set on an answer served from what was verified before while the upstream fails (a stale tag mapping, an open circuit). */
   CUSTOMS_STALE: 'Customs-Stale',
   /** hit, miss or fill: where the bytes of a blob came from. */
   CUSTOMS_CACHE: 'Customs-Cache',

@@ -29,6 +29,16 @@ export class UpstreamPool {
     return client
   }
 
+  /**
+   * Why answers served from cache for this upstream are stale ("stale but verified"), or undefined
+   * while its circuit is closed: an open or probing circuit means the upstream is failing now, so
+   * what is served could not be checked against it.
+   */
+  staleness(name: string): string | undefined {
+    const state = this.#clients.get(name)?.breaker.state
+    return state === undefined || state === 'closed' ? undefined : `upstream unavailable (circuit ${state})`
+  }
+
   all(): UpstreamClient[] {
     return [...this.#clients.values()]
   }

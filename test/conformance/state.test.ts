@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { digestOf, type Digest } from '../../src/oci/digest.js'
+import { FallbackStateStore } from '../../src/state/fallback.js'
 import { MemoryStateStore } from '../../src/state/memory.js'
 import { RedisStateStore } from '../../src/state/redis.js'
 import {
@@ -482,6 +483,11 @@ function checkStateStore(open: () => Promise<StateStore>): void {
 describe('StateStore conformance', () => {
   describe('MemoryStateStore', () => {
     checkStateStore(async () => new MemoryStateStore())
+  })
+
+  // The wrapper must pass the contract through unchanged while the store answers.
+  describe('FallbackStateStore over MemoryStateStore', () => {
+    checkStateStore(async () => new FallbackStateStore(new MemoryStateStore()))
   })
 
   describe('RedisStateStore', () => {

@@ -357,6 +357,94 @@ describe('when the upstream is down or rate-limiting', () => {
   })
 })
 
+describe('when the upstream hangs', () => {
+  it('serves the cleared tag mapping as stale and answers never-seen content with 503, within the timeout', async () => {
+    const image = ociImage([Buffer.from('hang')])
+    putImage(upstream, 'library/x', image, 'v1')
+    customs = await startCustoms({ config: upstreamConfig('docker.io', upstream.url, 'tagTtl: 0s').replace('timeout: 5s', 'timeout: 500ms') })
+    assert.equal((await get('/v2/library/x/manifests/v1')).status, 200)
+    // Accept the request and never answer: only Customs' own timeout ends it.
+    upstream.intercept = () => true
+    const stale = await get('/v2/library/x/manifests/v1')
+    assert.equal(stale.status, 200)
+    assert.equal(stale.headers.get('docker-content-digest'), image.digest)
+    assert.ok(stale.headers.get('customs-stale') !== null)
+    const unknown = await get('/v2/library/x/manifests/never-seen')
+    assert.equal(unknown.status, 503)
+    assert.equal(code(unknown.body), 'UNAVAILABLE')
+  })
+})
+
+describe('while the circuit is open', () => {
+  it('serves cleared manifests and cached blobs marked stale, then closes once the upstream heals', async () => {
+    const layer = Buffer.alloc(64 * 1024, 7)
+    const image = ociImage([layer])
+    putImage(upstream, 'library/x', image, 'v1')
+    const digest = sha256(layer)
+    await start('breaker: { failures: 2, cooldown: 1s }')
+    assert.equal((await get('/v2/library/x/manifests/v1')).status, 200)
+    const warm = await get(`/v2/library/x/blobs/${digest}`)
+    assert.equal(warm.status, 200)
+    assert.equal(warm.headers.get('customs-stale'), null, 'a healthy upstream is not stale')
+    let failing = true
+    upstream.intercept = (_req, res) => {
+      if (!failing) return false
+      send(res, 502, 'bad gateway', 'text/plain')
+      return true
+    }
+    for (let i = 0; i < 3; i++) assert.equal((await get(`/v2/library/x/manifests/gone${i}`)).status, 503)
+    const calls = upstream.requests.length
+    const byDigest = await get(`/v2/library/x/manifests/${image.digest}`)
+    assert.equal(byDigest.status, 200)
+    assert.match(byDigest.headers.get('customs-stale') ?? '', /upstream unavailable/)
+    const blob = await get(`/v2/library/x/blobs/${digest}`)
+    assert.equal(blob.status, 200)
+    assert.equal(sha256(blob.body), digest)
+    assert.match(blob.headers.get('customs-stale') ?? '', /upstream unavailable/)
+    const byTag = await get('/v2/library/x/manifests/v1')
+    assert.equal(byTag.status, 200)
+    assert.ok(byTag.headers.get('customs-stale') !== null)
+    assert.equal(upstream.requests.length, calls, 'cached content is served without calling a failing upstream')
+    // The upstream heals; after the cooldown one probe goes through and closes the circuit.
+    failing = false
+    const deadline = Date.now() + 10_000
+    let healed = await get('/v2/library/x/manifests/v2')
+    while (healed.status !== 404 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200))
+      healed = await get('/v2/library/x/manifests/v2')
+    }
+    assert.equal(healed.status, 404, 'a never-seen tag is answered by the healed upstream')
+    const fresh = await get(`/v2/library/x/blobs/${digest}`)
+    assert.equal(fresh.status, 200)
+    assert.equal(fresh.headers.get('customs-stale'), null, 'a closed circuit is not stale')
+    const metrics = await (await fetch(`${customs.url}/metrics`)).text()
+    assert.match(metrics, /customs_upstream_circuit_open\{upstream="docker.io"\} 0/)
+  })
+
+  it('does not storm the upstream: 100 concurrent pulls of 5 unknown tags make a bounded number of requests', async () => {
+    upstream.intercept = (_req, res) => {
+      send(res, 503, 'down', 'text/plain')
+      return true
+    }
+    await start('breaker: { failures: 3, cooldown: 1m }')
+    const pulls = Array.from({ length: 100 }, (_, i) => get(`/v2/library/x/manifests/t${i % 5}`))
+    for (const res of await Promise.all(pulls)) {
+      assert.equal(res.status, 503)
+      assert.equal(code(res.body), 'UNAVAILABLE')
+    }
+    // At most one resolution per tag at a time (single flight), each tried retries.max + 1 = 2
+    // times, and new ones only until the third failure opens the circuit: a handful, where one
+    // request and one retry per pull would be 200.
+    const calls = upstream.requests.length
+    assert.ok(calls <= 20, `${calls} upstream requests for 100 pulls: ${upstream.requests.map((r) => `${r.method} ${r.path}`).join(', ')}`)
+    for (const res of await Promise.all(Array.from({ length: 50 }, (_, i) => get(`/v2/library/x/manifests/u${i}`)))) {
+      assert.equal(res.status, 503)
+      assert.ok(res.headers.get('retry-after') !== null)
+    }
+    assert.equal(upstream.requests.length, calls, 'an open circuit sends nothing upstream')
+  })
+})
+
 describe('when a tag moves upstream', () => {
   it('inspects the new digest, serves it, and records the move', async () => {
     const one = ociImage([Buffer.from('one')])

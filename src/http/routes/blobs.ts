@@ -22,6 +22,8 @@ export async function blobHandler(c: Context<Env>, blobs: BlobService, route: Ro
     'Cache-Control': 'max-age=31536000, immutable',
   }
   if (route.namespace !== undefined) headers[Header.OCI_NAMESPACE] = route.namespace
+  const stale = blobs.staleness(route)
+  if (stale !== undefined) headers[Header.CUSTOMS_STALE] = stale
 
   if (c.req.method === 'HEAD') {
     // The size comes from the cleared manifest that references the blob: no upstream request.
