@@ -95,7 +95,11 @@ export class Fill {
           const bytes = pendingBytes
           pendingBytes = 0
           const { bytesWritten } = await handle.writev(batch, this.#written)
-          if (bytesWritten !== bytes) throw new Error(`short write: ${bytesWritten} of ${bytes} bytes`)
+          // A short write to a local file means the disk (or a quota) is full: a storage failure,
+          // which makes room by eviction, not an upstream one.
+          if (bytesWritten !== bytes) {
+            throw new CustomsError('STORAGE_FAILED', `the cache could not store the blob (short write: ${bytesWritten} of ${bytes} bytes)`)
+          }
           this.#remember(batch, this.#written)
           this.#written += bytes
           this.#notify()
