@@ -20,11 +20,11 @@ export interface CustomsProcess {
  * Starts `customs serve --config <file>` with `config` (YAML, without `listen`) on a free port,
  * and waits until /healthz answers.
  */
-export async function startCustomsProcess(config: string, options: { name?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CustomsProcess> {
+export async function startCustomsProcess(config: string, options: { name?: string; env?: NodeJS.ProcessEnv; logLevel?: string } = {}): Promise<CustomsProcess> {
   const dir = await makeTempDir('customs-proc-')
   const port = await freePort()
   const file = join(dir, 'customs.yaml')
-  await writeFile(file, `listen: { host: 127.0.0.1, port: ${port} }\nlog: { level: info }\n${config}`)
+  await writeFile(file, `listen: { host: 127.0.0.1, port: ${port} }\nlog: { level: ${options.logLevel ?? 'info'} }\n${config}`)
   const child = spawnService({
     name: options.name ?? 'customs',
     command: process.execPath,
