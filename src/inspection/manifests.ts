@@ -264,9 +264,16 @@ export class ManifestService {
       }
       const record = await this.#inspected(repo, digest, artifact)
       if (ownVerdict(record).outcome !== 'detained') {
-        const { previous } = await this.#deps.state.setTag(repo, tag, { digest, checkedAt: Date.now() })
-        if (previous !== null) {
-          this.#deps.logger.info({ upstream: repo.upstream, repository: repo.repository, tag, from: previous, to: digest }, 'tag moved upstream')
+        try {
+          const { previous } = await this.#deps.state.setTag(repo, tag, { digest, checkedAt: Date.now() })
+          if (previous !== null) {
+            this.#deps.logger.info({ upstream: repo.upstream, repository: repo.repository, tag, from: previous, to: digest }, 'tag moved upstream')
+          }
+        } catch (err) {
+          // The digest is cleared (get() judges it again right after); only the record of the
+          // mapping is lost while state is away: logged here, resolved again next time.
+          if (!isCustomsError(err, 'STATE_UNAVAILABLE')) throw err
+          this.#deps.logger.warn({ upstream: repo.upstream, repository: repo.repository, tag, digest, err: err.message }, 'failed to record a tag mapping')
         }
       }
       return { digest }

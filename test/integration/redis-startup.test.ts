@@ -86,6 +86,7 @@ upstreams:
   - name: docker.io
     url: ${upstream.url}
     default: true
+    tagTtl: 0s
 `)
     const url = customs.url
     const status = async (path: string): Promise<number> => {
@@ -112,7 +113,8 @@ upstreams:
     assert.equal(await status('/v2/acme/rel/manifests/v1'), 200)
 
     // Traffic while Redis dies: a bounded loop of pulls of the cleared image, Redis killed after
-    // the fifth round. Every answer is 200: nothing cleared turns into an error.
+    // the fifth round. Every answer is 200: nothing cleared turns into an error. (tagTtl 0s: each
+    // pull by tag is checked with the upstream, and its mapping cannot be recorded meanwhile.)
     const answers: number[] = []
     for (let round = 0; round < 20; round++) {
       if (round === 5) await (redis as RedisServer).kill()
