@@ -21,10 +21,11 @@ before(async () => {
   redis = await startRedisServer()
   upstream = await startFakeUpstream()
   storage = await mkdtemp(join(tmpdir(), 'customs-shared-'))
-  // A short lock ttl, so that a killed replica's fill passes to another within the test.
+  // A short lock ttl (renewed every 2 s, so a loaded machine does not lose it), so that a killed
+  // replica's fill passes to another within the test.
   config = `
 storage: { path: ${storage} }
-state: { backend: redis, redis: { url: "${redis.url}", prefix: replicas }, lockTtl: 2s }
+state: { backend: redis, redis: { url: "${redis.url}", prefix: replicas }, lockTtl: 6s }
 upstreams:
   - name: docker.io
     url: ${upstream.url}
