@@ -11,7 +11,10 @@
 // Only a manifest whose own verdict is cleared is remembered: a detained one, or one cleared only
 // by a person's release (detainedFor), is never answered from memory, so memory can only repeat an
 // admission the real store made, never invent one. A newer answer from the real store (a record
-// detained under a new revision, a link gone) replaces or removes what is remembered.
+// detained under a new revision, a link gone) replaces or removes what is remembered. Blob links
+// are remembered as the store answered them: one opened by a release that lapses during the
+// outage stays open here until Redis answers again (the manifest itself is refused meanwhile).
+// Entries have no age limit: the memory only speaks while the store is away.
 
 import { isCustomsError } from '../errors.js'
 import type { Digest } from '../oci/digest.js'
