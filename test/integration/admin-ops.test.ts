@@ -92,6 +92,12 @@ async function pull(repo: string, image: BuiltImage, tag = 'v1'): Promise<void> 
     assert.equal(blob.status, 200)
     assert.deepEqual(Buffer.from(await blob.arrayBuffer()), bytes)
   }
+  // A client has its last byte once the bytes are verified; the commit to the cache follows.
+  const digests = [image.manifestDigest, image.configDigest, ...image.layers.map((l) => l.digest)]
+  await waitFor('the blobs committed to the cache', async () => {
+    const { blobs } = (await (await admin('/admin/v1/cache/blobs?limit=1000')).json()) as { blobs: Array<{ digest: string }> }
+    return digests.every((d) => blobs.some((b) => b.digest === d))
+  }, 10_000)
 }
 
 before(async () => {
