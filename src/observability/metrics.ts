@@ -153,7 +153,7 @@ export class Metrics {
 
   /**
    * What the scrape-time gauges read. The parts they read are built after the metrics, so
-   * services.ts fills these in; a gauge whose source is unset or fails has no sample.
+   * services.ts fills these in.
    */
   readonly sources: {
     quarantineRecords?: () => Promise<number>
@@ -166,11 +166,10 @@ export class Metrics {
     registers: [this.registry],
     collect: async () => {
       const read = this.sources.quarantineRecords
-      this.quarantineRecords.reset()
-      if (read === undefined) return
-      // A state store that does not answer must not fail the whole scrape: the gauge is left out.
-      const count = await read().catch(() => undefined)
-      if (count !== undefined) this.quarantineRecords.set(count)
+      // A state store that does not answer must not fail the whole scrape, nor pass for an empty
+      // quarantine: the sample is NaN (a gap in graphs) until state answers again.
+      const count = read === undefined ? undefined : await read().catch(() => undefined)
+      this.quarantineRecords.set(count ?? Number.NaN)
     },
   })
 

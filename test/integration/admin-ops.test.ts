@@ -17,6 +17,8 @@ import { buildImage, pushImage, randomBlob, type BuiltImage } from '../helpers/i
 import { waitFor } from '../helpers/ports.js'
 import { makeTempDir } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
+import { CustomsError } from '../../src/errors.js'
+import { MemoryStateStore } from '../../src/state/memory.js'
 import { legacySigLayer } from '../helpers/sign.js'
 import { pushLegacySignature } from '../helpers/signed-images.js'
 
@@ -482,4 +484,26 @@ describe('bad input', () => {
       assert.equal(((await res.json()) as OciErrorBody).errors[0]?.code, 'PAGINATION_NUMBER_INVALID')
     })
   }
+})
+
+describe('when state does not answer a scrape', () => {
+  let broken: CustomsHandle
+  before(async () => {
+    const state = new MemoryStateStore()
+    state.countQuarantine = async () => {
+      throw new CustomsError('STATE_UNAVAILABLE', 'redis state countQuarantine failed: test')
+    }
+    broken = await startCustoms({ state, config: `upstreams: [{ name: docker.io, url: "${registry.url}", default: true }]` })
+  })
+  after(async () => {
+    await broken?.stop()
+  })
+
+  it('still answers /metrics, with NaN rather than a count for the quarantine', async () => {
+    const res = await fetch(`${broken.url}/metrics`)
+    assert.equal(res.status, 200)
+    const text = await res.text()
+    assert.match(text, /^customs_quarantine_records nan$/im)
+    assert.match(text, /^customs_singleflight_waiters\{kind="inspection"\} 0$/m)
+  })
 })
