@@ -66,8 +66,6 @@ export interface ServiceOverrides {
   readonly baseDir?: string
   /** A policy set to start with instead of the configured one (tests). */
   readonly policies?: PolicySet
-  /** The clock of the release expiry job (tests). */
-  readonly now?: () => number
 }
 
 /** The shipped default policy set (audit mode), beside src/ and dist/ alike. */
@@ -155,7 +153,6 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     events,
     logger,
     intervalMs: config.quarantine.expiryInterval,
-    ...(overrides.now !== undefined ? { now: overrides.now } : {}),
   })
   releaseExpiry.start()
   return {

@@ -15,6 +15,7 @@ import { EventBus, type CustomsEvent, type EventType } from '../../src/audit/eve
 import { parseConfig } from '../../src/config/load.js'
 import type { WebhookConfig } from '../../src/config/schema.js'
 import { Notifier } from '../../src/notify/webhooks.js'
+import { digestOf } from '../../src/oci/digest.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { Metrics } from '../../src/observability/metrics.js'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
@@ -336,5 +337,42 @@ notifications:
       receiver.received.map((r) => r.headers['customs-event']),
       ['decision', 'decision', 'detention', 'decision']
     )
+  })
+})
+
+describe('webhooks and release expiry', () => {
+  let customs: CustomsHandle | undefined
+  let receiver: Receiver
+  after(async () => {
+    await customs?.stop()
+    await receiver?.close()
+  })
+
+  it('tells the receiver when the running job detains an expired release again', async () => {
+    receiver = await startReceiver()
+    customs = await startCustoms({
+      config: `${upstreamConfig('docker.io', 'http://127.0.0.1:9')}
+quarantine: { expiryInterval: 100ms }
+notifications:
+  webhooks:
+    - { name: sec, url: "${receiver.url}", secret: ${SECRET}, events: [release-expired] }
+`,
+    })
+    const repo = { upstream: 'docker.io', repository: 'acme/expiring' }
+    const digest = digestOf(Buffer.from('an expiring image'))
+    const state = customs.services.state
+    await state.recordDetention(repo, digest, { reference: 'v1', reasons: ['unsigned'], at: Date.now() })
+    await state.releaseQuarantine(repo, digest, { by: 'alice', reason: 'one hour', expires: Date.now() + 300, at: Date.now() })
+    await receiver.waitFor(1)
+    const [got] = receiver.received as [Received]
+    assert.equal(got.headers['customs-event'], 'release-expired')
+    assert.equal(verify(SECRET, String(got.headers['customs-signature']), got.body, Math.floor(Date.now() / 1000)), true)
+    const body = JSON.parse(got.body) as { event: CustomsEvent }
+    assert.equal(body.event.digest, digest)
+    assert.equal(body.event.repository, 'acme/expiring')
+    assert.deepEqual(body.event.reasons, ['one hour'])
+    const record = await state.getQuarantine(repo, digest)
+    assert.equal(record?.state, 'detained')
+    assert.equal(record?.history?.[0]?.action, 'expire')
   })
 })
