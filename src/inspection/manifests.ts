@@ -301,7 +301,7 @@ export class ManifestService {
   async #heldMove(repo: RepoKey, tag: string, from: Digest, record: ManifestRecord): Promise<HeldMove | undefined> {
     const policies = detainingPolicies(this.#deps.policies.current(), repo, tag)
     if (policies.length === 0) return undefined
-    // Fail closed: without the previous digest's facts the change cannot be ruled out.
+    // Not caught: a state failure fails the pull rather than letting a move through unjudged.
     const previous = await this.#deps.state.getManifest(repo, from)
     const finding = classifyTagMove(previous?.facts, record.facts)
     if (finding.change === 'none') return undefined
