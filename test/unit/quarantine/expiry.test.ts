@@ -76,8 +76,11 @@ function checkExpiryJob(replicas: Replicas): void {
       const bus = new EventBus(logger)
       const heard = new Promise<CustomsEvent>((resolve) => bus.subscribe(resolve))
       const job = new ReleaseExpiry({ state: a, events: bus, logger, intervalMs: 20, now: () => 6_000 })
+      // The job's timer is unref'd (it must not keep a finished process alive): this one keeps the
+      // test's event loop running while it waits.
+      const keepAlive = setInterval(() => undefined, 1000)
       job.start()
-      const event = await heard
+      const event = await heard.finally(() => clearInterval(keepAlive))
       await job.stop()
       assert.equal(event.type, 'release-expired')
       assert.equal(event.digest, digest)
