@@ -21,6 +21,7 @@ import type { Digest } from '../oci/digest.js'
 import type {
   BlobLink,
   Detention,
+  ExpiredRelease,
   ManifestLinks,
   ManifestRecord,
   QuarantinePage,
@@ -181,6 +182,14 @@ export class FallbackStateStore implements StateStore {
 
   listQuarantine(query: QuarantineQuery): Promise<QuarantinePage> {
     return this.#inner.listQuarantine(query)
+  }
+
+  countQuarantine(): Promise<number> {
+    return this.#inner.countQuarantine()
+  }
+
+  expireReleases(now: number, limit: number): Promise<ExpiredRelease[]> {
+    return this.#inner.expireReleases(now, limit)
   }
 
   releaseQuarantine(repo: RepoKey, digest: Digest, release: QuarantineRelease): Promise<boolean> {
