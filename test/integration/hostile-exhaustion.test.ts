@@ -14,13 +14,17 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { startCustoms, type CustomsHandle } from '../helpers/customs.js'
 import { ociImage, putImage, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
 
-/** Short limits, so that the server's own timeouts close what the tests hold open. */
+/**
+ * Short limits, so that the server's own timeouts close what the tests hold open; idleTimeout
+ * well above what a pull takes on a loaded machine, since it would cut a client waiting for one.
+ */
+const IDLE_MS = 4_000
 const LIMITS = `
 listen:
   headersTimeout: 1s
   requestTimeout: 2s
-  keepAliveTimeout: 1s
-  idleTimeout: 1500ms
+  keepAliveTimeout: 2s
+  idleTimeout: ${IDLE_MS}ms
 `
 
 function config(upstreamUrl: string, listen = LIMITS, upstreamExtra = ''): string {
@@ -137,7 +141,7 @@ describe('hostile clients', () => {
       // it closes the connection. A paused socket cannot see that, so read again afterwards: the
       // stream ends short of the blob.
       reader.socket.pause()
-      await sleep(5_000)
+      await sleep(3 * IDLE_MS)
       reader.socket.resume()
       await waitUntil('the connection ends', () => reader.closed)
       assert.ok(bytes < big.layers[0]!.byteLength, `received ${bytes} bytes, the whole blob`)
@@ -235,7 +239,7 @@ describe('an upstream that never stops', () => {
     upstream = await startFakeUpstream()
     putImage(upstream, 'library/good', good, 'v1')
     // idleTimeout above the upstream timeout: a client waiting on a slow upstream is not idle.
-    customs = await startCustoms({ config: config(upstream.url, LIMITS.replace('idleTimeout: 1500ms', 'idleTimeout: 10s')) })
+    customs = await startCustoms({ config: config(upstream.url, LIMITS.replace(`idleTimeout: ${IDLE_MS}ms`, 'idleTimeout: 10s')) })
   })
 
   afterEach(async () => {
