@@ -217,6 +217,9 @@ interface EnvKey {
 export const NON_CONFIG_ENV: ReadonlySet<string> = new Set([
   'CUSTOMS_CONFIG',
   'CUSTOMS_TEST_CONCURRENCY',
+  // The admin CLI's (customs quarantine, decisions): set in operators' shells, next to serve's.
+  'CUSTOMS_URL',
+  'CUSTOMS_ADMIN_TOKEN',
 ])
 
 const ENV_PREFIX = 'CUSTOMS'
