@@ -20,7 +20,8 @@ export function relativeTime(at: number | string | undefined, now: number): stri
   const ms = typeof at === 'string' ? Date.parse(at) : at
   if (ms === undefined || !Number.isFinite(ms)) return '-'
   const delta = now - ms
-  const abs = Math.abs(delta)
+  // A time ahead is a moment behind by the time it is shown: a release of 2d reads `in 2d`.
+  const abs = delta >= 0 ? delta : -delta + 999
   const units: Array<[number, string]> = [
     [86_400_000, 'd'],
     [3_600_000, 'h'],
