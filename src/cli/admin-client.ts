@@ -79,7 +79,10 @@ export async function adminClient(target: AdminTarget): Promise<AdminClient> {
       req.on('error', (err) => reject(new AdminRequestError(`cannot reach ${base.origin}: ${err.message}`)))
       req.end(payload)
     })
-    const text = await readBody(res)
+    const text = await readBody(res).catch((err: unknown) => {
+      if (err instanceof AdminRequestError) throw err
+      throw new AdminRequestError(`the answer from ${base.origin} broke off: ${(err as Error).message}`)
+    })
     const status = res.statusCode ?? 0
     if (status >= 200 && status < 300) {
       try {
