@@ -15,7 +15,7 @@ import type { Services } from './services.js'
 export function createApp(services: Services): Hono<Env> {
   const app = new Hono<Env>()
   app.use('*', accessLog(services.logger, services.metrics))
-  app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics }))
+  app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics, policies: services.policies }))
   // Only the pull API (/v2 and below); without clients there is nothing to check, so nothing runs.
   const access = services.config.access
   if (access.clients.length > 0) app.use('/v2/*', pullAuth(access))
@@ -30,6 +30,12 @@ export function createApp(services: Services): Hono<Env> {
       policyReloads: () => services.policyReloads(),
       logger: services.logger,
       events: services.events,
+      ops: {
+        upstreams: services.upstreams,
+        cache: services.store,
+        storage: { path: services.config.storage.path, maxSize: services.config.storage.maxSize },
+        metrics: services.metrics,
+      },
     })
   )
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))
