@@ -84,6 +84,11 @@ export function redactConfig(config: Config): Config {
   for (const upstream of copy.upstreams) {
     if (upstream.credentials !== undefined) upstream.credentials.password = REDACTED
   }
+  for (const hook of copy.notifications.webhooks) {
+    hook.secret = REDACTED
+    // A query string may carry the receiver's token.
+    if (hook.url.includes('?')) hook.url = `${hook.url.slice(0, hook.url.indexOf('?'))}?${REDACTED}`
+  }
   return copy
 }
 
@@ -220,6 +225,10 @@ export const NON_CONFIG_ENV: ReadonlySet<string> = new Set([
   // The admin CLI's (customs quarantine, decisions): set in operators' shells, next to serve's.
   'CUSTOMS_URL',
   'CUSTOMS_ADMIN_TOKEN',
+  // The fuzz suites' knobs (test/fuzz/settings.ts): set for a whole test run, Customs processes
+  // started by the tests inherit them.
+  'CUSTOMS_FUZZ_RUNS',
+  'CUSTOMS_FUZZ_SEED',
 ])
 
 const ENV_PREFIX = 'CUSTOMS'
@@ -361,8 +370,18 @@ async function resolveSecrets(parsed: Parsed, options: LoadOptions): Promise<Con
       return { ...rest, credentials: { username: credentials.username, password } }
     })
   )
+  const webhooks = await Promise.all(
+    parsed.config.notifications.webhooks.map(async (hook, i) => {
+      const path = ['notifications', 'webhooks', i, 'secret']
+      const secret = await resolveSecret(hook.secret, base, env).catch((err: Error) => {
+        issues.push(parsed.issueAt(path, err.message))
+        return ''
+      })
+      return { ...hook, secret }
+    })
+  )
   if (issues.length > 0) throw new ConfigError(issues)
-  return { ...parsed.config, upstreams }
+  return { ...parsed.config, upstreams, notifications: { ...parsed.config.notifications, webhooks } }
 }
 
 /** The secret's string; an Error saying which file or variable is missing, never its value. */
