@@ -10,6 +10,7 @@ import type { Server } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { dirname, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
+import { AuditFileError } from './audit/file.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
 import { policyLint } from './cli/policy.js'
@@ -67,7 +68,7 @@ async function runServe(args: string[]): Promise<number> {
     services = await createServices(config, logger, file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {})
   } catch (err) {
     // A policy set that does not validate stops the start: there is no previous set to keep.
-    if (err instanceof PolicyError) {
+    if (err instanceof PolicyError || err instanceof AuditFileError) {
       process.stderr.write(`${err.message}\n`)
       return 2
     }

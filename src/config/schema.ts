@@ -132,6 +132,20 @@ const tls = z
     message: 'needs tls.clientCa, the CA that signs client certificates',
   })
 
+/** The most audit events kept in the Redis stream (and, up to its own cap, in process). */
+export const AUDIT_RETENTION_MAX = 10_000_000
+
+/** The tamper-evident audit log: where it is written besides the state store, and how much is kept. */
+const audit = z.strictObject({
+  /** A JSON-lines file this replica appends every event to, with its own hash chain. */
+  file: z.string().min(1).optional(),
+  retention: z
+    .strictObject({
+      events: z.number().int().min(1000).max(AUDIT_RETENTION_MAX).default(100_000),
+    })
+    .prefault({}),
+})
+
 /** Who may use the admin API: viewer reads, approver also decides, admin also configures. */
 export const ADMIN_ROLES = ['viewer', 'approver', 'admin'] as const
 export type AdminRole = (typeof ADMIN_ROLES)[number]
@@ -203,6 +217,7 @@ export const configSchema = z
       .prefault({}),
     /** The admin API under /admin/v1/; without tokens it answers 401 to every request. */
     admin: admin.prefault({}),
+    audit: audit.prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Map<string, number>()

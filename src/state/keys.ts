@@ -11,7 +11,9 @@
 //   |-- quarantine:<u>:<r>:<d>         string  JSON QuarantineRecord of a refused detained <d>
 //   |-- quarantine-index               zset    quarantine record keys, scored by lastSeen (ms)
 //   |-- quarantine-index:<u>           zset    the same, for upstream <u> only
-//   `-- lock:<name>                    string  random holder token, with a PX expiry
+//   |-- lock:<name>                    string  random holder token, with a PX expiry
+//   |-- audit                          stream  audit entries, id <seq>-0, field e = entry JSON
+//   `-- audit-head                     string  "<seq> <hash>" of the newest audit entry
 //
 // Every variable component goes through encodeURIComponent, so ':' and '/' in it (upstream
 // `host:5000`, repository `library/alpine`, digest `sha256:...`) cannot shift the key's fields:
@@ -37,6 +39,10 @@ export interface StateKeys {
   /** One upstream's quarantine records, by lastSeen; members are quarantine() keys. */
   quarantineUpstreamIndex(upstream: string): string
   lock(name: string): string
+  /** The audit chain (src/audit/redis-store.ts). */
+  auditStream(): string
+  /** The audit chain's head, moved only together with an append. */
+  auditHead(): string
 }
 
 const enc = encodeURIComponent
@@ -61,5 +67,7 @@ export function stateKeys(prefix: string): StateKeys {
     quarantineIndex: () => `${ns}:quarantine-index`,
     quarantineUpstreamIndex: (upstream: string) => `${ns}:quarantine-index:${enc(upstream)}`,
     lock: (name: string) => `${ns}:lock:${enc(name)}`,
+    auditStream: () => `${ns}:audit`,
+    auditHead: () => `${ns}:audit-head`,
   })
 }
