@@ -26,6 +26,7 @@ export function createApp(services: Services): Hono<Env> {
       policyReloads: () => services.policyReloads(),
       logger: services.logger,
       events: services.events,
+      audit: services.audit.store,
     })
   )
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))
