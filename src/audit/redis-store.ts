@@ -39,6 +39,11 @@ export interface RedisAuditStoreOptions {
   readonly retention: number
   /** Quit the client on close(): true only when this store created it. */
   readonly owned?: boolean
+  /**
+   * Told when the head in Redis is behind the one this replica last saw: Redis lost data (a
+   * restart without persistence) and the chain starts again from what is left.
+   */
+  readonly onRewind?: (seen: ChainHead, found: ChainHead) => void
 }
 
 export class RedisAuditStore implements AuditStore {
@@ -47,6 +52,7 @@ export class RedisAuditStore implements AuditStore {
   readonly #headKey: string
   readonly #retention: number
   readonly #owned: boolean
+  readonly #onRewind: ((seen: ChainHead, found: ChainHead) => void) | undefined
   /** The head this replica last saw; a guess that the script corrects. */
   #head: ChainHead | undefined
 
@@ -56,6 +62,7 @@ export class RedisAuditStore implements AuditStore {
     this.#headKey = options.keys.auditHead()
     this.#retention = options.retention
     this.#owned = options.owned ?? false
+    this.#onRewind = options.onRewind
   }
 
   /** The stream's key, for messages. */
@@ -75,7 +82,9 @@ export class RedisAuditStore implements AuditStore {
         this.#head = chained.head
         return chained.entries
       }
-      head = decodeHead(current)
+      const found = decodeHead(current)
+      if (found.seq < head.seq) this.#onRewind?.(head, found)
+      head = found
     }
     this.#head = undefined
     throw new CustomsError('STATE_UNAVAILABLE', `audit append lost the race for the chain head ${APPEND_ATTEMPTS} times`)

@@ -20,10 +20,15 @@ export interface AuditSetup {
 }
 
 /** The audit store that goes with `state`: Redis state keeps the chain in its Redis. */
-export function auditStoreFor(config: Config, state: StateStore): AuditStore {
+export function auditStoreFor(config: Config, state: StateStore, logger?: Logger): AuditStore {
   const retention = config.audit.retention.events
   if (state instanceof RedisStateStore) {
-    return new RedisAuditStore({ client: state.client, keys: stateKeys(config.state.redis.prefix), retention })
+    return new RedisAuditStore({
+      client: state.client,
+      keys: stateKeys(config.state.redis.prefix),
+      retention,
+      onRewind: (seen, found) => logger?.error({ seen: seen.seq, found: found.seq }, 'audit chain head in redis went back (redis lost data); continuing from it'),
+    })
   }
   return new MemoryAuditStore(retention)
 }
@@ -34,7 +39,7 @@ export function auditStoreFor(config: Config, state: StateStore): AuditStore {
  * storage.path.
  */
 export async function createAuditLog(config: Config, state: StateStore, setup: AuditSetup): Promise<AuditLog> {
-  const store = auditStoreFor(config, state)
+  const store = auditStoreFor(config, state, setup.logger)
   let file: AuditFile | undefined
   if (config.audit.file !== undefined) {
     const path = resolve(config.audit.file)
