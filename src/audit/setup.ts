@@ -8,7 +8,7 @@ import type { Metrics } from '../observability/metrics.js'
 import { stateKeys } from '../state/keys.js'
 import { RedisStateStore } from '../state/redis.js'
 import type { StateStore } from '../state/store.js'
-import { AuditFile } from './file.js'
+import { AuditFile, AuditFileError } from './file.js'
 import { AuditLog } from './log.js'
 import { MemoryAuditStore } from './memory-store.js'
 import { RedisAuditStore } from './redis-store.js'
@@ -45,6 +45,9 @@ export async function createAuditLog(config: Config, state: StateStore, setup: A
     const path = resolve(config.audit.file)
     file = await AuditFile.open(path, (r) => {
       setup.logger.warn({ file: path, movedTo: r.tornTo, bytes: r.tornBytes }, 'audit file ended in a torn line; moved it aside and continued the chain')
+    }).catch((err: unknown) => {
+      if (err instanceof AuditFileError) throw err
+      throw new AuditFileError(`audit file ${path}: cannot open it: ${(err as Error).message}`)
     })
   }
   return new AuditLog({ store, ...(file !== undefined ? { file } : {}), metrics: setup.metrics, logger: setup.logger })
