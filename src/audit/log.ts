@@ -99,6 +99,7 @@ interface SinkSettings {
 class Sink {
   readonly #queue: CustomsEvent[] = []
   #draining = false
+  #scheduled = false
   /** Events of the queue's front being written now. */
   #inFlight = 0
   #abandoned = false
@@ -123,7 +124,20 @@ class Sink {
       return
     }
     this.#queue.push(event)
-    if (!this.#draining) void this.#drain()
+    this.#schedule()
+  }
+
+  /**
+   * Starts the drain on a later turn of the event loop: the hashing and writing never run inside
+   * the emitter's call (the pull), and events emitted in one turn go out in one batch.
+   */
+  #schedule(): void {
+    if (this.#draining || this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(() => {
+      this.#scheduled = false
+      if (!this.#draining) void this.#drain()
+    })
   }
 
   /** True once the queue is empty, false when `until` (ms since the epoch) came first. */
@@ -131,7 +145,7 @@ class Sink {
     while (this.#draining || this.#queue.length > 0) {
       const left = until - Date.now()
       if (left <= 0) return false
-      if (!this.#draining) void this.#drain()
+      this.#schedule()
       const wake = new Promise<void>((resolve) => this.#waiters.push(resolve))
       const timer = sleep(Math.min(left, 50), undefined, { ref: false })
       await Promise.race([wake, timer])
