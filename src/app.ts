@@ -14,7 +14,7 @@ import type { Services } from './services.js'
 export function createApp(services: Services): Hono<Env> {
   const app = new Hono<Env>()
   app.use('*', accessLog(services.logger, services.metrics))
-  app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics }))
+  app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics, policies: services.policies }))
   app.route('/', v2Routes(services))
   app.route(
     '/',
@@ -27,6 +27,12 @@ export function createApp(services: Services): Hono<Env> {
       logger: services.logger,
       events: services.events,
       audit: services.audit.store,
+      ops: {
+        upstreams: services.upstreams,
+        cache: services.store,
+        storage: { path: services.config.storage.path, maxSize: services.config.storage.maxSize },
+        metrics: services.metrics,
+      },
     })
   )
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))

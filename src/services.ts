@@ -33,6 +33,8 @@ import { SignatureVerifier } from './verify/verifier.js'
 import type { Credentials } from './upstream/auth.js'
 import { UpstreamPool } from './upstream/pool.js'
 import { UpstreamRouter } from './upstream/routing.js'
+import { Notifier } from './notify/webhooks.js'
+import { ReleaseExpiry } from './quarantine/expiry.js'
 
 export interface Services {
   readonly config: Config
@@ -56,6 +58,8 @@ export interface Services {
   policyReloads(): ReadonlyArray<ReloadResult & { readonly at: string }>
   /** The policy folder in force, when policies come from files. */
   readonly policyDir: string | undefined
+  /** Detains again the digests whose release expired (every quarantine.expiryInterval). */
+  readonly releaseExpiry: ReleaseExpiry
   close(): Promise<void>
 }
 
@@ -83,6 +87,9 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     throw err
   })
   audit.attach(events)
+  // Subscribed before anything can emit, so that webhooks hear every event from the start.
+  const notifier = new Notifier(config.notifications.webhooks, { metrics, logger })
+  notifier.subscribe(events)
   const byName = new Map(config.upstreams.map((u) => [u.name, u]))
   const upstreamConfig = (name: string): UpstreamConfig => byName.get(name) as UpstreamConfig
   const store = await BlobStore.open({
@@ -112,6 +119,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       maxArtifacts: config.trust.discovery.maxArtifacts,
       negativeTtl: config.trust.discovery.negativeTtl,
       signatureRepository: signatureRepositories(config),
+      onFailure: (reason) => metrics.verificationFailures.inc({ reason }),
     }
   )
   const policyDir = config.policy.path === undefined ? DEFAULT_POLICY_DIR : resolve(overrides.baseDir ?? process.cwd(), config.policy.path)
@@ -128,6 +136,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     signatures,
     trustRevision: trust.revision,
     policies,
+    metrics,
     readConfig: async (repo, config) => {
       try {
         return await blobs.readForInspection(repo, config.digest, config.size, MAX_CONFIG_BYTES)
@@ -150,6 +159,15 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     logger,
     events,
   })
+  metrics.sources.quarantineRecords = () => state.countQuarantine()
+  metrics.sources.singleFlightWaiters = () => (manifests as ManifestService).waiters()
+  const releaseExpiry = new ReleaseExpiry({
+    state,
+    events,
+    logger,
+    intervalMs: config.quarantine.expiryInterval,
+  })
+  releaseExpiry.start()
   return {
     config,
     logger,
@@ -167,8 +185,11 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     reloadPolicies: () => reloader.reload(),
     policyReloads: () => [...reloader.history],
     policyDir: overrides.policies === undefined ? policyDir : undefined,
+    releaseExpiry,
     async close() {
       reloader.close()
+      await releaseExpiry.stop()
+      await notifier.close(config.notifications.drainTimeout)
       // Before the state: the audit store writes through the state's Redis connection.
       await audit.close()
       await store.close()

@@ -263,6 +263,24 @@ ${stateConfig}admin:
       assert.ok(all.entries.every((e) => e.event.reasons?.includes('viewer tries') !== true && e.event.repository !== 'acme/nothing'))
     })
 
+    it('records a cache eviction with its actor, and not one refused to a viewer', async () => {
+      const evict = (token: string): Promise<Response> =>
+        fetch(`${customs.url}/admin/v1/cache/evict`, {
+          method: 'POST',
+          headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+          body: JSON.stringify({ all: true }),
+        })
+      const refused = await evict(VIEWER)
+      assert.equal(refused.status, 403)
+      await refused.body?.cancel()
+      const done = await evict(ADMIN)
+      assert.equal(done.status, 200)
+      await done.body?.cancel()
+      await flush()
+      const { entries } = (await (await get('/admin/v1/audit?type=admin', ADMIN)).json()) as { entries: Entry[] }
+      assert.deepEqual(entries.map((e) => [e.event.action, e.event.actor]), [['evict', 'carol']])
+    })
+
     describe('customs audit verify --file', () => {
       it('exits 0 on the intact file', async () => {
         await flush()

@@ -22,6 +22,7 @@ import {
 import type { Env } from '../context.js'
 import { adminAuth, requireRole, type AdminToken } from '../middleware/admin-auth.js'
 import { adminAuditRoutes } from './admin-audit.js'
+import { registerAdminOpsRoutes, type AdminOpsDeps } from './admin-ops.js'
 
 /** What the admin routes read. */
 export interface AdminDeps {
@@ -38,6 +39,8 @@ export interface AdminDeps {
   readonly events: EventBus
   /** The audit log's store, read by /admin/v1/decisions and /admin/v1/audit. */
   readonly audit: AuditStore
+  /** Upstream health, the cache and eviction (admin-ops.ts). */
+  readonly ops: Omit<AdminOpsDeps, 'logger' | 'events'>
 }
 
 /** The largest request body an admin route reads. */
@@ -161,6 +164,8 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     })
   })
 
+  registerAdminOpsRoutes(app, { ...deps.ops, logger: deps.logger, events: deps.events })
+
   return app
 }
 
@@ -211,7 +216,7 @@ function recordParams(upstream: string, digest: string): { upstream: string; dig
 }
 
 /** The request's JSON body, read up to ADMIN_BODY_MAX_BYTES. */
-async function jsonBody(c: Context<Env>): Promise<unknown> {
+export async function jsonBody(c: Context<Env>): Promise<unknown> {
   const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
   if (type !== 'application/json') {
     const message = 'the body must be JSON (Content-Type: application/json)'
@@ -247,7 +252,7 @@ async function boundedText(req: Request, limit: number): Promise<string> {
   return Buffer.concat(chunks).toString('utf8')
 }
 
-function invalidBody(error: z.ZodError): CustomsError {
+export function invalidBody(error: z.ZodError): CustomsError {
   const problems = error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`)
   return new CustomsError('REQUEST_INVALID', `invalid body: ${problems.join('; ')}`)
 }
