@@ -7,6 +7,7 @@ import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import { stateKeys } from '../state/keys.js'
 import { RedisStateStore } from '../state/redis.js'
+import { FallbackStateStore } from '../state/fallback.js'
 import type { StateStore } from '../state/store.js'
 import { AuditFile, AuditFileError } from './file.js'
 import { AuditLog } from './log.js'
@@ -22,9 +23,11 @@ export interface AuditSetup {
 /** The audit store that goes with `state`: Redis state keeps the chain in its Redis. */
 export function auditStoreFor(config: Config, state: StateStore, logger?: Logger): AuditStore {
   const retention = config.audit.retention.events
-  if (state instanceof RedisStateStore) {
+  // Redis state comes wrapped in the in-process memory of recent verdicts (state/fallback.ts).
+  const backing = state instanceof FallbackStateStore ? state.inner : state
+  if (backing instanceof RedisStateStore) {
     return new RedisAuditStore({
-      client: state.client,
+      client: backing.client,
       keys: stateKeys(config.state.redis.prefix),
       retention,
       onRewind: (seen, found) => logger?.error({ seen: seen.seq, found: found.seq }, 'audit chain head in redis went back (redis lost data); continuing from it'),

@@ -102,6 +102,11 @@ export class FallbackStateStore implements StateStore {
     this.#links = new Lru(entries)
   }
 
+  /** The store this one wraps (the audit log writes through the Redis store's own connection). */
+  get inner(): StateStore {
+    return this.#inner
+  }
+
   /** How many entries are remembered, for tests and metrics. */
   get remembered(): { tags: number; manifests: number; links: number } {
     return { tags: this.#tags.size, manifests: this.#manifests.size, links: this.#links.size }

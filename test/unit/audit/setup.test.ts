@@ -9,7 +9,10 @@ import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { EMPTY_HEAD, canonical, chainEvents } from '../../../src/audit/chain.js'
 import { AuditFileError, verifyAuditFile } from '../../../src/audit/file.js'
-import { createAuditLog } from '../../../src/audit/setup.js'
+import { RedisAuditStore } from '../../../src/audit/redis-store.js'
+import { auditStoreFor, createAuditLog } from '../../../src/audit/setup.js'
+import { FallbackStateStore } from '../../../src/state/fallback.js'
+import { RedisStateStore } from '../../../src/state/redis.js'
 import { parseConfig } from '../../../src/config/load.js'
 import type { Config } from '../../../src/config/schema.js'
 import { createLogger } from '../../../src/observability/logger.js'
@@ -58,5 +61,18 @@ describe('createAuditLog', () => {
     assert.equal(warning?.file, path)
     assert.match(String(warning?.movedTo), /torn\.jsonl\.torn-/)
     assert.deepEqual(await verifyAuditFile(path), { ok: true, verified: 2, firstSeq: 1, lastSeq: 2 })
+  })
+})
+
+describe('auditStoreFor', () => {
+  it('keeps the chain in Redis when Redis state comes wrapped in the memory of recent verdicts', async () => {
+    const config = parseConfig('state: { backend: redis }', { env: {} }) as Config
+    // Never connected: only the choice of store is checked here.
+    const redis = RedisStateStore.open({ url: 'redis://127.0.0.1:9', prefix: 'x' })
+    try {
+      assert.ok(auditStoreFor(config, new FallbackStateStore(redis)) instanceof RedisAuditStore)
+    } finally {
+      await redis.close()
+    }
   })
 })
