@@ -8,6 +8,7 @@ import { accessLog } from './http/middleware/access-log.js'
 import { errorResponse, onError } from './http/oci-error.js'
 import { adminRoutes } from './http/routes/admin.js'
 import { healthRoutes } from './http/routes/health.js'
+import { reevaluationRoutes } from './http/routes/reevaluation.js'
 import { v2Routes } from './http/routes/v2.js'
 import type { Services } from './services.js'
 
@@ -24,6 +25,20 @@ export function createApp(services: Services): Hono<Env> {
       policies: services.policies,
       policyDir: services.policyDir,
       policyReloads: () => services.policyReloads(),
+      logger: services.logger,
+      events: services.events,
+    })
+  )
+  app.route(
+    '/',
+    reevaluationRoutes({
+      tokens: services.config.admin.tokens,
+      state: services.state,
+      store: services.store,
+      memory: services.memory,
+      policies: services.policies,
+      policyLoadOptions: services.policyLoadOptions,
+      reevaluator: services.reevaluator,
       logger: services.logger,
       events: services.events,
     })

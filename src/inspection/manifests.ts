@@ -31,6 +31,7 @@ import type { UpstreamPool } from '../upstream/pool.js'
 import type { Inspector } from './inspector.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import { SingleFlight } from './single-flight.js'
+import { detainUnreleased } from './detain.js'
 
 export interface ManifestRequest {
   readonly repo: RepoKey
@@ -105,6 +106,10 @@ export class ManifestService {
       }
     }
     this.#announce(req, record, verdict)
+    // Admitted only by a release that no longer holds (expired): close the gate of its blobs too.
+    if (verdict.outcome === 'detained' && record.verdict.detainedFor !== undefined && req.artifact !== true) {
+      await detainUnreleased(this.#deps.state, req.repo, digest)
+    }
     if (verdict.outcome === 'detained') {
       await this.#recordDetention(req, digest, verdict.reasons)
       const asked = req.reference.kind === 'tag' ? `${req.repo.upstream}/${req.repo.repository}:${req.reference.tag} (${digest})` : describe(req.repo, digest)
@@ -119,6 +124,19 @@ export class ManifestService {
     const answer = { digest, mediaType: record.mediaType, size: record.size, verdict: verdict.outcome, ...(stale ? { stale } : {}) }
     if (req.method === 'HEAD') return answer
     return { ...answer, bytes: await this.#bytes(req.repo, record) }
+  }
+
+  /**
+   * The record under the revision in force, inspected again (I/O) when it was reached under
+   * another one: re-evaluation's path when the trust configuration changed.
+   */
+  reinspect(repo: RepoKey, digest: Digest, artifact = false): Promise<ManifestRecord> {
+    return this.#inspected(repo, digest, artifact)
+  }
+
+  /** Records a detained manifest as admitted under `verdict`, opening the gate of its blobs. */
+  admitRecord(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'> & Partial<Pick<Verdict, 'revision'>>): Promise<void> {
+    return this.#admit(repo, record, verdict)
   }
 
   /**
@@ -154,7 +172,7 @@ export class ManifestService {
    * Records a digest detained on its own as admitted, with its links, because a pull by tag
    * cleared it (a tag-scoped policy admits it): its blobs must then be served too.
    */
-  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'>): Promise<void> {
+  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'> & Partial<Pick<Verdict, 'revision'>>): Promise<void> {
     const bytes = await this.#bytes(repo, record)
     const manifest = parseManifest(bytes, record.mediaType)
     const links = manifest.kind === 'index'
