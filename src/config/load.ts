@@ -217,6 +217,9 @@ interface EnvKey {
 export const NON_CONFIG_ENV: ReadonlySet<string> = new Set([
   'CUSTOMS_CONFIG',
   'CUSTOMS_TEST_CONCURRENCY',
+  // Read by `customs policy diff`: where Customs listens, and the admin token to ask it with.
+  'CUSTOMS_URL',
+  'CUSTOMS_ADMIN_TOKEN',
 ])
 
 const ENV_PREFIX = 'CUSTOMS'
