@@ -173,6 +173,8 @@ export class Reevaluator {
       })
       this.#progress = { ...this.#progress, total: this.#progress.total + fresh.length }
       await pool(fresh, this.#deps.concurrency ?? REEVALUATION_CONCURRENCY, async ({ repo, record }) => {
+        // Shutting down: the rest is left to the next walk (their revision is still the old one).
+        if (this.#closed) return
         try {
           this.#count(await this.#judge(repo, record, revision, set))
         } catch (err) {
