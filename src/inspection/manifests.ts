@@ -107,8 +107,12 @@ export class ManifestService {
     }
     this.#announce(req, record, verdict)
     // Admitted only by a release that no longer holds (expired): close the gate of its blobs too.
+    // Best effort, like the quarantine record: a state failure must not turn the 403 into a 503.
     if (verdict.outcome === 'detained' && record.verdict.detainedFor !== undefined && req.artifact !== true) {
-      await detainUnreleased(this.#deps.state, req.repo, digest)
+      await detainUnreleased(this.#deps.state, req.repo, digest).catch((err: unknown) => {
+        const fields = { upstream: req.repo.upstream, repository: req.repo.repository, digest, err: (err as Error).message }
+        this.#deps.logger.warn(fields, 'failed to close the blob gate of an ended release')
+      })
     }
     if (verdict.outcome === 'detained') {
       await this.#recordDetention(req, digest, verdict.reasons)
