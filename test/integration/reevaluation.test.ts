@@ -52,6 +52,7 @@ let policyDir: string
 let denyDir: string
 let app: BuiltImage
 let held: BuiltImage
+let brief: BuiltImage
 
 interface OciErrorBody {
   errors: Array<{ code: string; message: string }>
@@ -144,6 +145,8 @@ before(async () => {
   held = buildImage({ mediaType: 'oci', layers: [3072] })
   await pushImage(registry, 'reeval/app', 'v1', app)
   await pushImage(registry, 'held/app', 'v1', held)
+  brief = buildImage({ mediaType: 'oci', layers: [2048] })
+  await pushImage(registry, 'held/brief', 'v1', brief)
   customs = await startCustoms({
     config: `
 upstreams: [{ name: docker.io, url: "${registry.url}", default: true }]
@@ -348,6 +351,8 @@ describe('release, revoke and purge of a detained image', () => {
     await res.arrayBuffer()
     assert.equal(await pullStatus('held/app', held), 200)
     assert.equal(await status(blobUrl('held/app', layer())), 200)
+    // The fill commits the file just after the last byte went out: wait for it.
+    for (let i = 0; i < 200 && !(await exists(layer())); i++) await sleep(25)
     assert.ok(await exists(layer()))
   })
 
@@ -357,6 +362,19 @@ describe('release, revoke and purge of a detained image', () => {
     await res.arrayBuffer()
     assert.equal(await status(blobUrl('held/app', layer())), 404)
     assert.equal(await pullStatus('held/app', held), 403)
+  })
+
+  it('refuses the layer of a release that expired, from the next pull of the manifest on', async () => {
+    assert.equal(await pullStatus('held/brief', brief), 403)
+    const expires = new Date(Date.now() + 2000).toISOString()
+    const res = await admin('POST', `/admin/v1/quarantine/docker.io/${brief.manifestDigest}/release`, APPROVER, { repository: 'held/brief', reason: 'briefly', expires })
+    assert.equal(res.status, 200)
+    await res.arrayBuffer()
+    assert.equal(await pullStatus('held/brief', brief), 200)
+    assert.equal(await status(blobUrl('held/brief', brief.layers[0]!.digest)), 200)
+    while (Date.now() <= Date.parse(expires)) await sleep(100)
+    assert.equal(await pullStatus('held/brief', brief), 403)
+    assert.equal(await status(blobUrl('held/brief', brief.layers[0]!.digest)), 404)
   })
 
   describe('purge', () => {
