@@ -21,6 +21,7 @@ import {
 import { detainUnreleased } from '../../inspection/detain.js'
 import type { Env } from '../context.js'
 import { adminAuth, requireRole, type AdminToken } from '../middleware/admin-auth.js'
+import { registerAdminOpsRoutes, type AdminOpsDeps } from './admin-ops.js'
 
 /** What the admin routes read. */
 export interface AdminDeps {
@@ -35,6 +36,8 @@ export interface AdminDeps {
   readonly logger: Logger
   /** Where each admin action is announced (audit log, webhooks). */
   readonly events: EventBus
+  /** Upstream health, the cache and eviction (admin-ops.ts). */
+  readonly ops: Omit<AdminOpsDeps, 'logger' | 'events'>
 }
 
 /** The largest request body an admin route reads. */
@@ -158,6 +161,8 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
       reloads: deps.policyReloads(),
     })
   })
+
+  registerAdminOpsRoutes(app, { ...deps.ops, logger: deps.logger, events: deps.events })
 
   return app
 }
