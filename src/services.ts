@@ -33,6 +33,8 @@ import { SignatureVerifier } from './verify/verifier.js'
 import type { Credentials } from './upstream/auth.js'
 import { UpstreamPool } from './upstream/pool.js'
 import { UpstreamRouter } from './upstream/routing.js'
+import { Notifier } from './notify/webhooks.js'
+import { ReleaseExpiry } from './quarantine/expiry.js'
 
 export interface Services {
   readonly config: Config
@@ -60,6 +62,8 @@ export interface Services {
   readonly reevaluator: Reevaluator
   /** What policy sets are validated against: trust key names and upstreams (the diff route). */
   readonly policyLoadOptions: PolicyLoadOptions
+  /** Detains again the digests whose release expired (every quarantine.expiryInterval). */
+  readonly releaseExpiry: ReleaseExpiry
   close(): Promise<void>
 }
 
@@ -82,6 +86,9 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
   const state = overrides.state ?? createState(config, logger)
   const events = new EventBus(logger)
+  // Subscribed first, so that webhooks hear every event from the start.
+  const notifier = new Notifier(config.notifications.webhooks, { metrics, logger })
+  notifier.subscribe(events)
   const byName = new Map(config.upstreams.map((u) => [u.name, u]))
   const upstreamConfig = (name: string): UpstreamConfig => byName.get(name) as UpstreamConfig
   const store = await BlobStore.open({
@@ -165,6 +172,13 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     logger,
     lockTtl: config.state.lockTtl,
   })
+  const releaseExpiry = new ReleaseExpiry({
+    state,
+    events,
+    logger,
+    intervalMs: config.quarantine.expiryInterval,
+  })
+  releaseExpiry.start()
   return {
     config,
     logger,
@@ -184,9 +198,12 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     memory,
     reevaluator,
     policyLoadOptions,
+    releaseExpiry,
     async close() {
       reloader.close()
       await reevaluator?.close()
+      await releaseExpiry.stop()
+      await notifier.close(config.notifications.drainTimeout)
       await store.close()
       await state.close()
     },
