@@ -225,6 +225,10 @@ export const NON_CONFIG_ENV: ReadonlySet<string> = new Set([
   // Read by `customs policy diff`: where Customs listens, and the admin token to ask it with.
   'CUSTOMS_URL',
   'CUSTOMS_ADMIN_TOKEN',
+  // The fuzz suites' knobs (test/fuzz/settings.ts): set for a whole test run, Customs processes
+  // started by the tests inherit them.
+  'CUSTOMS_FUZZ_RUNS',
+  'CUSTOMS_FUZZ_SEED',
 ])
 
 const ENV_PREFIX = 'CUSTOMS'
