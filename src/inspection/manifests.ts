@@ -165,6 +165,16 @@ export class ManifestService {
     return this.#inspected(repo, digest, artifact)
   }
 
+  /**
+   * Holds the children of an index that a re-evaluation detained from its recorded facts, as an
+   * inspection that detains an index does, so that none is served by digest on its own.
+   */
+  async holdChildren(repo: RepoKey, index: ManifestRecord): Promise<void> {
+    if (index.verdict.outcome !== 'detained' || index.image?.kind !== 'index') return
+    const manifest = parseManifest(await this.#bytes(repo, index), index.mediaType)
+    if (manifest.kind === 'index') await this.#detainChildren(repo, index, manifest.manifests)
+  }
+
   /** Records a detained manifest as admitted under `verdict`, opening the gate of its blobs. */
   admitRecord(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'> & Partial<Pick<Verdict, 'revision'>>): Promise<void> {
     return this.#admit(repo, record, verdict)

@@ -192,6 +192,8 @@ export class Reevaluator {
     // No facts: a signature or attestation read (never judged) or an image read as one; the
     // pull path judges those again when they are next read.
     if (record.facts === undefined) return 'unchanged'
+    // Held for a detained index: the pull path judges the index first, then the child.
+    if (record.verdict.detainedByIndex !== undefined) return 'unchanged'
     const wasAdmitted = record.verdict.outcome !== 'detained'
     if (!sameTrust(record.verdict.revision, revision)) return this.#reinspect(repo, record, wasAdmitted)
     if (record.image === undefined) return 'unchanged'
@@ -213,6 +215,8 @@ export class Reevaluator {
     }
     if (wasAdmitted && verdict.outcome === 'detained') {
       await state.detainManifest(repo, { ...record, verdict })
+      // An index's verdict covers its children: none may then be served by digest on its own.
+      await manifests.holdChildren(repo, { ...record, verdict })
       await this.#revoked(repo, record.digest, verdict)
       return 'detained'
     }

@@ -62,7 +62,8 @@ export async function diffPolicies(
   let truncated = false
   const judge = (repo: RepoKey, record: ManifestRecord, tag?: string): void => {
     const id = `${repo.upstream}\u0000${repo.repository}\u0000${record.digest}\u0000${tag ?? ''}`
-    if (seen.has(id) || record.facts === undefined || record.image === undefined) return
+    // Children held for a detained index follow their index, which is judged itself.
+    if (seen.has(id) || record.facts === undefined || record.image === undefined || record.verdict.detainedByIndex !== undefined) return
     seen.add(id)
     judged++
     const input = {

