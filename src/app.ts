@@ -5,6 +5,7 @@ import { Hono } from 'hono'
 import { CustomsError } from './errors.js'
 import type { Env } from './http/context.js'
 import { accessLog } from './http/middleware/access-log.js'
+import { pullAuth } from './http/middleware/pull-auth.js'
 import { errorResponse, onError } from './http/oci-error.js'
 import { adminRoutes } from './http/routes/admin.js'
 import { healthRoutes } from './http/routes/health.js'
@@ -16,6 +17,9 @@ export function createApp(services: Services): Hono<Env> {
   const app = new Hono<Env>()
   app.use('*', accessLog(services.logger, services.metrics))
   app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics, policies: services.policies }))
+  // Only the pull API (/v2 and below); without clients there is nothing to check, so nothing runs.
+  const access = services.config.access
+  if (access.clients.length > 0) app.use('/v2/*', pullAuth(access))
   app.route('/', v2Routes(services))
   app.route(
     '/',
@@ -27,6 +31,7 @@ export function createApp(services: Services): Hono<Env> {
       policyReloads: () => services.policyReloads(),
       logger: services.logger,
       events: services.events,
+      audit: services.audit.store,
       ops: {
         upstreams: services.upstreams,
         cache: services.store,

@@ -3,6 +3,8 @@
 //   customs config check FILE          validate a configuration and print it, secrets redacted
 //   customs certs init|renew|client    make the CA and certificates for HTTPS and mTLS
 //   customs policy lint|test DIR       validate a policy folder; test it on cases or a real image
+//   customs quarantine ..., decisions ls   the admin API of a running Customs
+//   customs audit verify               check the audit log's hash chain (a file or the Redis stream)
 
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { serve } from '@hono/node-server'
@@ -10,6 +12,9 @@ import type { Server } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { dirname, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
+import { ADMIN_USAGE, decisionsCommand, quarantineCommand } from './cli/admin.js'
+import { AuditFileError } from './audit/file.js'
+import { AUDIT_USAGE, auditVerifyConfig, auditVerifyFile } from './cli/audit.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
 import { policyLint } from './cli/policy.js'
@@ -38,7 +43,7 @@ const USAGE = `usage:
                                     what would change if DIR were in force, asked of a running
                                     Customs (CUSTOMS_URL, CUSTOMS_ADMIN_TOKEN); changes nothing;
                                     exit 0 no change, 1 changes, 2 trouble
-${CERTS_USAGE}`
+${AUDIT_USAGE}${CERTS_USAGE}${ADMIN_USAGE}`
 
 async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true })
@@ -73,7 +78,7 @@ async function runServe(args: string[]): Promise<number> {
     services = await createServices(config, logger, file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {})
   } catch (err) {
     // A policy set that does not validate stops the start: there is no previous set to keep.
-    if (err instanceof PolicyError) {
+    if (err instanceof PolicyError || err instanceof AuditFileError) {
       process.stderr.write(`${err.message}\n`)
       return 2
     }
@@ -147,6 +152,10 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'policy' && rest[0] === 'lint') return runPolicyLint(rest.slice(1))
   if (command === 'policy' && rest[0] === 'test') return runPolicyTest(rest.slice(1))
   if (command === 'policy' && rest[0] === 'diff') return runPolicyDiff(rest.slice(1))
+  const adminIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }
+  if (command === 'quarantine') return quarantineCommand(rest, adminIo)
+  if (command === 'decisions') return decisionsCommand(rest, adminIo)
+  if (command === 'audit' && rest[0] === 'verify') return runAuditVerify(rest.slice(1))
   process.stderr.write(USAGE)
   return command === 'help' || command === '--help' ? 0 : 2
 }
@@ -248,6 +257,24 @@ async function runPolicyTest(args: string[]): Promise<number> {
     ...(configFile !== undefined ? { baseDir: dirname(resolvePath(configFile)) } : {}),
     logger: createLogger({ level: 'error', destination: process.stderr }),
   })
+}
+
+// ---------------------------------------------------------------------------------------------
+// customs audit verify (--file FILE | --config FILE)
+
+async function runAuditVerify(args: string[]): Promise<number> {
+  const parsed = cliArgs(args, { file: { type: 'string' }, config: { type: 'string', short: 'c' } })
+  if (parsed === undefined) return 2
+  const { values, positionals } = parsed
+  if (positionals.length > 0 || (values.file === undefined) === (values.config === undefined)) {
+    process.stderr.write(`customs audit verify needs exactly one of --file or --config\n${USAGE}`)
+    return 2
+  }
+  const io = { stdout: process.stdout, stderr: process.stderr }
+  if (values.file !== undefined) return auditVerifyFile(values.file, io)
+  const config = await cliConfig(values.config)
+  if (config === undefined) return 2
+  return auditVerifyConfig(config, io)
 }
 
 main(process.argv.slice(2)).then(

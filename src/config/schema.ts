@@ -133,6 +133,20 @@ const tls = z
     message: 'needs tls.clientCa, the CA that signs client certificates',
   })
 
+/** The most audit events kept in the Redis stream (and, up to its own cap, in process). */
+export const AUDIT_RETENTION_MAX = 10_000_000
+
+/** The tamper-evident audit log: where it is written besides the state store, and how much is kept. */
+const audit = z.strictObject({
+  /** A JSON-lines file this replica appends every event to, with its own hash chain. */
+  file: z.string().min(1).optional(),
+  retention: z
+    .strictObject({
+      events: z.number().int().min(1000).max(AUDIT_RETENTION_MAX).default(100_000),
+    })
+    .prefault({}),
+})
+
 /** Who may use the admin API: viewer reads, approver also decides, admin also configures. */
 export const ADMIN_ROLES = ['viewer', 'approver', 'admin'] as const
 export type AdminRole = (typeof ADMIN_ROLES)[number]
@@ -151,6 +165,31 @@ const admin = z.strictObject({
         role: z.enum(ADMIN_ROLES),
       })
     )
+    .default([]),
+})
+
+/**
+ * Who may pull: anyone (`anonymous`, the default, as mirrors are used), or only the clients listed,
+ * each authenticating with HTTP Basic (user name = `name`, password = the secret whose SHA-256 is
+ * kept). A client name cannot hold ':' (Basic splits user and password at the first one).
+ */
+const access = z.strictObject({
+  anonymous: z.boolean().default(true),
+  clients: z
+    .array(
+      z.strictObject({
+        name: z
+          .string()
+          .min(1)
+          .max(128)
+          .regex(/^[\x21-\x39\x3b-\x7e]+$/, 'must be printable ASCII without spaces or ":"'),
+        sha256: z
+          .string()
+          .regex(/^[0-9a-fA-F]{64}$/, 'must be the hex SHA-256 of the secret (printf %s "$SECRET" | sha256sum)')
+          .transform((hex) => hex.toLowerCase()),
+      })
+    )
+    .max(1000)
     .default([]),
 })
 
@@ -254,6 +293,9 @@ export const configSchema = z
       .prefault({}),
     /** The admin API under /admin/v1/; without tokens it answers 401 to every request. */
     admin: admin.prefault({}),
+    /** Who may use the pull API (/v2/); health, metrics and the admin API are not affected. */
+    access: access.prefault({}),
+    audit: audit.prefault({}),
     quarantine: z
       .strictObject({
         /** How often each replica detains again the digests whose release expired. */
@@ -296,6 +338,18 @@ export const configSchema = z
       }
       tokenNames.set(t.name, i)
     })
+    const clientNames = new Map<string, number>()
+    config.access.clients.forEach((client, i) => {
+      const first = clientNames.get(client.name)
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['access', 'clients', i, 'name'], message: `${client.name} already names access.clients[${first}]` })
+      }
+      clientNames.set(client.name, i)
+    })
+    if (!config.access.anonymous && config.access.clients.length === 0) {
+      // Nobody could pull: surely a mistake, so say so at start rather than answer 401 to all.
+      ctx.addIssue({ code: 'custom', path: ['access', 'anonymous'], message: 'false needs at least one access.clients entry' })
+    }
     const hookNames = new Map<string, number>()
     config.notifications.webhooks.forEach((w, i) => {
       const first = hookNames.get(w.name)
