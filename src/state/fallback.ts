@@ -25,11 +25,15 @@ import type {
   ManifestLinks,
   ManifestRecord,
   QuarantinePage,
+  QuarantinePurge,
   QuarantineQuery,
+  QuarantineReevaluation,
   QuarantineRecord,
   QuarantineRelease,
   QuarantineRevocation,
   RepoKey,
+  ScanPage,
+  ScanQuery,
   StateStore,
   TagMove,
   TagRecord,
@@ -161,6 +165,30 @@ export class FallbackStateStore implements StateStore {
     for (const link of links.blobs) this.#links.set(key(repo, link.digest), link)
   }
 
+  async detainManifest(repo: RepoKey, record: ManifestRecord): Promise<{ unlinked: Digest[] }> {
+    // Forgotten before the store is asked: a re-evaluation that detains must never be undone here.
+    this.#manifests.delete(key(repo, record.digest))
+    const result = await this.#inner.detainManifest(repo, record)
+    for (const digest of result.unlinked) this.#links.delete(key(repo, digest))
+    return result
+  }
+
+  manifestBlobs(repo: RepoKey, digest: Digest): Promise<Digest[]> {
+    return this.#inner.manifestBlobs(repo, digest)
+  }
+
+  unheld(digests: readonly Digest[]): Promise<Digest[]> {
+    return this.#inner.unheld(digests)
+  }
+
+  listManifests(query: ScanQuery): Promise<ScanPage<{ repo: RepoKey; record: ManifestRecord }>> {
+    return this.#inner.listManifests(query)
+  }
+
+  listTags(query: ScanQuery): Promise<ScanPage<{ repo: RepoKey; tag: string; record: TagRecord }>> {
+    return this.#inner.listTags(query)
+  }
+
   async getBlobLink(repo: RepoKey, digest: Digest): Promise<BlobLink | null> {
     const k = key(repo, digest)
     try {
@@ -203,6 +231,14 @@ export class FallbackStateStore implements StateStore {
 
   revokeRelease(repo: RepoKey, digest: Digest, revocation: QuarantineRevocation): Promise<boolean> {
     return this.#inner.revokeRelease(repo, digest, revocation)
+  }
+
+  markRevoked(repo: RepoKey, digest: Digest, revocation: QuarantineReevaluation): Promise<{ created: boolean }> {
+    return this.#inner.markRevoked(repo, digest, revocation)
+  }
+
+  purgeQuarantine(repo: RepoKey, digest: Digest, purge: QuarantinePurge): Promise<boolean> {
+    return this.#inner.purgeQuarantine(repo, digest, purge)
   }
 
   acquireLock(name: string, ttlMs: number): Promise<string | null> {
