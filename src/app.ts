@@ -52,6 +52,7 @@ export function createApp(services: Services): Hono<Env> {
       reevaluator: services.reevaluator,
       logger: services.logger,
       events: services.events,
+      audit: services.audit.store,
     })
   )
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))

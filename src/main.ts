@@ -39,7 +39,7 @@ const USAGE = `usage:
   customs policy test DIR --image REF [--config FILE]
                                     inspect REF (name[:tag|@digest]) from its upstream as a pull
                                     would, print every rule's outcome; exit 1 when detained
-  customs policy diff DIR [--url URL] [--token TOKEN] [--json] [--config FILE]
+  customs policy diff DIR [--url URL] [--token TOKEN] [--json] [--days N] [--config FILE]
                                     what would change if DIR were in force, asked of a running
                                     Customs (CUSTOMS_URL, CUSTOMS_ADMIN_TOKEN); changes nothing;
                                     exit 0 no change, 1 changes, 2 trouble
@@ -205,11 +205,13 @@ async function runPolicyDiff(args: string[]): Promise<number> {
     url: { type: 'string' },
     token: { type: 'string' },
     json: { type: 'boolean' },
+    days: { type: 'string' },
   })
   if (parsed === undefined) return 2
   const { values, positionals } = parsed
   const dir = positionals[0]
-  if (dir === undefined || positionals.length > 1) {
+  const days = values.days === undefined ? undefined : /^\d{1,2}$/.test(values.days) ? Number(values.days) : NaN
+  if (dir === undefined || positionals.length > 1 || (days !== undefined && !(days <= 90))) {
     process.stderr.write(USAGE)
     return 2
   }
@@ -219,6 +221,7 @@ async function runPolicyDiff(args: string[]): Promise<number> {
     url: values.url ?? process.env.CUSTOMS_URL ?? DEFAULT_CUSTOMS_URL,
     token: values.token ?? process.env.CUSTOMS_ADMIN_TOKEN,
     json: values.json === true,
+    ...(days !== undefined ? { days } : {}),
     loadOptions: {
       keyNames: new Set(config.trust.keys.map((k) => k.name)),
       upstreams: new Set(config.upstreams.map((u) => u.name)),
