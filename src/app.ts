@@ -2,6 +2,7 @@
 // registry API and the admin API; errors of every route are rendered by the one OCI error renderer.
 
 import { Hono } from 'hono'
+import { consoleRoutes } from './console/routes.js'
 import { CustomsError } from './errors.js'
 import type { Env } from './http/context.js'
 import { accessLog } from './http/middleware/access-log.js'
@@ -28,6 +29,17 @@ export function createApp(services: Services): Hono<Env> {
       events: services.events,
     })
   )
+  if (services.config.console.enabled) {
+    app.route(
+      '/',
+      consoleRoutes({
+        admin: async (path, init) => app.request(path, init),
+        upstreams: services.config.upstreams.map((u) => u.name),
+        secure: services.config.tls !== undefined,
+        logger: services.logger,
+      })
+    )
+  }
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))
   app.onError(onError(services.logger))
   return app

@@ -203,6 +203,8 @@ export const configSchema = z
       .prefault({}),
     /** The admin API under /admin/v1/; without tokens it answers 401 to every request. */
     admin: admin.prefault({}),
+    /** The security team's web console under /console/, a client of the admin API. */
+    console: z.strictObject({ enabled: z.boolean().default(false) }).prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Map<string, number>()
