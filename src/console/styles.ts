@@ -46,4 +46,7 @@ dl.facts dt { color: var(--muted); }
 dl.facts dd { margin: 0; }
 .actions { display: flex; gap: 16px; flex-wrap: wrap; align-items: flex-start; }
 .signin { max-width: 420px; margin: 60px auto; }
+.actions form.stack { flex: 1 1 420px; }
+.card > h2:first-child { margin-top: 0; }
+
 `
