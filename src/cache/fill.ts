@@ -21,6 +21,7 @@ export class Fill {
   readonly digest: Digest
   readonly size: number
   #state: FillState = 'filling'
+  #verified = false
   #error: Error | undefined
   #written = 0
   #handle: FileHandle | undefined
@@ -44,6 +45,14 @@ export class Fill {
 
   get state(): FillState {
     return this.#state
+  }
+
+  /**
+   * Whether every byte arrived and matched the digest. Readers may then finish: the bytes are
+   * proven, and the cache's own durability (datasync, rename) is no reason to keep clients waiting.
+   */
+  get verified(): boolean {
+    return this.#verified
   }
 
   get error(): Error | undefined {
@@ -135,6 +144,8 @@ export class Fill {
       if (actual !== this.digest) {
         throw new CustomsError('DIGEST_INVALID', `upstream bytes hash to ${actual}, not ${this.digest}`)
       }
+      this.#verified = true
+      this.#notify()
       // The data must be on disk before the name that vouches for it is.
       await this.#handle.datasync()
       await mkdir(dirname(this.#final), { recursive: true })

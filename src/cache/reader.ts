@@ -26,7 +26,7 @@ export interface ByteSource {
   read(position: number, length: number): Promise<Buffer>
   /** Bytes that may be read now; Infinity-free: at most the blob's size. */
   readable(): number
-  /** Whether every byte is final (committed). Until then the response's last byte is held back. */
+  /** Whether every byte is final (verified). Until then the response's last byte is held back. */
   final(): boolean
   /** The error that ends every reader, when the source failed. */
   failure(): Error | undefined
@@ -63,8 +63,10 @@ export function fillSource(fill: Fill): ByteSource {
   return {
     read: (position, length) => fill.read(position, length),
     readable: () => fill.written,
-    final: () => fill.state === 'committed',
-    failure: () => (fill.state === 'failed' ? (fill.error ?? new Error('fill failed')) : undefined),
+    // Verified bytes are final even if committing them to the cache fails afterwards: the temp
+    // file stays open (and readable) until the last reader releases it.
+    final: () => fill.verified,
+    failure: () => (fill.state === 'failed' && !fill.verified ? (fill.error ?? new Error('fill failed')) : undefined),
     changed: () => fill.changed(),
     release() {
       if (released) return

@@ -1,10 +1,10 @@
 // One blob fill and its readers: bytes stream to readers as they are written, the last byte waits
-// for the commit, a mismatch or overflow aborts every reader short and leaves nothing on disk.
+// until the whole blob is verified, a mismatch or overflow aborts every reader short and leaves nothing on disk.
 
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdtemp, open, readdir, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -110,7 +110,7 @@ function newFill(content: Buffer, declared: { digest?: Digest; size?: number } =
 
 describe('Fill with rangeStream readers', () => {
   describe('when a reader reads a fill in progress', () => {
-    it('returns bytes as they are written, but the last byte only after the commit', async () => {
+    it('returns bytes as they are written, but the last byte only once all are verified', async () => {
       const content = Buffer.from('hello world')
       const { fill, final } = newFill(content)
       const body = controlledBody()
@@ -127,7 +127,7 @@ describe('Fill with rangeStream readers', () => {
 
       await until(() => fill.written === content.byteLength, 'all bytes written')
       const last = reader.read()
-      assert.equal(await settlesWithin(last, 50), false, 'the last byte came before the commit')
+      assert.equal(await settlesWithin(last, 50), false, 'the last byte came before verification')
       assert.equal(fill.state, 'filling')
 
       body.close()
@@ -138,7 +138,7 @@ describe('Fill with rangeStream readers', () => {
       assert.deepEqual(await readFile(final), content)
     })
 
-    it('holds back the last byte of a sub-range until the commit', async () => {
+    it('holds back the last byte of a sub-range until verification', async () => {
       const content = Buffer.from('0123456789')
       const { fill } = newFill(content)
       const body = controlledBody()
@@ -151,6 +151,29 @@ describe('Fill with rangeStream readers', () => {
       body.close()
       assert.equal(Buffer.from((await last).value ?? []).toString(), '5')
       assert.equal((await reader.read()).done, true)
+    })
+  })
+
+  describe('when the bytes verify but the cache cannot commit them', () => {
+    it('still gives the reader every byte, and commits nothing', async () => {
+      const content = randomBytes(3 * READ_CHUNK + 17)
+      const { fill, final } = newFill(content)
+      // The final file's folder cannot be made: a regular file has its name.
+      const blocked = join(final, '..')
+      await mkdir(join(blocked, '..'), { recursive: true })
+      await writeFile(blocked, 'not a folder')
+      const body = controlledBody()
+      const collected = collect(rangeStream(fillSource(fill), 0, content.byteLength - 1))
+      const running = fill.run(body.stream, never(), 5000)
+      body.push(content)
+      body.close()
+      const { bytes, error } = await collected
+      await running
+      assert.equal(error, undefined)
+      assert.deepEqual(bytes, content)
+      assert.equal(fill.verified, true)
+      assert.equal(fill.state, 'failed')
+      assert.equal(existsSync(final), false)
     })
   })
 
