@@ -132,6 +132,32 @@ describe('console headers', () => {
     assert.equal(res.headers.get('cache-control'), 'no-store')
   })
 
+  it('sends /console to sign-in first, then to the quarantine; an unknown page is a 404 page', async () => {
+    const browser = new Browser(customs.url)
+    const first = await browser.get('/console')
+    assert.equal(first.status, 303)
+    assert.equal(first.headers.get('location'), '/console/sign-in')
+    await browser.signIn(VIEWER)
+    const again = await browser.get('/console')
+    assert.equal(again.headers.get('location'), '/console/quarantine')
+    const missing = await browser.get('/console/nothing-here')
+    assert.equal(missing.status, 404)
+    assert.match(missing.headers.get('content-type') ?? '', /^text\/html/)
+    assert.equal(missing.headers.get('content-security-policy'), CSP)
+    await missing.body?.cancel()
+  })
+
+  it('refuses a detail page for a name or digest that is not one, before asking the API', async () => {
+    const browser = new Browser(customs.url)
+    await browser.signIn(VIEWER)
+    const bad = await browser.get(`/console/quarantine/docker.io/sha256:abc?repository=acme/app`)
+    assert.equal(bad.status, 400)
+    assert.match(await bad.text(), /not a digest/)
+    const noRepo = await browser.get(`/console/quarantine/docker.io/${image.digest}?repository=${encodeURIComponent('<x>')}`)
+    assert.equal(noRepo.status, 400)
+    assert.ok(!(await noRepo.text()).includes('<x>'))
+  })
+
   it('serves no inline script or style on its pages', async () => {
     const browser = new Browser(customs.url)
     await browser.signIn(APPROVER)
