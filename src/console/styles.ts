@@ -26,6 +26,7 @@ code, .mono { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; fon
 .badge.released, .badge.ok, .badge.closed, .badge.cleared { background: var(--green-bg); color: var(--green); }
 .badge.purged, .badge.warn, .badge.half-open { background: var(--amber-bg); color: var(--amber); }
 .muted { color: var(--muted); }
+.nowrap { white-space: nowrap; word-break: normal; }
 .flash { padding: 10px 14px; border-radius: 6px; margin-bottom: 16px; }
 .flash.ok { background: var(--green-bg); color: var(--green); }
 .flash.error { background: var(--red-bg); color: var(--red); }

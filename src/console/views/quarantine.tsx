@@ -123,7 +123,7 @@ export const QuarantineList: FC<ListProps> = (p) => (
                 <a href={recordHref(r.upstream, r.repository, r.digest)} title={r.digest}>
                   {r.upstream}/{r.repository}
                 </a>
-                <div class="mono muted">{shortDigest(r.digest)}</div>
+                <div class="mono muted nowrap">{shortDigest(r.digest)}</div>
               </td>
               <td class="mono">{r.references.slice(0, 3).join(', ')}</td>
               <td>{r.reasons[0] ?? ''}{r.reasons.length > 1 ? ` (+${r.reasons.length - 1})` : ''}</td>
