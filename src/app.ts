@@ -15,7 +15,7 @@ import type { Services } from './services.js'
 export function createApp(services: Services): Hono<Env> {
   const app = new Hono<Env>()
   app.use('*', accessLog(services.logger, services.metrics))
-  app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics }))
+  app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics, policies: services.policies }))
   app.route('/', v2Routes(services))
   app.route(
     '/',
@@ -27,6 +27,12 @@ export function createApp(services: Services): Hono<Env> {
       policyReloads: () => services.policyReloads(),
       logger: services.logger,
       events: services.events,
+      ops: {
+        upstreams: services.upstreams,
+        cache: services.store,
+        storage: { path: services.config.storage.path, maxSize: services.config.storage.maxSize },
+        metrics: services.metrics,
+      },
     })
   )
   if (services.config.console.enabled) {

@@ -103,6 +103,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       maxArtifacts: config.trust.discovery.maxArtifacts,
       negativeTtl: config.trust.discovery.negativeTtl,
       signatureRepository: signatureRepositories(config),
+      onFailure: (reason) => metrics.verificationFailures.inc({ reason }),
     }
   )
   const policyDir = config.policy.path === undefined ? DEFAULT_POLICY_DIR : resolve(overrides.baseDir ?? process.cwd(), config.policy.path)
@@ -119,6 +120,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     signatures,
     trustRevision: trust.revision,
     policies,
+    metrics,
     readConfig: async (repo, config) => {
       try {
         return await blobs.readForInspection(repo, config.digest, config.size, MAX_CONFIG_BYTES)
@@ -141,6 +143,8 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     logger,
     events,
   })
+  metrics.sources.quarantineRecords = () => state.countQuarantine()
+  metrics.sources.singleFlightWaiters = () => (manifests as ManifestService).waiters()
   return {
     config,
     logger,

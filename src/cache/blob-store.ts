@@ -30,6 +30,22 @@ export interface BlobStoreOptions {
 
 export type CacheResult = 'hit' | 'miss' | 'join'
 
+/** One committed blob as the inventory lists it. */
+export interface CachedBlob {
+  readonly digest: Digest
+  readonly size: number
+  /** When this process last read or wrote it, ms since the epoch (the file's mtime until then). */
+  readonly lastAccess: number
+}
+
+/** What an eviction did: blobs removed, being read or filled (kept), or not on disk. */
+export interface EvictionResult {
+  readonly removed: Array<{ digest: Digest; size: number }>
+  bytes: number
+  readonly busy: Digest[]
+  readonly absent: Digest[]
+}
+
 /** Starts the upstream transfer of a blob; throws a typed error when the upstream refuses. */
 export type BlobFetcher = (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>
 
@@ -41,6 +57,8 @@ export class BlobStore {
   readonly #options: BlobStoreOptions
   /** Committed blobs in least-recently-used order (Map iteration order), with their sizes. */
   readonly #index = new Map<string, number>()
+  /** When each indexed blob was last read or written here (ms since the epoch; file mtime at start). */
+  readonly #accessed = new Map<string, number>()
   readonly #active = new Map<string, number>()
   readonly #fills = new Map<string, Promise<Fill | null>>()
   #total = 0
@@ -165,6 +183,55 @@ export class BlobStore {
     await this.#enforceLimit()
   }
 
+  /**
+   * The blobs this process knows of (found at start, served or fetched since), in digest order,
+   * `limit` at a time after the digest `after`.
+   */
+  inventory(limit: number, after?: string): { blobs: CachedBlob[]; next?: string } {
+    const digests = [...this.#index.keys()].filter((d) => after === undefined || d > after).sort()
+    const page = digests.slice(0, limit).map((digest) => ({
+      digest: digest as Digest,
+      size: this.#index.get(digest) as number,
+      lastAccess: this.#accessed.get(digest) as number,
+    }))
+    const last = page.at(-1)
+    return digests.length > page.length && last !== undefined ? { blobs: page, next: last.digest } : { blobs: page }
+  }
+
+  /**
+   * Removes committed blob files, as `storage.maxSize` eviction does: never one being read or
+   * filled here (those are `busy`). Bytes only: verdicts and the blob gate stay in state, so a
+   * later pull fetches the blob again and verifies it on the way in. `digests` undefined means
+   * every blob this process knows of.
+   */
+  async evict(digests?: readonly Digest[]): Promise<EvictionResult> {
+    const result: EvictionResult = { removed: [], bytes: 0, busy: [], absent: [] }
+    for (const digest of digests ?? ([...this.#index.keys()] as Digest[])) {
+      if (this.#active.has(digest) || this.#fills.has(digest)) {
+        result.busy.push(digest)
+        continue
+      }
+      const path = this.paths.blob(digest)
+      // Also a file another replica committed and this one never indexed.
+      const size = this.#index.get(digest) ?? (await stat(path).then((s) => s.size, () => undefined))
+      try {
+        await unlink(path)
+      } catch (err) {
+        this.#forget(digest)
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          result.absent.push(digest)
+          continue
+        }
+        throw new CustomsError('STORAGE_FAILED', 'the cache could not remove a blob', { cause: err })
+      }
+      this.#forget(digest)
+      result.removed.push({ digest, size: size ?? 0 })
+      result.bytes += size ?? 0
+      this.#options.metrics.evictions.inc({ cause: 'admin' })
+    }
+    return result
+  }
+
   /** Removes this process's temp folder (on shutdown). */
   async close(): Promise<void> {
     await Promise.allSettled([...this.#fills.values()].map(async (f) => (await f)?.done))
@@ -245,11 +312,12 @@ export class BlobStore {
     await this.#options.state.releaseLock(lockName.fill(digest), token).catch(() => {})
   }
 
-  #touch(digest: Digest, size: number): void {
+  #touch(digest: Digest, size: number, at = Date.now()): void {
     const known = this.#index.get(digest)
     if (known === undefined) this.#total += size
     else this.#index.delete(digest)
     this.#index.set(digest, size)
+    this.#accessed.set(digest, at)
     this.#options.metrics.cacheBytes.set(this.#total)
   }
 
@@ -257,6 +325,7 @@ export class BlobStore {
     const size = this.#index.get(digest)
     if (size === undefined) return
     this.#index.delete(digest)
+    this.#accessed.delete(digest)
     this.#total -= size
     this.#options.metrics.cacheBytes.set(this.#total)
   }
@@ -275,7 +344,7 @@ export class BlobStore {
       if (this.#active.has(digest) || this.#fills.has(digest)) continue
       await unlink(this.paths.blob(digest as Digest)).catch(() => {})
       this.#forget(digest as Digest)
-      this.#options.metrics.evictions.inc()
+      this.#options.metrics.evictions.inc({ cause: 'limit' })
       this.#options.logger.debug({ digest, size }, 'evicted blob')
     }
   }
@@ -294,7 +363,7 @@ export class BlobStore {
       }
     }
     found.sort((a, b) => a.mtime - b.mtime)
-    for (const f of found) this.#touch(f.digest, f.size)
+    for (const f of found) this.#touch(f.digest, f.size, Math.round(f.mtime))
     await this.#enforceLimit()
   }
 

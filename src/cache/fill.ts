@@ -6,7 +6,8 @@
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { CustomsError } from '../errors.js'
-import { createDigester, digestAlgorithm, type Digest } from '../oci/digest.js'
+import { digestAlgorithm, type Digest } from '../oci/digest.js'
+import { hashPool, type HashPool } from './hasher.js'
 
 export type FillState = 'filling' | 'committed' | 'failed'
 
@@ -34,7 +35,10 @@ export class Fill {
   readonly done: Promise<void>
   #resolveDone!: () => void
 
-  constructor(digest: Digest, size: number, part: string, final: string) {
+  readonly #hashes: HashPool
+
+  constructor(digest: Digest, size: number, part: string, final: string, hashes: HashPool = hashPool) {
+    this.#hashes = hashes
     this.digest = digest
     this.size = size
     this.#part = part
@@ -68,7 +72,7 @@ export class Fill {
    * outcome is in `state`/`error`. `signal` bounds the whole fill (not any one client).
    */
   async run(body: ReadableStream<Uint8Array>, signal: AbortSignal, idleTimeout: number): Promise<void> {
-    const hash = createDigester(digestAlgorithm(this.digest))
+    const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size)
     let idle: NodeJS.Timeout | undefined
     let lastData = Date.now()
     const reader = body.getReader()
@@ -128,19 +132,20 @@ export class Fill {
           throw new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`)
         }
         received += value.byteLength
-        hash.update(value)
+        const hashing = hash.update(value)
         pending.push(value)
         pendingBytes += value.byteLength
         startFlush()
-        // Backpressure: the upstream waits while too much is unwritten.
+        // Backpressure: the upstream waits while too much is unwritten or unhashed.
         if (pendingBytes >= MAX_UNWRITTEN) await flushing
+        if (hashing !== undefined) await hashing
       }
       while (flushing !== undefined) await flushing
       if (writeError !== undefined) throw writeError
       if (this.#written !== this.size) {
         throw new CustomsError('DIGEST_INVALID', `upstream sent ${this.#written} of the ${this.size} bytes of ${this.digest}`)
       }
-      const actual = `${digestAlgorithm(this.digest)}:${hash.digest('hex')}`
+      const actual = `${digestAlgorithm(this.digest)}:${await hash.digest()}`
       if (actual !== this.digest) {
         throw new CustomsError('DIGEST_INVALID', `upstream bytes hash to ${actual}, not ${this.digest}`)
       }
@@ -152,6 +157,7 @@ export class Fill {
       await rename(this.#part, this.#final)
       this.#state = 'committed'
     } catch (err) {
+      hash.abort()
       this.#state = 'failed'
       this.#error = toFillError(err, signal)
       await unlink(this.#part).catch(() => {})

@@ -11,7 +11,8 @@ import type { VerificationFacts } from '../verify/facts.js'
 import type { SignatureService } from '../verify/service.js'
 import { isSignatureArtifact } from './artifacts.js'
 import { imageFacts, type ImageFacts } from './facts.js'
-import { evaluate } from '../policy/evaluate.js'
+import { evaluate, type Decision } from '../policy/evaluate.js'
+import type { Metrics } from '../observability/metrics.js'
 import type { PolicyEngine } from '../policy/engine.js'
 import type { Descriptor } from '../oci/manifest.js'
 
@@ -43,6 +44,8 @@ export interface InspectorDeps {
   readonly trustRevision?: string
   readonly policies: PolicyEngine
   readonly readConfig: ConfigReader
+  /** Counts inspections, their duration and each matching policy's outcome, when given. */
+  readonly metrics?: Metrics
 }
 
 /**
@@ -69,6 +72,26 @@ export class Inspector {
    * verdict with its reasons, the verified signature and attestation facts, and the image facts.
    */
   async inspect(input: InspectionInput): Promise<Inspection> {
+    const metrics = this.#deps.metrics
+    if (metrics === undefined) return this.#inspect(input)
+    const end = metrics.inspectionDuration.startTimer()
+    try {
+      const inspection = await this.#inspect(input)
+      // Signatures and attestations are not judged: no policy decision was made.
+      metrics.inspections.inc({ result: inspection.decision === undefined ? 'artifact' : inspection.verdict.outcome })
+      if (inspection.decision !== undefined) {
+        for (const [policy, outcome] of policyOutcomes(inspection.decision)) metrics.policyVerdicts.inc({ policy, outcome })
+      }
+      return inspection
+    } catch (err) {
+      metrics.inspections.inc({ result: 'error' })
+      throw err
+    } finally {
+      end()
+    }
+  }
+
+  async #inspect(input: InspectionInput): Promise<Inspection & { decision?: Decision }> {
     const manifest = checkIntegrity(input)
     const revision = this.revision
     // Judged by what it is, never by who asked: a runnable image fetched as "a signature" (a
@@ -91,7 +114,7 @@ export class Inspector {
       ...(facts !== undefined ? { verification: facts } : {}),
     })
     const verdict: Verdict = { outcome: decision.outcome, reasons: decision.reasons, revision, decidedAt: Date.now() }
-    return { manifest, image, links, verdict, ...(facts !== undefined ? { facts } : {}) }
+    return { manifest, image, links, verdict, decision, ...(facts !== undefined ? { facts } : {}) }
   }
 
   async #facts(input: InspectionInput): Promise<VerificationFacts | undefined> {
@@ -100,6 +123,20 @@ export class Inspector {
     if (input.parent !== undefined) return { ...input.parent.facts, inheritedFrom: input.parent.digest }
     return this.#deps.signatures.factsFor(input.repo, input.digest)
   }
+}
+
+type PolicyOutcome = 'passed' | 'waived' | 'warned' | 'denied'
+const OUTCOME_RANK: Record<PolicyOutcome, number> = { passed: 0, waived: 1, warned: 2, denied: 3 }
+
+/** Each matching policy's outcome: its worst rule (a waived failure counts as waived). */
+function policyOutcomes(decision: Decision): Map<string, PolicyOutcome> {
+  const outcomes = new Map<string, PolicyOutcome>(decision.policies.map((p) => [p, 'passed']))
+  for (const rule of decision.rules) {
+    const outcome: PolicyOutcome = rule.passed ? 'passed' : rule.waivedBy !== undefined ? 'waived' : rule.mode === 'enforce' ? 'denied' : 'warned'
+    const before = outcomes.get(rule.policy)
+    if (before === undefined || OUTCOME_RANK[outcome] > OUTCOME_RANK[before]) outcomes.set(rule.policy, outcome)
+  }
+  return outcomes
 }
 
 /** The digest must be that of the exact bytes, within the size bound, and they must parse. */

@@ -86,6 +86,11 @@ export class ManifestService {
     this.#deps = deps
   }
 
+  /** Callers waiting on an inspection or a tag resolution another caller started (metrics). */
+  waiters(): { inspection: number; resolution: number } {
+    return { inspection: this.#inspections.waiters, resolution: this.#resolutions.waiters }
+  }
+
   async get(req: ManifestRequest): Promise<ManifestAnswer> {
     const { digest, stale } =
       req.reference.kind === 'digest'

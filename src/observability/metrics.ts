@@ -3,6 +3,18 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
+/** Kinds of upstream failure: a bounded label set, whatever the error text says. */
+export const UPSTREAM_ERROR_KINDS = ['connection', 'timeout', 'server', 'rate-limited', 'denied', 'invalid', 'circuit-open'] as const
+export type UpstreamErrorKind = (typeof UPSTREAM_ERROR_KINDS)[number]
+
+/**
+ * Why a signature or attestation failed verification, as a bounded label: malformed (unreadable
+ * artifact or bundle), no-trusted-time, certificate (not a code-signing certificate), untrusted
+ * (no configured root or key verifies it), binding (the signed payload is not about this digest).
+ */
+export const VERIFICATION_FAILURES = ['malformed', 'no-trusted-time', 'certificate', 'untrusted', 'binding'] as const
+export type VerificationFailure = (typeof VERIFICATION_FAILURES)[number]
+
 export class Metrics {
   readonly registry = new Registry()
 
@@ -91,8 +103,85 @@ export class Metrics {
 
   readonly evictions = new Counter({
     name: 'customs_cache_evictions_total',
-    help: 'Blobs evicted to stay under storage.maxSize',
+    help: 'Blobs removed from the cache, by cause: limit (to stay under storage.maxSize) or admin',
+    labelNames: ['cause'] as const,
     registers: [this.registry],
+  })
+
+  readonly upstreamDuration = new Histogram({
+    name: 'customs_upstream_request_duration_seconds',
+    help: 'Time from sending one upstream request (one attempt) to its response headers',
+    labelNames: ['upstream'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  })
+
+  readonly upstreamErrors = new Counter({
+    name: 'customs_upstream_errors_total',
+    help: `Failed upstream requests by kind: ${UPSTREAM_ERROR_KINDS.join(', ')}`,
+    labelNames: ['upstream', 'kind'] as const,
+    registers: [this.registry],
+  })
+
+  readonly inspections = new Counter({
+    name: 'customs_inspections_total',
+    help: 'Manifests inspected, by result: cleared, cleared-with-warnings, detained, artifact (a signature, not judged) or error',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  })
+
+  readonly inspectionDuration = new Histogram({
+    name: 'customs_inspection_duration_seconds',
+    help: 'Time to inspect one manifest: integrity, image config, signature discovery, policies',
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [this.registry],
+  })
+
+  readonly policyVerdicts = new Counter({
+    name: 'customs_policy_verdicts_total',
+    help: 'Outcome of each matching policy per inspection: passed, denied (enforce), warned (audit), waived',
+    labelNames: ['policy', 'outcome'] as const,
+    registers: [this.registry],
+  })
+
+  readonly verificationFailures = new Counter({
+    name: 'customs_verification_failures_total',
+    help: `Signatures and attestations that failed verification, by reason: ${VERIFICATION_FAILURES.join(', ')}`,
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+
+  /**
+   * What the scrape-time gauges read. The parts they read are built after the metrics, so
+   * services.ts fills these in.
+   */
+  readonly sources: {
+    quarantineRecords?: () => Promise<number>
+    singleFlightWaiters?: () => Readonly<Record<string, number>>
+  } = {}
+
+  readonly quarantineRecords: Gauge<string> = new Gauge({
+    name: 'customs_quarantine_records',
+    help: 'Quarantine records (detained digests whose pull was refused), read from state on scrape',
+    registers: [this.registry],
+    collect: async () => {
+      const read = this.sources.quarantineRecords
+      // A state store that does not answer must not fail the whole scrape, nor pass for an empty
+      // quarantine: the sample is NaN (a gap in graphs) until state answers again.
+      const count = read === undefined ? undefined : await read().catch(() => undefined)
+      this.quarantineRecords.set(count ?? Number.NaN)
+    },
+  })
+
+  readonly singleFlightWaiters: Gauge<'kind'> = new Gauge({
+    name: 'customs_singleflight_waiters',
+    help: 'Callers waiting on an inspection or tag resolution another caller started, by kind',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+    collect: () => {
+      const waiters = this.sources.singleFlightWaiters?.() ?? {}
+      for (const [kind, n] of Object.entries(waiters)) this.singleFlightWaiters.set({ kind }, n)
+    },
   })
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

@@ -165,6 +165,10 @@ export class MemoryStateStore implements StateStore {
     return true
   }
 
+  async countQuarantine(): Promise<number> {
+    return this.#quarantine.size
+  }
+
   async listQuarantine(query: QuarantineQuery): Promise<QuarantinePage> {
     const cursor = query.after === undefined ? null : decodeQuarantineCursor(query.after)
     // Ordered like the Redis index: lastSeen descending, ties by id descending.

@@ -386,6 +386,10 @@ export class RedisStateStore implements StateStore {
     })
   }
 
+  async countQuarantine(): Promise<number> {
+    return this.#call('countQuarantine', () => this.#client.zcard(this.#keys.quarantineIndex()))
+  }
+
   async listQuarantine(query: QuarantineQuery): Promise<QuarantinePage> {
     const limit = Math.max(0, Math.floor(query.limit))
     if (limit === 0) return { records: [] }

@@ -105,6 +105,8 @@ export interface StateStore {
   getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null>
   /** Quarantine records, most recently refused first, a page at a time. */
   listQuarantine(query: QuarantineQuery): Promise<QuarantinePage>
+  /** How many quarantine records there are, released ones included (a cheap count, for metrics). */
+  countQuarantine(): Promise<number>
   /**
    * Releases a detained manifest: state `released` with `release`, and the action added to the
    * bounded `history`, in one atomic step. False when there is no quarantine record.

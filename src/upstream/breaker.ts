@@ -15,6 +15,7 @@ export class CircuitBreaker {
   #state: BreakerState = 'closed'
   #consecutive = 0
   #openedAt = 0
+  #changedAt: number
   #probing = false
   readonly #options: BreakerOptions
   readonly #now: () => number
@@ -22,6 +23,13 @@ export class CircuitBreaker {
   constructor(options: BreakerOptions) {
     this.#options = options
     this.#now = options.now ?? Date.now
+    this.#changedAt = this.#now()
+  }
+
+  /** Since when the circuit is in its current state (ms since the epoch; closed: since start). */
+  get since(): number {
+    void this.state // moves an open circuit past its cooldown to half-open
+    return this.#changedAt
   }
 
   get state(): BreakerState {
@@ -62,6 +70,7 @@ export class CircuitBreaker {
 
   #set(state: BreakerState): void {
     this.#state = state
+    this.#changedAt = state === 'half-open' ? this.#openedAt + this.#options.cooldown : this.#now()
     this.#options.onChange?.(state)
   }
 }

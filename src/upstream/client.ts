@@ -6,10 +6,10 @@ import { isIP } from 'node:net'
 import type { UpstreamConfig } from '../config/schema.js'
 import { CustomsError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../observability/logger.js'
-import type { Metrics } from '../observability/metrics.js'
+import type { Metrics, UpstreamErrorKind } from '../observability/metrics.js'
 import { Header } from '../oci/media-types.js'
 import { UpstreamAuth, type Credentials } from './auth.js'
-import { CircuitBreaker } from './breaker.js'
+import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { parseChallenge } from './challenge.js'
 
 export const USER_AGENT = 'customs/0.1'
@@ -36,6 +36,22 @@ export interface RateLimit {
   readonly at: number
 }
 
+/** One upstream's health as this process saw it since start (admin API). */
+export interface UpstreamHealth {
+  readonly name: string
+  readonly url: string
+  readonly aliases: readonly string[]
+  readonly default: boolean
+  /** The circuit breaker's state and since when (ISO 8601). */
+  readonly circuit: { readonly state: BreakerState; readonly since: string }
+  /** Requests sent (each attempt and redirect hop) and failed ones, since start. */
+  readonly requests: number
+  readonly errors: number
+  readonly lastSuccess?: string
+  readonly lastError?: { readonly at: string; readonly kind: UpstreamErrorKind; readonly message: string }
+  readonly rateLimit?: { readonly remaining: number; readonly limit?: number; readonly at: string }
+}
+
 export interface UpstreamClientDeps {
   readonly metrics: Metrics
   readonly logger: Logger
@@ -47,6 +63,12 @@ export class UpstreamClient {
   readonly origin: string
   readonly breaker: CircuitBreaker
   #rateLimit: RateLimit | undefined
+  #requests = 0
+  #errors = 0
+  #lastSuccess: number | undefined
+  #lastError: { at: number; kind: UpstreamErrorKind; message: string } | undefined
+  /** Errors #once already counted, so that send() does not count them again. */
+  readonly #counted = new WeakSet<object>()
   readonly #config: UpstreamConfig
   readonly #base: URL
   readonly #auth: UpstreamAuth
@@ -75,6 +97,34 @@ export class UpstreamClient {
     })
   }
 
+  /** What this process saw of the upstream since start. */
+  health(): UpstreamHealth {
+    const url = new URL(this.#config.url)
+    url.username = ''
+    url.password = ''
+    const iso = (ms: number) => new Date(ms).toISOString()
+    const rate = this.#rateLimit
+    return {
+      name: this.name,
+      url: url.href,
+      aliases: this.#config.aliases,
+      default: this.#config.default,
+      circuit: { state: this.breaker.state, since: iso(this.breaker.since) },
+      requests: this.#requests,
+      errors: this.#errors,
+      ...(this.#lastSuccess !== undefined ? { lastSuccess: iso(this.#lastSuccess) } : {}),
+      ...(this.#lastError !== undefined ? { lastError: { ...this.#lastError, at: iso(this.#lastError.at) } } : {}),
+      ...(rate !== undefined ? { rateLimit: { remaining: rate.remaining, ...(rate.limit !== undefined ? { limit: rate.limit } : {}), at: iso(rate.at) } } : {}),
+    }
+  }
+
+  /** Counts a failure by kind (a bounded label) and keeps the latest for the admin API. */
+  #failed(kind: UpstreamErrorKind, message: string): void {
+    this.#errors++
+    this.#lastError = { at: Date.now(), kind, message: message.slice(0, 300) }
+    this.#deps.metrics.upstreamErrors.inc({ upstream: this.name, kind })
+  }
+
   /** The pull quota the upstream last reported, if it reports one. */
   get rateLimit(): RateLimit | undefined {
     return this.#rateLimit
@@ -87,6 +137,7 @@ export class UpstreamClient {
    */
   async send(req: UpstreamRequest): Promise<Response> {
     if (!this.breaker.tryAcquire()) {
+      this.#failed('circuit-open', 'the circuit is open: the request was not sent')
       const seconds = Math.ceil(this.breaker.retryAfterMs() / 1000)
       throw new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is failing; its circuit is open`, {
         headers: { [Header.RETRY_AFTER]: String(Math.max(1, seconds)) },
@@ -99,12 +150,17 @@ export class UpstreamClient {
       try {
         res = await this.#follow(req)
       } catch (err) {
-        if (err instanceof CustomsError && err.code !== 'UPSTREAM_UNAVAILABLE') {
-          // A refusal or a malformed answer is not an outage: it does not trip the breaker.
+        if (req.signal?.aborted) {
           this.breaker.success()
           throw err
         }
-        if (req.signal?.aborted) {
+        // Failures of #once are counted there; these come from redirects and token servers.
+        if (err instanceof Error && !this.#counted.has(err)) {
+          const code = err instanceof CustomsError ? err.code : undefined
+          this.#failed(code === 'UPSTREAM_DENIED' ? 'denied' : code === 'UPSTREAM_UNAVAILABLE' ? 'connection' : 'invalid', err.message)
+        }
+        if (err instanceof CustomsError && err.code !== 'UPSTREAM_UNAVAILABLE') {
+          // A refusal or a malformed answer is not an outage: it does not trip the breaker.
           this.breaker.success()
           throw err
         }
@@ -113,6 +169,8 @@ export class UpstreamClient {
       const retryable = res === undefined || RETRYABLE(res.status)
       if (!retryable) {
         this.breaker.success()
+        const status = (res as Response).status
+        if (status === 401 || status === 403) this.#failed('denied', `answered ${status} for ${req.path.slice(0, 200)}`)
         return res as Response
       }
       const retryAfter = res === undefined ? undefined : parseRetryAfter(res.headers.get(Header.RETRY_AFTER))
@@ -197,14 +255,30 @@ export class UpstreamClient {
       this.#config.timeout
     )
     const signal = req.signal === undefined ? headersTimeout.signal : AbortSignal.any([req.signal, headersTimeout.signal])
+    const { metrics } = this.#deps
+    const endTimer = metrics.upstreamDuration.startTimer({ upstream: this.name })
+    this.#requests++
     try {
       const res = await fetch(url, { method, headers, signal, redirect: 'manual' })
-      this.#deps.metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
+      endTimer()
+      metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
       this.#recordRateLimit(res)
+      const s = res.status
+      if (s >= 500) this.#failed('server', `answered ${s} for ${url.pathname.slice(0, 200)}`)
+      else if (s === 429) this.#failed('rate-limited', `answered 429 for ${url.pathname.slice(0, 200)}`)
+      else if (s === 408) this.#failed('timeout', `answered 408 for ${url.pathname.slice(0, 200)}`)
+      else this.#lastSuccess = Date.now()
       return res
     } catch (cause) {
-      this.#deps.metrics.upstreamRequests.inc({ upstream: this.name, method, status: 'error' })
-      throw new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable`, { cause })
+      metrics.upstreamRequests.inc({ upstream: this.name, method, status: 'error' })
+      const error = new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable`, { cause })
+      // A caller that gave up is not the upstream's failure.
+      if (req.signal?.aborted !== true) {
+        const timedOut = headersTimeout.signal.aborted
+        this.#failed(timedOut ? 'timeout' : 'connection', timedOut ? `no answer within ${this.#config.timeout} ms` : describeCause(cause))
+        this.#counted.add(error)
+      }
+      throw error
     } finally {
       clearTimeout(timer)
     }
@@ -261,6 +335,13 @@ export function parseRetryAfter(value: string | null): number | undefined {
   if (/^\d{1,9}$/.test(value.trim())) return Number(value.trim()) * 1000
   const at = Date.parse(value)
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined
+}
+
+/** A transport failure in a few words: undici hides the system error code one level down. */
+function describeCause(cause: unknown): string {
+  const inner = (cause as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause
+  if (typeof inner?.code === 'string') return `connection failed: ${inner.code}`
+  return `connection failed: ${cause instanceof Error ? cause.message : String(cause)}`
 }
 
 /** `100;w=21600` -> 100. */

@@ -10,12 +10,15 @@ import { discover, type ArtifactReader, type Candidate, type DiscoverOptions } f
 import type { AttestationFact, SignatureFact, VerificationFacts } from './facts.js'
 import { COSIGN_SIGN_PREDICATE, declaredPredicateType, parseStatement, predicateFacts, simpleSigningMismatch } from './payloads.js'
 import type { SignatureVerifier } from './verifier.js'
+import type { VerificationFailure } from '../observability/metrics.js'
 
 export interface SignatureServiceOptions extends DiscoverOptions {
   /** How long an empty result is believed (ms). */
   readonly negativeTtl: number
   /** Where the signatures of a repository live, when not beside it (COSIGN_REPOSITORY). */
   readonly signatureRepository: (repo: RepoKey) => RepoKey
+  /** Told of each signature or attestation that fails, by bounded reason (metrics). */
+  readonly onFailure?: (reason: VerificationFailure) => void
 }
 
 export class SignatureService {
@@ -35,7 +38,8 @@ export class SignatureService {
     const signatures: SignatureFact[] = []
     const attestations: AttestationFact[] = []
     for (const c of found.candidates) {
-      const fact = this.#check(c, digest)
+      const { failure, ...fact } = this.#check(c, digest)
+      if (failure !== undefined) this.#options.onFailure?.(failure)
       const attestation = c.source === 'legacy-att' || (fact.predicateType !== undefined && fact.predicateType !== COSIGN_SIGN_PREDICATE)
       if (attestation) attestations.push(fact)
       else signatures.push(fact)
@@ -52,24 +56,24 @@ export class SignatureService {
     }
   }
 
-  /** Verifies one candidate and binds its payload to `digest`. */
-  #check(c: Candidate, digest: Digest): AttestationFact {
+  /** Verifies one candidate and binds its payload to `digest`; `failure` says why it failed. */
+  #check(c: Candidate, digest: Digest): AttestationFact & { failure?: VerificationFailure } {
     const base = { source: c.source, artifact: c.artifact }
-    if (c.error !== undefined || c.bundle === undefined) return { ...base, verified: false, reason: c.error ?? 'no bundle' }
+    if (c.error !== undefined || c.bundle === undefined) return { ...base, verified: false, reason: c.error ?? 'no bundle', failure: 'malformed' }
     const statementBytes = dssePayload(c.bundle)
     const result = this.#verifier.verify(c.bundle, c.payload)
     if (statementBytes === undefined) {
       // A message signature: the signed bytes must be a simple-signing payload for this digest.
-      if (c.payload === undefined) return { ...base, verified: false, reason: 'a message-signature bundle carries no payload to bind to the image' }
-      if (!result.ok) return { ...base, verified: false, reason: result.reason }
+      if (c.payload === undefined) return { ...base, verified: false, reason: 'a message-signature bundle carries no payload to bind to the image', failure: 'malformed' }
+      if (!result.ok) return { ...base, verified: false, reason: result.reason, failure: result.failure }
       const mismatch = simpleSigningMismatch(c.payload, digest)
-      return mismatch === undefined ? { ...base, verified: true, ...result.signer } : { ...base, verified: false, reason: mismatch }
+      return mismatch === undefined ? { ...base, verified: true, ...result.signer } : { ...base, verified: false, reason: mismatch, failure: 'binding' }
     }
     const statement = parseStatement(statementBytes, digest)
     const predicateType = declaredPredicateType(statementBytes)
     const typed = { ...base, ...(predicateType !== undefined ? { predicateType } : {}) }
-    if (!result.ok) return { ...typed, verified: false, reason: result.reason }
-    if (typeof statement === 'string') return { ...typed, verified: false, reason: statement }
+    if (!result.ok) return { ...typed, verified: false, reason: result.reason, failure: result.failure }
+    if (typeof statement === 'string') return { ...typed, verified: false, reason: statement, failure: 'binding' }
     return { ...typed, verified: true, ...result.signer, predicate: predicateFacts(statement) }
   }
 }

@@ -10,6 +10,7 @@ import { TrustedRoot } from '@sigstore/protobuf-specs'
 import { Verifier, toSignedEntity, toTrustMaterial, type SignedEntity, type TrustMaterial } from '@sigstore/verify'
 import { hasCodeSigningEku, identityOf, type CertificateIdentity } from './identity.js'
 import type { TrustRoot, TrustStore, TrustedKey } from './trust.js'
+import type { VerificationFailure } from '../observability/metrics.js'
 
 export interface VerifiedSigner {
   readonly kind: 'keyless' | 'keyed'
@@ -24,7 +25,9 @@ export interface VerifiedSigner {
   readonly signedAt?: string
 }
 
-export type CheckResult = { readonly ok: true; readonly signer: VerifiedSigner } | { readonly ok: false; readonly reason: string }
+export type CheckResult =
+  | { readonly ok: true; readonly signer: VerifiedSigner }
+  | { readonly ok: false; readonly reason: string; readonly failure: VerificationFailure }
 
 export class SignatureVerifier {
   readonly #trust: TrustStore
@@ -54,14 +57,14 @@ export class SignatureVerifier {
     try {
       bundle = bundleFromJSON(bundleJson)
     } catch (err) {
-      return fail(`malformed bundle: ${message(err)}`)
+      return fail(`malformed bundle: ${message(err)}`, 'malformed')
     }
     try {
       return bundle.verificationMaterial.content.$case === 'publicKey'
         ? this.#keyed(bundle, artifact)
         : this.#keyless(bundle, artifact)
     } catch (err) {
-      return fail(`verification failed: ${message(err)}`)
+      return fail(`verification failed: ${message(err)}`, 'untrusted')
     }
   }
 
@@ -73,12 +76,12 @@ export class SignatureVerifier {
         : content.$case === 'x509CertificateChain'
           ? content.x509CertificateChain.certificates[0]?.rawBytes
           : undefined
-    if (leaf === undefined) return fail('the bundle carries no certificate')
+    if (leaf === undefined) return fail('the bundle carries no certificate', 'malformed')
     const entity = toSignedEntity(bundle, artifact)
     // sigstore-js crashes on a certificate with no trusted time; without one there is nothing
     // to check the short-lived certificate's validity against.
-    if (entity.timestamps.length === 0) return fail('no trusted signing time: neither a log entry time nor an RFC 3161 timestamp')
-    if (!hasCodeSigningEku(Buffer.from(leaf))) return fail('the certificate is not for code signing (no codeSigning EKU)')
+    if (entity.timestamps.length === 0) return fail('no trusted signing time: neither a log entry time nor an RFC 3161 timestamp', 'no-trusted-time')
+    if (!hasCodeSigningEku(Buffer.from(leaf))) return fail('the certificate is not for code signing (no codeSigning EKU)', 'certificate')
     const reasons: string[] = []
     for (const root of this.#trust.roots) {
       const result = attempt(() => verifier(root.material, root).verify(entity))
@@ -87,12 +90,12 @@ export class SignatureVerifier {
       }
       reasons.push(`${root.name}: ${result}`)
     }
-    return fail(reasons.length === 0 ? 'no trusted root is configured' : reasons.join('; '))
+    return fail(reasons.length === 0 ? 'no trusted root is configured' : reasons.join('; '), 'untrusted')
   }
 
   #keyed(bundle: Bundle, artifact: Buffer | undefined): CheckResult {
     const keys = [...this.#trust.keys, ...this.#extraKeys()]
-    if (keys.length === 0) return fail('a keyed signature, and no trusted key is configured')
+    if (keys.length === 0) return fail('a keyed signature, and no trusted key is configured', 'untrusted')
     const reasons: string[] = []
     for (const key of keys) {
       // The hint names no key we know (cosign writes none, or a key id): try each trusted key.
@@ -111,7 +114,7 @@ export class SignatureVerifier {
         reasons.push(`${key.name}${rootName ? `@${rootName}` : ''}: ${result}`)
       }
     }
-    return fail(reasons.join('; '))
+    return fail(reasons.join('; '), 'untrusted')
   }
 }
 
@@ -141,8 +144,8 @@ function message(err: unknown): string {
   return String(err)
 }
 
-function fail(reason: string): CheckResult {
-  return { ok: false, reason }
+function fail(reason: string, failure: VerificationFailure): CheckResult {
+  return { ok: false, reason, failure }
 }
 
 function withHint(bundle: Bundle, hint: string): Bundle {

@@ -204,6 +204,9 @@ function checkStateStore(open: () => Promise<StateStore>): void {
         assert.equal(await store.getQuarantine(HUB, d(1)), null)
         assert.deepEqual(await store.listQuarantine({ limit: 10 }), { records: [] })
       })
+      it('counts no records', async () => {
+        assert.equal(await store.countQuarantine(), 0)
+      })
     })
 
     describe('when a digest is refused for the first time', () => {
@@ -321,6 +324,14 @@ function checkStateStore(open: () => Promise<StateStore>): void {
           after = page.next
         }
         assert.deepEqual(seen, all)
+      })
+      it('counts one record per (upstream, repository, digest), refused again or released', async () => {
+        assert.equal(await store.countQuarantine(), 4)
+        await store.recordDetention(HUB, d(1), { reference: 'a', reasons: [], at: 400 })
+        await store.releaseQuarantine(GHCR, d(2), { by: 'alice', reason: 'accepted', expires: 50_000, at: 500 })
+        assert.equal(await store.countQuarantine(), 4)
+        await store.recordDetention(GHCR, d(1), { reference: 'e', reasons: [], at: 600 })
+        assert.equal(await store.countQuarantine(), 5)
       })
       it('moves a digest refused again to the front', async () => {
         await store.recordDetention(HUB, d(1), { reference: 'a', reasons: [], at: 400 })

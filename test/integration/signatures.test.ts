@@ -326,3 +326,31 @@ describe('pass-through and cost', () => {
     }
   })
 })
+
+describe('verification failures in /metrics', () => {
+  /** customs_verification_failures_total{reason} as scraped. */
+  async function failures(reason: string): Promise<number> {
+    const text = await (await fetch(`${customs.url}/metrics`)).text()
+    const m = new RegExp(`^customs_verification_failures_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)
+    return m === null ? 0 : Number(m[1])
+  }
+
+  const cases: Array<[string, (digest: Digest, other: Digest) => ReturnType<typeof legacySigLayer>, string]> = [
+    ['a key nobody trusts', (d) => signedSigLayer({ pki, imageDigest: d, signer: { kind: 'keyed', key: keyPair('p256') }, timestamps: 'none' }).layer, 'untrusted'],
+    ["a signature over another image's digest", (_d, other) => signedSigLayer({ pki, imageDigest: other }).layer, 'binding'],
+    ['no trusted time at all', (d) => signedSigLayer({ pki, imageDigest: d, timestamps: 'none' }).layer, 'no-trusted-time'],
+    ['a leaf that is not for code signing', (d) => signedSigLayer({ pki, imageDigest: d, leafOptions: { ...DEFAULT_IDENTITY, eku: 'serverAuth' } }).layer, 'certificate'],
+    ['an oversized signature layer', () => legacySigLayer({ payload: randomBlob(1024 * 1024 + 1, 'big-metric'), signature: 'AAAA' }), 'malformed'],
+  ]
+  for (const [what, layerFor, reason] of cases) {
+    it(`counts ${what} under reason ${reason}`, async () => {
+      const { repo, digest } = await image()
+      const other = (await image()).digest
+      await pushLegacySignature(registry, repo, digest, [layerFor(digest, other)])
+      const before = await failures(reason)
+      const facts = await pull(repo, digest)
+      assert.equal(facts.signatures[0]?.verified, false)
+      assert.equal(await failures(reason), before + 1)
+    })
+  }
+})

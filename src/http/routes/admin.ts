@@ -20,6 +20,7 @@ import {
 } from '../../state/store.js'
 import type { Env } from '../context.js'
 import { adminAuth, requireRole, type AdminToken } from '../middleware/admin-auth.js'
+import { registerAdminOpsRoutes, type AdminOpsDeps } from './admin-ops.js'
 
 /** What the admin routes read. */
 export interface AdminDeps {
@@ -34,6 +35,8 @@ export interface AdminDeps {
   readonly logger: Logger
   /** Where each admin action is announced (audit log, webhooks). */
   readonly events: EventBus
+  /** Upstream health, the cache and eviction (admin-ops.ts). */
+  readonly ops: Omit<AdminOpsDeps, 'logger' | 'events'>
 }
 
 /** The largest request body an admin route reads. */
@@ -179,6 +182,8 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     })
   })
 
+  registerAdminOpsRoutes(app, { ...deps.ops, logger: deps.logger, events: deps.events })
+
   return app
 }
 
@@ -237,7 +242,7 @@ function recordParams(upstream: string, digest: string): { upstream: string; dig
 }
 
 /** The request's JSON body, read up to ADMIN_BODY_MAX_BYTES. */
-async function jsonBody(c: Context<Env>): Promise<unknown> {
+export async function jsonBody(c: Context<Env>): Promise<unknown> {
   const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
   if (type !== 'application/json') {
     const message = 'the body must be JSON (Content-Type: application/json)'
@@ -274,7 +279,7 @@ export async function boundedText(req: Request, limit: number): Promise<string> 
   return Buffer.concat(chunks).toString('utf8')
 }
 
-function invalidBody(error: z.ZodError): CustomsError {
+export function invalidBody(error: z.ZodError): CustomsError {
   const problems = error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`)
   return new CustomsError('REQUEST_INVALID', `invalid body: ${problems.join('; ')}`)
 }

@@ -516,3 +516,50 @@ describe('BlobStore', () => {
     })
   })
 })
+
+describe('admin eviction and inventory', () => {
+  it('removes a committed blob a reader has open only after the reader is done, and counts it as admin', async () => {
+    const store = await openStore()
+    const bytes = randomBytes(4096)
+    const digest = digestOf(bytes)
+    await store.putVerified(digest, bytes)
+    const source = await store.openCommitted(digest)
+    assert.ok(source !== null)
+    assert.deepEqual(await store.evict([digest]), { removed: [], bytes: 0, busy: [digest], absent: [] })
+    const { bytes: read } = await readAll(source, bytes.byteLength)
+    assert.deepEqual(read, bytes)
+    assert.deepEqual(await store.evict([digest]), { removed: [{ digest, size: 4096 }], bytes: 4096, busy: [], absent: [] })
+    assert.equal(existsSync(store.paths.blob(digest)), false)
+    assert.equal(store.blobCount, 0)
+    assert.equal(store.totalBytes, 0)
+    assert.equal((await metrics.evictions.get()).values.find((v) => v.labels.cause === 'admin')?.value, 1)
+  })
+
+  it('removes a file another process committed that this one never indexed', async () => {
+    const store = await openStore()
+    const bytes = randomBytes(100)
+    const digest = digestOf(bytes)
+    await mkdir(store.paths.blobDir(digest), { recursive: true })
+    await writeFile(store.paths.blob(digest), bytes)
+    assert.deepEqual(await store.evict([digest]), { removed: [{ digest, size: 100 }], bytes: 100, busy: [], absent: [] })
+    assert.equal(existsSync(store.paths.blob(digest)), false)
+  })
+
+  it('lists blobs in digest order with sizes and last access, a page at a time', async () => {
+    const store = await openStore()
+    const digests: Digest[] = []
+    for (let i = 0; i < 5; i++) {
+      const bytes = randomBytes(10 + i)
+      digests.push(digestOf(bytes))
+      await store.putVerified(digestOf(bytes), bytes)
+    }
+    digests.sort()
+    const first = store.inventory(2)
+    assert.deepEqual(first.blobs.map((b) => b.digest), digests.slice(0, 2))
+    assert.equal(first.next, digests[1])
+    const rest = store.inventory(10, first.next)
+    assert.deepEqual(rest.blobs.map((b) => b.digest), digests.slice(2))
+    assert.equal(rest.next, undefined)
+    assert.ok(rest.blobs.every((b) => b.size >= 10 && b.lastAccess > 0))
+  })
+})

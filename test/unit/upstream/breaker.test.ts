@@ -183,3 +183,20 @@ describe('CircuitBreaker', () => {
     })
   })
 })
+
+describe('CircuitBreaker.since', () => {
+  it('is the creation time while closed, the opening time while open, and the end of the cooldown once half-open', () => {
+    const { breaker, advance } = rig(1, 1000)
+    assert.equal(breaker.since, 1_000_000)
+    advance(500)
+    breaker.failure()
+    assert.equal(breaker.since, 1_000_500)
+    // Nobody looks until well after the cooldown: half-open still dates from its end.
+    advance(5000)
+    assert.equal(breaker.state, 'half-open')
+    assert.equal(breaker.since, 1_001_500)
+    advance(200)
+    breaker.success()
+    assert.equal(breaker.since, 1_005_700)
+  })
+})
