@@ -38,6 +38,32 @@ export interface PolicyStatus {
   readonly reloads: ReadonlyArray<ReloadResult & { readonly at: string }>
 }
 
+/** GET /admin/v1/cache: this replica's cache figures. */
+export interface CacheStatus {
+  readonly maxSize?: number
+  readonly bytes?: number
+  readonly blobs?: number
+  readonly hits?: number
+  readonly misses?: number
+  readonly joins?: number
+  readonly hitRatio?: number | null
+  readonly bytesServed?: number
+  readonly bytesFetched?: number
+}
+
+/** One upstream of GET /admin/v1/upstreams. */
+export interface UpstreamStatus {
+  readonly name: string
+  readonly url?: string
+  readonly default?: boolean
+  readonly circuit?: { readonly state: string; readonly since?: string }
+  readonly requests?: number
+  readonly errors?: number
+  readonly lastSuccess?: string
+  readonly lastError?: { readonly at: string; readonly kind: string; readonly message: string }
+  readonly rateLimit?: { readonly remaining: number; readonly limit?: number; readonly at?: string }
+}
+
 export type { ManifestRecord, QuarantinePage, QuarantineRecord }
 
 /** The admin API as one signed-in person sees it. */

@@ -15,9 +15,21 @@ import type { Child } from 'hono/jsx'
 import { z } from 'zod'
 import type { Logger } from '../observability/logger.js'
 import { ADMIN_BODY_MAX_BYTES, boundedText } from '../http/routes/admin.js'
-import { ConsoleApi, recordPath, type AdminFetch, type ManifestFacts, type PolicyStatus, type QuarantinePage, type QuarantineRecord, type WhoAmI } from './api.js'
+import {
+  ConsoleApi,
+  recordPath,
+  type AdminFetch,
+  type CacheStatus,
+  type ManifestFacts,
+  type PolicyStatus,
+  type QuarantinePage,
+  type QuarantineRecord,
+  type UpstreamStatus,
+  type WhoAmI,
+} from './api.js'
 import { SessionStore, sameToken, type Session } from './session.js'
 import { CONSOLE_CSS } from './styles.js'
+import { HealthPage } from './views/health.js'
 import { Page, documentOf, type Section } from './views/layout.js'
 import { PolicyPage, Problem, SignIn } from './views/misc.js'
 import {
@@ -55,7 +67,7 @@ export const QUARANTINE_SHOW_MAX = 200
 const API_PAGE = 500
 
 /** The sections with pages, in the menu's order. */
-const SECTIONS = ['quarantine', 'policy'] as const
+const SECTIONS = ['quarantine', 'health', 'policy'] as const
 
 const UPSTREAM = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/
 const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/
@@ -293,6 +305,22 @@ export function consoleRoutes(deps: ConsoleDeps): Hono<ConsoleEnv> {
     return page(c, 'Policy', 'policy', session, <PolicyPage policy={policy.data} />)
   })
 
+  app.get('/console/health', async (c) => {
+    const session = c.get('session')
+    const api = c.get('api')
+    const [cache, upstreams] = await Promise.all([
+      api.get<CacheStatus>('/admin/v1/cache'),
+      api.get<{ upstreams: UpstreamStatus[] }>('/admin/v1/upstreams'),
+    ])
+    const body = (
+      <HealthPage
+        {...(cache.ok ? { cache: cache.data } : { cacheError: cache.message })}
+        {...(upstreams.ok ? { upstreams: upstreams.data.upstreams } : { upstreamsError: upstreams.message })}
+      />
+    )
+    return page(c, 'Health', 'health', session, body)
+  })
+
   app.all('/console/*', (c) => problem(c, c.get('session'), 'Not found', 'There is no such page in the console.', 404))
 
   app.onError((err, c) => {
@@ -400,10 +428,11 @@ function matches(r: QuarantineRecord, f: QuarantineFilters, now: number): boolea
   return true
 }
 
-function withoutEmpty(query: z.infer<typeof FiltersQuery>): QuarantineFilters {
+/** The filters that were given, without the empty ones and without paging or messages. */
+function withoutEmpty(query: Record<string, string | undefined>): Record<string, string> {
   const out: Record<string, string> = {}
-  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '' && k !== 'done') out[k] = v
-  return out as QuarantineFilters
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '' && k !== 'done' && k !== 'before') out[k] = v
+  return out
 }
 
 function problems(error: z.ZodError): string {

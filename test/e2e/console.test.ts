@@ -283,3 +283,23 @@ describe('an approver', () => {
     await shot(page, 'policy')
   })
 })
+
+describe('health', () => {
+  let context: BrowserContext
+  let page: Page
+  before(async () => {
+    ;({ context, page } = await signedIn(VIEWER))
+  }, { timeout: HOOK_TIMEOUT })
+  after(async () => {
+    await context?.close()
+  })
+
+  it('shows the cache figures and the upstream with its circuit closed', SLOW, async () => {
+    await page.goto(`${customs.url}/console/health`)
+    const upstreams = await page.locator('[data-testid=upstreams] tbody').innerText()
+    assert.match(upstreams, /docker\.io/)
+    assert.match(upstreams, /closed/)
+    assert.match(await page.locator('[data-testid=cache]').innerText(), /hit ratio[\s\S]*served/)
+    await shot(page, 'health')
+  })
+})

@@ -337,6 +337,21 @@ describe('hostile text', () => {
   })
 })
 
+describe('health', () => {
+  it('shows each upstream with its circuit state and the cache figures, from the admin API', async () => {
+    const browser = new Browser(customs.url)
+    await browser.signIn(VIEWER)
+    const res = await browser.get('/console/health')
+    assert.equal(res.status, 200)
+    const html = await res.text()
+    assert.match(html, /<td>docker\.io \(default\)<div class="mono muted">http:\/\/127\.0\.0\.1:\d+\/<\/div><\/td>/)
+    assert.match(html, /<span class="badge closed">closed<\/span>/)
+    assert.match(html, /hit ratio/)
+    // The image config was fetched to inspect it: one blob, its size against the 50 GiB default.
+    assert.match(html, /<b>\d+ B \/ 50\.0 GiB<\/b> in 1 blob\(s\)/)
+  })
+})
+
 describe('over TLS', () => {
   let secure: CustomsHandle
   before(async () => {

@@ -70,10 +70,12 @@ export const Flash: FC<{ kind: 'ok' | 'error'; children?: Child }> = ({ kind, ch
   </div>
 )
 
+const TONES = ['detained', 'released', 'revoked', 'purged', 'ok', 'bad', 'warn', 'open', 'closed', 'half-open', 'cleared']
+
 /** A state or outcome as a coloured badge; the class is chosen from a fixed list. */
-export const Badge: FC<{ value: string }> = ({ value }) => {
-  const known = ['detained', 'released', 'revoked', 'purged', 'ok', 'bad', 'warn', 'open', 'closed', 'half-open', 'cleared']
-  return <span class={`badge ${known.includes(value) ? value : 'warn'}`}>{value}</span>
+export const Badge: FC<{ value: string; tone?: string }> = ({ value, tone }) => {
+  const look = tone ?? value
+  return <span class={`badge ${TONES.includes(look) ? look : 'warn'}`}>{value}</span>
 }
 
 /** Milliseconds since the epoch (or an ISO string) as a UTC time a person reads. */
