@@ -31,6 +31,8 @@ import { SignatureVerifier } from './verify/verifier.js'
 import type { Credentials } from './upstream/auth.js'
 import { UpstreamPool } from './upstream/pool.js'
 import { UpstreamRouter } from './upstream/routing.js'
+import { Notifier } from './notify/webhooks.js'
+import { ReleaseExpiry } from './quarantine/expiry.js'
 
 export interface Services {
   readonly config: Config
@@ -52,6 +54,8 @@ export interface Services {
   policyReloads(): ReadonlyArray<ReloadResult & { readonly at: string }>
   /** The policy folder in force, when policies come from files. */
   readonly policyDir: string | undefined
+  /** Detains again the digests whose release expired (every quarantine.expiryInterval). */
+  readonly releaseExpiry: ReleaseExpiry
   close(): Promise<void>
 }
 
@@ -74,6 +78,9 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
   const state = overrides.state ?? createState(config, logger)
   const events = new EventBus(logger)
+  // Subscribed first, so that webhooks hear every event from the start.
+  const notifier = new Notifier(config.notifications.webhooks, { metrics, logger })
+  notifier.subscribe(events)
   const byName = new Map(config.upstreams.map((u) => [u.name, u]))
   const upstreamConfig = (name: string): UpstreamConfig => byName.get(name) as UpstreamConfig
   const store = await BlobStore.open({
@@ -145,6 +152,13 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   })
   metrics.sources.quarantineRecords = () => state.countQuarantine()
   metrics.sources.singleFlightWaiters = () => (manifests as ManifestService).waiters()
+  const releaseExpiry = new ReleaseExpiry({
+    state,
+    events,
+    logger,
+    intervalMs: config.quarantine.expiryInterval,
+  })
+  releaseExpiry.start()
   return {
     config,
     logger,
@@ -161,8 +175,11 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     reloadPolicies: () => reloader.reload(),
     policyReloads: () => [...reloader.history],
     policyDir: overrides.policies === undefined ? policyDir : undefined,
+    releaseExpiry,
     async close() {
       reloader.close()
+      await releaseExpiry.stop()
+      await notifier.close(config.notifications.drainTimeout)
       await store.close()
       await state.close()
     },

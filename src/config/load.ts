@@ -84,6 +84,11 @@ export function redactConfig(config: Config): Config {
   for (const upstream of copy.upstreams) {
     if (upstream.credentials !== undefined) upstream.credentials.password = REDACTED
   }
+  for (const hook of copy.notifications.webhooks) {
+    hook.secret = REDACTED
+    // A query string may carry the receiver's token.
+    if (hook.url.includes('?')) hook.url = `${hook.url.slice(0, hook.url.indexOf('?'))}?${REDACTED}`
+  }
   return copy
 }
 
@@ -358,8 +363,18 @@ async function resolveSecrets(parsed: Parsed, options: LoadOptions): Promise<Con
       return { ...rest, credentials: { username: credentials.username, password } }
     })
   )
+  const webhooks = await Promise.all(
+    parsed.config.notifications.webhooks.map(async (hook, i) => {
+      const path = ['notifications', 'webhooks', i, 'secret']
+      const secret = await resolveSecret(hook.secret, base, env).catch((err: Error) => {
+        issues.push(parsed.issueAt(path, err.message))
+        return ''
+      })
+      return { ...hook, secret }
+    })
+  )
   if (issues.length > 0) throw new ConfigError(issues)
-  return { ...parsed.config, upstreams }
+  return { ...parsed.config, upstreams, notifications: { ...parsed.config.notifications, webhooks } }
 }
 
 /** The secret's string; an Error saying which file or variable is missing, never its value. */

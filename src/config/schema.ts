@@ -2,6 +2,7 @@
 // the checks that need more than one field. Validated once at start into a frozen object.
 
 import { z } from 'zod'
+import { EVENT_TYPES } from '../audit/events.js'
 import { trustSchema } from './trust-schema.js'
 import { parseDuration, parseSize } from './units.js'
 
@@ -153,6 +154,41 @@ const admin = z.strictObject({
     .default([]),
 })
 
+/** The events a webhook hears when its `events` is not given: every quarantine change. */
+export const DEFAULT_WEBHOOK_EVENTS = ['detention', 'release', 'revoke', 'release-expired', 'revocation', 'tag-move', 'purge'] as const
+
+/** Where webhooks POST: http(s), no credentials in the URL (use the secret), no fragment. */
+const webhookUrl = z.string().max(2048).refine(
+  (value) => {
+    try {
+      const url = new URL(value)
+      return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '' && url.hash === ''
+    } catch {
+      return false
+    }
+  },
+  { message: 'must be an http(s) URL without credentials or fragment' }
+)
+
+const webhook = z.strictObject({
+  /** Names the webhook in logs and metrics (the URL may carry a token: never logged). */
+  name: z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/, 'must be 1-64 letters, digits, _ . -'),
+  url: webhookUrl,
+  /** The HMAC-SHA256 key of Customs-Signature; inline, `{ file }` or `{ env }`, never logged. */
+  secret: z.union([z.string().min(1), secret]),
+  events: z.array(z.enum(EVENT_TYPES)).min(1).default([...DEFAULT_WEBHOOK_EVENTS]),
+  /** One delivery attempt, to the end of the response. */
+  timeout: timerDuration.prefault('10s'),
+  /** Attempts per event, the first included. */
+  maxAttempts: z.number().int().min(1).max(50).default(8),
+  /** The first retry's delay; doubled on each retry (with jitter), up to maxBackoff. */
+  backoff: timerDuration.prefault('1s'),
+  /** The longest wait between attempts, a Retry-After included. */
+  maxBackoff: timerDuration.prefault('5m'),
+  /** Events waiting for this webhook; the oldest is dropped (and counted) beyond this. */
+  queueSize: z.number().int().min(1).max(100_000).default(1000),
+})
+
 export const configSchema = z
   .strictObject({
     listen: z
@@ -203,6 +239,19 @@ export const configSchema = z
       .prefault({}),
     /** The admin API under /admin/v1/; without tokens it answers 401 to every request. */
     admin: admin.prefault({}),
+    quarantine: z
+      .strictObject({
+        /** How often each replica detains again the digests whose release expired. */
+        expiryInterval: timerDuration.refine((ms) => ms >= 100, { message: 'must be at least 100ms' }).prefault('15s'),
+      })
+      .prefault({}),
+    notifications: z
+      .strictObject({
+        webhooks: z.array(webhook).max(32).default([]),
+        /** How long shutdown waits for queued deliveries before dropping them. */
+        drainTimeout: timerDuration.prefault('5s'),
+      })
+      .prefault({}),
     /** The security team's web console under /console/, a client of the admin API. */
     console: z.strictObject({ enabled: z.boolean().default(false) }).prefault({}),
   })
@@ -234,6 +283,14 @@ export const configSchema = z
       }
       tokenNames.set(t.name, i)
     })
+    const hookNames = new Map<string, number>()
+    config.notifications.webhooks.forEach((w, i) => {
+      const first = hookNames.get(w.name)
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['notifications', 'webhooks', i, 'name'], message: `${w.name} already names notifications.webhooks[${first}]` })
+      }
+      hookNames.set(w.name, i)
+    })
     const defaults = config.upstreams.flatMap((u, i) => (u.default ? [i] : []))
     for (const i of defaults.slice(1)) {
       ctx.addIssue({
@@ -249,10 +306,17 @@ export type ConfigInput = z.input<typeof configSchema>
 export type ParsedConfig = z.output<typeof configSchema>
 export type SecretRef = z.output<typeof secret>
 type ParsedUpstream = ParsedConfig['upstreams'][number]
+type ParsedWebhook = ParsedConfig['notifications']['webhooks'][number]
+
+/** A webhook as the program sees it: its secret resolved to the string (config/load.ts). */
+export type WebhookConfig = Omit<ParsedWebhook, 'secret'> & { secret: string }
 
 /** An upstream as the program sees it: its password resolved to the string (config/load.ts). */
 export type UpstreamConfig = Omit<ParsedUpstream, 'credentials'> & {
   credentials?: { username: string; password: string }
 }
 /** The configuration the program runs with, as config/load.ts returns it: every secret resolved. */
-export type Config = Omit<ParsedConfig, 'upstreams'> & { upstreams: UpstreamConfig[] }
+export type Config = Omit<ParsedConfig, 'upstreams' | 'notifications'> & {
+  upstreams: UpstreamConfig[]
+  notifications: Omit<ParsedConfig['notifications'], 'webhooks'> & { webhooks: WebhookConfig[] }
+}

@@ -31,6 +31,7 @@ import type { UpstreamPool } from '../upstream/pool.js'
 import type { Inspector } from './inspector.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import { SingleFlight } from './single-flight.js'
+import { classifyTagMove, detainingPolicies, tagMoveReason, type TagMoveFinding } from './tag-moves.js'
 
 export interface ManifestRequest {
   readonly repo: RepoKey
@@ -73,13 +74,27 @@ export interface ManifestServiceDeps {
 /** Tag-level decisions remembered per (digest, tag, revision); cleared wholesale when full. */
 const TAG_DECISIONS_MAX = 10_000
 
+/** A tag move a policy detains: the tag keeps its old digest until the new one is released. */
+interface HeldMove {
+  readonly tag: string
+  readonly from: Digest
+  readonly finding: TagMoveFinding
+  readonly reason: string
+}
+
+interface Resolution {
+  readonly digest: Digest
+  readonly stale?: string
+  readonly held?: HeldMove
+}
+
 /** Upstream failures after which the last cleared tag mapping may be served. */
 const STALE_OK = new Set(['UPSTREAM_UNAVAILABLE', 'TOOMANYREQUESTS', 'UPSTREAM_INVALID'])
 
 export class ManifestService {
   readonly #deps: ManifestServiceDeps
   readonly #inspections = new SingleFlight<ManifestRecord>()
-  readonly #resolutions = new SingleFlight<{ digest: Digest; stale?: string }>()
+  readonly #resolutions = new SingleFlight<Resolution>()
   readonly #tagDecisions = new Map<string, Pick<Verdict, 'outcome' | 'reasons'>>()
 
   constructor(deps: ManifestServiceDeps) {
@@ -92,12 +107,14 @@ export class ManifestService {
   }
 
   async get(req: ManifestRequest): Promise<ManifestAnswer> {
-    const { digest, stale } =
+    const { digest, stale, held }: Resolution =
       req.reference.kind === 'digest'
-        ? { digest: req.reference.digest, stale: undefined }
+        ? { digest: req.reference.digest }
         : await this.#resolve(req.repo, req.reference.tag, req.artifact === true)
     const record = await this.#inspected(req.repo, digest, req.artifact === true)
     let verdict = this.#decide(req, record)
+    // A policy detains this tag's move to another signer: refused like a detained digest.
+    if (held !== undefined && verdict.outcome !== 'detained') verdict = { outcome: 'detained', reasons: [held.reason] }
     // A tag-scoped policy admitted what the digest alone did not: open the gate for its blobs.
     if (verdict.outcome !== 'detained' && record.verdict.outcome === 'detained') await this.#admit(req.repo, record, verdict)
     if (verdict.outcome === 'detained' && req.artifact !== true) {
@@ -109,9 +126,12 @@ export class ManifestService {
         if (record.verdict.outcome === 'detained') await this.#admit(req.repo, record, { ...verdict, detainedFor })
       }
     }
+    // A person released the digest a held move goes to: the move is accepted and recorded now.
+    if (held !== undefined && verdict.outcome !== 'detained') await this.#recordTag(req.repo, held.tag, record, false)
     this.#announce(req, record, verdict)
     if (verdict.outcome === 'detained') {
-      await this.#recordDetention(req, digest, verdict.reasons)
+      const created = await this.#recordDetention(req, digest, verdict.reasons)
+      if (held !== undefined && created) await this.#announceMove(req.repo, held.tag, held.from, record, 'detained', held.finding)
       const asked = req.reference.kind === 'tag' ? `${req.repo.upstream}/${req.repo.repository}:${req.reference.tag} (${digest})` : describe(req.repo, digest)
       throw new CustomsError('DENIED', `${asked} is denied: ${verdict.reasons.join('; ')}`, {
         detail: { digest, reasons: verdict.reasons },
@@ -214,8 +234,8 @@ export class ManifestService {
     req: ManifestRequest,
     digest: Digest,
     reasons: readonly string[]
-  ): Promise<void> {
-    if (req.artifact === true) return
+  ): Promise<boolean> {
+    if (req.artifact === true) return false
     const reference = req.reference.kind === 'tag' ? req.reference.tag : req.reference.digest
     try {
       const { created } = await this.#deps.state.recordDetention(req.repo, digest, {
@@ -228,10 +248,12 @@ export class ManifestService {
         const { upstream, repository } = req.repo
         this.#deps.events.emit({ type: 'detention', upstream, repository, reference, digest, reasons, verdict: 'detained', ...(req.client !== undefined ? { client: req.client } : {}) })
       }
+      return created
     } catch (err) {
       const { upstream, repository } = req.repo
       const fields = { upstream, repository, digest, err: (err as Error).message }
       this.#deps.logger.warn(fields, 'failed to record a detention in quarantine')
+      return false
     }
   }
 
@@ -244,7 +266,7 @@ export class ManifestService {
   }
 
   /** tag -> digest: fresh mapping from state, else a HEAD upstream, else the last cleared one. */
-  #resolve(repo: RepoKey, tag: string, artifact: boolean): Promise<{ digest: Digest; stale?: string }> {
+  #resolve(repo: RepoKey, tag: string, artifact: boolean): Promise<Resolution> {
     return this.#resolutions.run(`${repo.upstream} ${repo.repository} ${tag}`, async () => {
       const known = await this.#deps.state.getTag(repo, tag)
       const ttl = this.#deps.upstreamConfig(repo.upstream).tagTtl
@@ -267,12 +289,63 @@ export class ManifestService {
       }
       const record = await this.#inspected(repo, digest, artifact)
       if (ownVerdict(record).outcome !== 'detained') {
-        const { previous } = await this.#deps.state.setTag(repo, tag, { digest, checkedAt: Date.now() })
-        if (previous !== null) {
-          this.#deps.logger.info({ upstream: repo.upstream, repository: repo.repository, tag, from: previous, to: digest }, 'tag moved upstream')
+        if (!artifact && known !== null && known.digest !== digest) {
+          const held = await this.#heldMove(repo, tag, known.digest, record)
+          if (held !== undefined) return { digest, held }
         }
+        await this.#recordTag(repo, tag, record, artifact)
       }
       return { digest }
+    })
+  }
+
+  /**
+   * The move of `tag` from `from` to the cleared `record`, when a policy in force detains it (an
+   * enforcing policy with tagMoves.signerChange: detain, and the signers changed); else undefined.
+   */
+  async #heldMove(repo: RepoKey, tag: string, from: Digest, record: ManifestRecord): Promise<HeldMove | undefined> {
+    const policies = detainingPolicies(this.#deps.policies.current(), repo, tag)
+    if (policies.length === 0) return undefined
+    // Not caught: a state failure fails the pull rather than letting a move through unjudged.
+    const previous = await this.#deps.state.getManifest(repo, from)
+    const finding = classifyTagMove(previous?.facts, record.facts)
+    if (finding.change === 'none') return undefined
+    return { tag, from, finding, reason: tagMoveReason(repo, tag, from, record.digest, finding, policies) }
+  }
+
+  /** Records tag -> the cleared record's digest; a move is logged, and announced unless an artifact's. */
+  async #recordTag(repo: RepoKey, tag: string, record: ManifestRecord, artifact: boolean): Promise<void> {
+    const { previous } = await this.#deps.state.setTag(repo, tag, { digest: record.digest, checkedAt: Date.now() })
+    if (previous === null) return
+    this.#deps.logger.info({ upstream: repo.upstream, repository: repo.repository, tag, from: previous, to: record.digest }, 'tag moved upstream')
+    if (!artifact) await this.#announceMove(repo, tag, previous, record, 'moved')
+  }
+
+  /**
+   * One `tag-move` event and count per move recorded (`moved`), or per move a policy detained, at
+   * its first refusal (`detained`). Best effort: a state failure here is logged, the pull goes on.
+   */
+  async #announceMove(repo: RepoKey, tag: string, from: Digest, record: ManifestRecord, outcome: 'moved' | 'detained', known?: TagMoveFinding): Promise<void> {
+    const { upstream, repository } = repo
+    let finding = known
+    try {
+      finding ??= classifyTagMove((await this.#deps.state.getManifest(repo, from))?.facts, record.facts)
+    } catch (err) {
+      this.#deps.logger.warn({ upstream, repository, tag, from, to: record.digest, err: (err as Error).message }, 'failed to compare the signers of a tag move')
+      return
+    }
+    const { change, previousSigners, newSigners } = finding
+    this.#deps.metrics.tagMoves.inc({ upstream, change })
+    const fields = { upstream, repository, tag, from, to: record.digest, change, previousSigners, newSigners, outcome }
+    if (change !== 'none') this.#deps.logger.warn(fields, 'tag moved to a digest its previous signers did not sign')
+    this.#deps.events.emit({
+      type: 'tag-move',
+      upstream,
+      repository,
+      reference: tag,
+      digest: record.digest,
+      ...(outcome === 'detained' ? { verdict: 'detained' as const } : {}),
+      detail: { tag, from, to: record.digest, previousSigners, newSigners, change, outcome },
     })
   }
 

@@ -184,6 +184,21 @@ export class Metrics {
     },
   })
 
+
+  readonly tagMoves = new Counter({
+    name: 'customs_tag_moves_total',
+    help: 'Tags seen moving to another digest, by what changed of the signers: signer-changed, signature-lost, none',
+    labelNames: ['upstream', 'change'] as const,
+    registers: [this.registry],
+  })
+
+  readonly webhookDeliveries = new Counter({
+    name: 'customs_webhook_deliveries_total',
+    help: 'Webhook events by outcome: delivered, rejected (4xx), failed (gave up after maxAttempts), dropped (queue full or shutdown)',
+    labelNames: ['webhook', 'outcome'] as const,
+    registers: [this.registry],
+  })
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? false) collectDefaultMetrics({ register: this.registry })
   }

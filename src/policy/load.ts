@@ -66,6 +66,8 @@ export type PolicyIssueCode =
   | 'EXPIRED_EXCEPTION'
   /** Warning: a one-component Docker Hub name, which Customs always sees as library/<name>. */
   | 'DOCKER_HUB_NAME'
+  /** Warning: `tagMoves.signerChange: detain` in an audit policy, which only flags. */
+  | 'AUDIT_TAG_MOVES'
 
 /** One problem, positioned: `policies/base.yaml:12:7 spec.match[0].repository: …`. */
 export interface PolicyIssue {
@@ -714,6 +716,10 @@ function crossCheck(
         checkRepository(doc.src, ['spec', 'match', i], entry)
       }
       checkKeys(doc.src, ['spec', 'authorities'], doc.value.spec.authorities)
+      if (doc.value.spec.tagMoves?.signerChange === 'detain' && doc.value.spec.mode === 'audit') {
+        const message = 'an audit policy does not detain: a signer change on a tag move is only flagged'
+        warnings.push(doc.src.issueAt(['spec', 'tagMoves', 'signerChange'], 'AUDIT_TAG_MOVES', message))
+      }
       for (const [j, att] of (doc.value.spec.attestations ?? []).entries()) {
         checkKeys(doc.src, ['spec', 'attestations', j, 'authorities'], att.authorities)
       }
@@ -832,6 +838,7 @@ function assemble(docs: readonly Validated[], warnings: readonly PolicyIssue[]):
         authoritiesRequired: spec.authoritiesRequired ?? (authorities.length > 0 ? 1 : 0),
         attestations: spec.attestations ?? [],
         rules: spec.rules ?? {},
+        ...(spec.tagMoves !== undefined ? { tagMoves: { signerChange: spec.tagMoves.signerChange } } : {}),
       })
     } else if (doc.kind === 'PolicyException') {
       const spec = doc.value.spec

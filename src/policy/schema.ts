@@ -488,6 +488,12 @@ export const imagePolicySchema = z.strictObject({
       authoritiesRequired: z.number().int().min(1).optional(),
       attestations: uniquelyNamed(attestation, 'attestation').optional(),
       rules: rules.optional(),
+      /**
+       * What a pull by tag gets when the tag moved to a digest whose verified signers differ from
+       * the previous digest's, or that lost its signature: `flag` (the default) records and
+       * announces it; `detain` refuses the pull until a person releases the new digest.
+       */
+      tagMoves: z.strictObject({ signerChange: z.enum(['detain', 'flag']).default('flag') }).optional(),
     })
     .superRefine((spec, ctx) => {
       if (spec.authoritiesRequired === undefined) return

@@ -80,6 +80,8 @@ export interface CompiledPolicy {
   readonly authoritiesRequired: number
   readonly attestations: readonly CompiledAttestation[]
   readonly rules: CompiledRules
+  /** What a tag move with a signer change gets under this policy; absent: flag (src/inspection/tag-moves.ts). */
+  readonly tagMoves?: { readonly signerChange: 'detain' | 'flag' }
 }
 
 export interface CompiledException {

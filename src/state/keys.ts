@@ -11,6 +11,7 @@
 //   |-- quarantine:<u>:<r>:<d>         string  JSON QuarantineRecord of a refused detained <d>
 //   |-- quarantine-index               zset    quarantine record keys, scored by lastSeen (ms)
 //   |-- quarantine-index:<u>           zset    the same, for upstream <u> only
+//   |-- release-expiry                 zset    quarantine record keys of releases, scored by expires (ms)
 //   `-- lock:<name>                    string  random holder token, with a PX expiry
 //
 // Every variable component goes through encodeURIComponent, so ':' and '/' in it (upstream
@@ -36,6 +37,8 @@ export interface StateKeys {
   quarantineIndex(): string
   /** One upstream's quarantine records, by lastSeen; members are quarantine() keys. */
   quarantineUpstreamIndex(upstream: string): string
+  /** Quarantine records with a release, by the release's expiry; members are quarantine() keys. */
+  releaseExpiry(): string
   lock(name: string): string
 }
 
@@ -60,6 +63,7 @@ export function stateKeys(prefix: string): StateKeys {
     quarantine: (repo: RepoKey, digest: Digest) => inRepo('quarantine', repo, digest),
     quarantineIndex: () => `${ns}:quarantine-index`,
     quarantineUpstreamIndex: (upstream: string) => `${ns}:quarantine-index:${enc(upstream)}`,
+    releaseExpiry: () => `${ns}:release-expiry`,
     lock: (name: string) => `${ns}:lock:${enc(name)}`,
   })
 }

@@ -7,12 +7,14 @@ import {
   QUARANTINE_CLIENTS_LIMIT,
   QUARANTINE_HISTORY_LIMIT,
   QUARANTINE_REFERENCES_LIMIT,
+  EXPIRY_ACTOR,
   TAG_HISTORY_LIMIT,
   decodeQuarantineCursor,
   encodeQuarantineCursor,
   sameClient,
   type BlobLink,
   type Detention,
+  type ExpiredRelease,
   type ManifestLinks,
   type ManifestRecord,
   type QuarantineAction,
@@ -148,6 +150,22 @@ export class MemoryStateStore implements StateStore {
       ...record,
       state: 'detained',
     }))
+  }
+
+  async expireReleases(now: number, limit: number): Promise<ExpiredRelease[]> {
+    // Synchronous from the scan to the last write: nothing else runs in between, which is what
+    // makes each expiry claimed once in one process. The quick start has few records: no index.
+    const due = [...this.#quarantine.entries()]
+      .flatMap(([id, r]) => (r.state === 'released' && r.release !== undefined && r.release.expires <= now ? [{ id, r, release: r.release }] : []))
+      .sort((a, b) => a.release.expires - b.release.expires)
+      .slice(0, Math.max(0, Math.floor(limit)))
+    return due.map(({ id, r, release }) => {
+      const action: QuarantineAction = { action: 'expire', by: EXPIRY_ACTOR, at: now, expires: release.expires }
+      const { release: _, ...rest } = r
+      const history = [action, ...(r.history ?? [])].slice(0, QUARANTINE_HISTORY_LIMIT)
+      this.#quarantine.set(id, { ...rest, state: 'detained', history })
+      return { upstream: r.upstream, repository: r.repository, digest: r.digest, release: { ...release } }
+    })
   }
 
   /** Applies `change` to an existing record and puts `action` first in its bounded history. */

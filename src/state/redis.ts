@@ -11,11 +11,13 @@ import {
   QUARANTINE_CLIENTS_LIMIT,
   QUARANTINE_HISTORY_LIMIT,
   QUARANTINE_REFERENCES_LIMIT,
+  EXPIRY_ACTOR,
   TAG_HISTORY_LIMIT,
   decodeQuarantineCursor,
   encodeQuarantineCursor,
   type BlobLink,
   type Detention,
+  type ExpiredRelease,
   type ManifestLinks,
   type ManifestRecord,
   type QuarantineClient,
@@ -147,7 +149,8 @@ if raw then return 0 else return 1 end
 
 // Release or revoke in one read-modify-write of the record, so that a concurrent refusal (which
 // rewrites the whole record) loses neither the count nor the release. Returns 0 without a record.
-// KEYS: record. ARGV: 'release' or 'revoke', by, at, reason or '', expires or '', history limit.
+// The release-expiry index follows in the same step: the expiry job finds releases only there.
+// KEYS: record, release-expiry index. ARGV: 'release' or 'revoke', by, at, reason or '', expires or '', history limit.
 const QUARANTINE_ACTION = new Script(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -158,9 +161,11 @@ if ARGV[1] == 'release' then
   entry.expires = tonumber(ARGV[5])
   rec.state = 'released'
   rec.release = {by = ARGV[2], reason = ARGV[4], expires = tonumber(ARGV[5]), at = tonumber(ARGV[3])}
+  redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), KEYS[1])
 else
   rec.state = 'detained'
   rec.release = nil
+  redis.call('ZREM', KEYS[2], KEYS[1])
 end
 local history = {entry}
 if type(rec.history) == 'table' then
@@ -171,6 +176,43 @@ end
 rec.history = history
 redis.call('SET', KEYS[1], cjson.encode(rec))
 return 1
+`)
+
+// Claims one due expiry and detains the record again, in one step. The index entry is the claim:
+// whoever removes it moves the record, so two replicas running the job at once move it once. A
+// record whose release was revoked, or renewed to a later expiry, is left as it is.
+// KEYS: record, release-expiry index. ARGV: now, actor, history limit.
+// Returns the JSON of {upstream, repository, digest, release}, or false when not claimed.
+const EXPIRE_RELEASE = new Script(`
+if not redis.call('ZSCORE', KEYS[2], KEYS[1]) then return false end
+local now = tonumber(ARGV[1])
+local raw = redis.call('GET', KEYS[1])
+if not raw then
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  return false
+end
+local rec = cjson.decode(raw)
+local release = rec.release
+if rec.state ~= 'released' or type(release) ~= 'table' then
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  return false
+end
+if release.expires > now then
+  redis.call('ZADD', KEYS[2], release.expires, KEYS[1])
+  return false
+end
+rec.state = 'detained'
+rec.release = nil
+local history = {{action = 'expire', by = ARGV[2], at = now, expires = release.expires}}
+if type(rec.history) == 'table' then
+  for _, h in ipairs(rec.history) do
+    if #history < tonumber(ARGV[3]) then table.insert(history, h) end
+  end
+end
+rec.history = history
+redis.call('SET', KEYS[1], cjson.encode(rec))
+redis.call('ZREM', KEYS[2], KEYS[1])
+return cjson.encode({upstream = rec.upstream, repository = rec.repository, digest = rec.digest, release = release})
 `)
 
 function clientOptions(options: RedisStateStoreOptions): RedisOptions {
@@ -380,9 +422,26 @@ export class RedisStateStore implements StateStore {
     digest: Digest,
     args: (string | number)[]
   ): Promise<boolean> {
-    const key = this.#keys.quarantine(repo, digest)
+    const keys = [this.#keys.quarantine(repo, digest), this.#keys.releaseExpiry()]
     return this.#call(op, async () => {
-      return (await QUARANTINE_ACTION.run(this.#client, [key], args)) === 1
+      return (await QUARANTINE_ACTION.run(this.#client, keys, args)) === 1
+    })
+  }
+
+  async expireReleases(now: number, limit: number): Promise<ExpiredRelease[]> {
+    const count = Math.max(0, Math.floor(limit))
+    if (count === 0) return []
+    const index = this.#keys.releaseExpiry()
+    const at = Math.round(now)
+    return this.#call('expireReleases', async () => {
+      const due = await this.#client.zrangebyscore(index, '-inf', at, 'LIMIT', 0, count)
+      const expired: ExpiredRelease[] = []
+      for (const key of due) {
+        const args = [at, EXPIRY_ACTOR, QUARANTINE_HISTORY_LIMIT]
+        const reply = await EXPIRE_RELEASE.run(this.#client, [key, index], args)
+        if (typeof reply === 'string') expired.push(JSON.parse(reply) as ExpiredRelease)
+      }
+      return expired
     })
   }
 

@@ -117,6 +117,13 @@ export interface StateStore {
    * `history`, in one atomic step. False when there is no quarantine record.
    */
   revokeRelease(repo: RepoKey, digest: Digest, revocation: QuarantineRevocation): Promise<boolean>
+  /**
+   * Detains again, at `now`, the records whose release expired (expires <= now): state `detained`,
+   * `release` dropped, an `expire` action added to the history, each in one atomic step, at most
+   * `limit` of them. Each expiry is claimed exactly once however many replicas call this at once:
+   * the caller that gets a record back is the one that moved it.
+   */
+  expireReleases(now: number, limit: number): Promise<ExpiredRelease[]>
 
   /** Takes a named lock for ttlMs; returns a token, or null when another holder has it. */
   acquireLock(name: string, ttlMs: number): Promise<string | null>
@@ -194,21 +201,35 @@ export interface QuarantineRevocation {
   readonly at: number
 }
 
+/** A release that expireReleases moved back to `detained`. */
+export interface ExpiredRelease {
+  readonly upstream: string
+  readonly repository: string
+  readonly digest: Digest
+  /** The release that expired. */
+  readonly release: QuarantineRelease
+}
+
+/** Who the `expire` action of a record's history is by: Customs itself, not a person. */
+export const EXPIRY_ACTOR = 'customs'
+
 /** One entry of a quarantine record's history. */
 export interface QuarantineAction {
-  readonly action: 'release' | 'revoke'
+  /** `expire`: the release reached its expiry and Customs detained the digest again. */
+  readonly action: 'release' | 'revoke' | 'expire'
   readonly by: string
   readonly at: number
   /** The release's reason (releases only). */
   readonly reason?: string
-  /** The release's expiry (releases only), milliseconds since the epoch. */
+  /** The release's expiry (releases and expiries), milliseconds since the epoch. */
   readonly expires?: number
 }
 
 /**
  * What holds for a quarantine record at `now` (ms since the epoch): `released` only while a
- * release is recorded and has not expired. The one place that decides, so that expiry needs no
- * background job: the pull path and the admin API both read states through it.
+ * release is recorded and has not expired. The one place that decides, so that a pull never
+ * depends on the expiry job (src/quarantine/expiry.ts) having run: the pull path and the admin API
+ * both read states through it; the job only makes the stored state and the events catch up.
  */
 export function effectiveState(record: QuarantineRecord, now: number): QuarantineState {
   const release = record.release

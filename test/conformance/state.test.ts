@@ -35,8 +35,11 @@ function manifest(digest: Digest, outcome: VerdictOutcome): ManifestRecord {
   }
 }
 
-/** The contract, run against whatever `open` returns; each test gets its own empty store. */
-function checkStateStore(open: () => Promise<StateStore>): void {
+/**
+ * The contract, run against whatever `open` returns; each test gets its own empty store. `peer`
+ * opens another handle on the same data, as a second replica would (the store itself in process).
+ */
+function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateStore) => Promise<StateStore>): void {
   let store: StateStore
   beforeEach(async () => {
     store = await open()
@@ -405,6 +408,76 @@ function checkStateStore(open: () => Promise<StateStore>): void {
       })
     })
 
+    describe('expireReleases', () => {
+      it('detains again each release due at now, once, with an expire action', async () => {
+        await store.recordDetention(HUB, d(2), { reference: '2.0', reasons: ['unsigned'], at: 1000 })
+        await store.recordDetention(GHCR, d(3), { reference: '3.0', reasons: ['unsigned'], at: 1000 })
+        await store.releaseQuarantine(HUB, d(1), release)
+        await store.releaseQuarantine(HUB, d(2), { ...release, expires: 40_000 })
+        await store.releaseQuarantine(GHCR, d(3), { ...release, expires: 90_000 })
+        assert.deepEqual(await store.expireReleases(39_999, 10), [])
+        const expired = await store.expireReleases(50_000, 10)
+        assert.deepEqual(
+          expired.map((e) => [e.upstream, e.repository, e.digest, e.release.expires]),
+          [
+            ['docker.io', 'x/y', d(2), 40_000],
+            ['docker.io', 'x/y', d(1), 50_000],
+          ]
+        )
+        assert.deepEqual(expired[1]?.release, release)
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'detained')
+        assert.equal(record?.release, undefined)
+        assert.deepEqual(record?.history?.[0], { action: 'expire', by: 'customs', at: 50_000, expires: 50_000 })
+        assert.equal(record?.history?.[1]?.action, 'release')
+        assert.deepEqual(record?.references, ['latest'])
+        assert.equal((await store.getQuarantine(GHCR, d(3)))?.state, 'released')
+        assert.deepEqual(await store.expireReleases(60_000, 10), [])
+      })
+      it('leaves revoked releases alone and follows a renewed expiry', async () => {
+        await store.recordDetention(HUB, d(2), { reference: '2.0', reasons: ['unsigned'], at: 1000 })
+        await store.releaseQuarantine(HUB, d(1), release)
+        await store.revokeRelease(HUB, d(1), { by: 'bob', at: 3000 })
+        await store.releaseQuarantine(HUB, d(2), { ...release, expires: 10_000 })
+        await store.releaseQuarantine(HUB, d(2), { ...release, expires: 70_000, at: 5000 })
+        assert.deepEqual(await store.expireReleases(60_000, 10), [])
+        assert.equal((await store.getQuarantine(HUB, d(1)))?.history?.[0]?.action, 'revoke')
+        assert.deepEqual((await store.expireReleases(70_000, 10)).map((e) => e.digest), [d(2)])
+      })
+      it('moves at most limit records per call, the earliest due first', async () => {
+        await store.recordDetention(HUB, d(2), { reference: '2.0', reasons: ['unsigned'], at: 1000 })
+        await store.releaseQuarantine(HUB, d(1), release)
+        await store.releaseQuarantine(HUB, d(2), { ...release, expires: 40_000 })
+        assert.deepEqual((await store.expireReleases(90_000, 1)).map((e) => e.digest), [d(2)])
+        assert.deepEqual((await store.expireReleases(90_000, 1)).map((e) => e.digest), [d(1)])
+        assert.deepEqual(await store.expireReleases(90_000, 0), [])
+      })
+      it('gives each expiry to exactly one of two concurrent claimers', async () => {
+        const digests = Array.from({ length: 20 }, (_, i) => d(`expiry ${i}`))
+        for (const [i, digest] of digests.entries()) {
+          await store.recordDetention(HUB, digest, { reference: `v${i}`, reasons: ['unsigned'], at: 1000 })
+          await store.releaseQuarantine(HUB, digest, { ...release, expires: 10_000 + i })
+        }
+        const other = await peer(store)
+        try {
+          const claims = await Promise.all([
+            store.expireReleases(60_000, 100),
+            other.expireReleases(60_000, 100),
+            store.expireReleases(60_000, 100),
+            other.expireReleases(60_000, 100),
+          ])
+          const claimed = claims.flat().map((e) => e.digest)
+          assert.deepEqual([...claimed].sort(), [...digests].sort())
+          for (const digest of digests) {
+            const record = await store.getQuarantine(HUB, digest)
+            assert.deepEqual(record?.history?.map((h) => h.action), ['expire', 'release'])
+          }
+        } finally {
+          if (other !== store) await other.close()
+        }
+      })
+    })
+
     describe('effectiveState', () => {
       it('is released before expires and detained from then on', async () => {
         await store.releaseQuarantine(HUB, d(1), release)
@@ -492,7 +565,7 @@ function checkStateStore(open: () => Promise<StateStore>): void {
 
 describe('StateStore conformance', () => {
   describe('MemoryStateStore', () => {
-    checkStateStore(async () => new MemoryStateStore())
+    checkStateStore(async () => new MemoryStateStore(), async (store) => store)
   })
 
   describe('RedisStateStore', () => {
@@ -503,6 +576,13 @@ describe('StateStore conformance', () => {
     after(async () => {
       if (!server.external) await server.stop()
     })
-    checkStateStore(() => RedisStateStore.connect({ url: server.url, prefix: `t-${randomUUID()}` }))
+    let prefix = ''
+    checkStateStore(
+      () => {
+        prefix = `t-${randomUUID()}`
+        return RedisStateStore.connect({ url: server.url, prefix })
+      },
+      () => RedisStateStore.connect({ url: server.url, prefix })
+    )
   })
 })
