@@ -19,6 +19,7 @@ import { ConfigError, loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { PolicyError } from './policy/load.js'
 import { createLogger } from './observability/logger.js'
+import { applyListenerLimits, listenerOptions } from './http/listener.js'
 import { createServices } from './services.js'
 import { TlsError } from './tls/errors.js'
 import { loadTlsMaterial, logTlsMaterial, tlsReloader, type TlsMaterial } from './tls/server.js'
@@ -84,7 +85,8 @@ async function runServe(args: string[]): Promise<number> {
     throw err
   }
   const app = createApp(services)
-  const common = { keepAliveTimeout: 65_000, headersTimeout: 66_000, requestTimeout: 0 }
+  // Timeouts, header size and connection cap from listen.* (src/http/listener.ts).
+  const common = listenerOptions(config.listen)
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }
   const server = (
     tls === undefined
@@ -95,6 +97,7 @@ async function runServe(args: string[]): Promise<number> {
           serverOptions: { ...common, ...tls.serverOptions },
         })
   ) as Server
+  applyListenerLimits(server, config.listen)
   if (tls !== undefined && config.tls !== undefined) {
     const https = server as unknown as HttpsServer
     // A client that does not trust the CA, or sends plain HTTP, fails here and never reaches a

@@ -160,6 +160,9 @@ export class Fill {
       hash.abort()
       this.#state = 'failed'
       this.#error = toFillError(err, signal)
+      // An upstream that sends past the size (or anything else that fails the fill) must not keep
+      // its connection: without this, an endless body held the socket until the fill timeout.
+      void reader.cancel(err).catch(() => {})
       await unlink(this.#part).catch(() => {})
     } finally {
       clearInterval(idle)

@@ -222,6 +222,10 @@ interface EnvKey {
 export const NON_CONFIG_ENV: ReadonlySet<string> = new Set([
   'CUSTOMS_CONFIG',
   'CUSTOMS_TEST_CONCURRENCY',
+  // The fuzz suites' knobs (test/fuzz/settings.ts): set for a whole test run, Customs processes
+  // started by the tests inherit them.
+  'CUSTOMS_FUZZ_RUNS',
+  'CUSTOMS_FUZZ_SEED',
 ])
 
 const ENV_PREFIX = 'CUSTOMS'

@@ -195,7 +195,22 @@ export const configSchema = z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),
         port: z.number().int().min(0).max(65535).default(5000),
+        // Hostile clients (slow loris, idle sockets, huge headers) are bounded here; see
+        // src/http/listener.ts for how each maps onto node:http.
+        /** The longest a client may take to send its request headers (slow loris): 408. */
+        headersTimeout: timerDuration.prefault('66s'),
+        /** The longest a client may take to send its whole request, body included: 408. */
+        requestTimeout: timerDuration.prefault('5m'),
+        /** An idle keep-alive connection is closed after this. */
+        keepAliveTimeout: timerDuration.prefault('65s'),
+        /** A connection with no bytes moving either way for this long is closed. */
+        idleTimeout: timerDuration.prefault('5m'),
+        /** Request line plus headers larger than this are answered 431. */
+        maxHeaderSize: size.pipe(z.number().min(1024, 'must be at least 1KiB').max(1024 * 1024, 'must be at most 1MiB')).prefault('16KiB'),
+        /** Connections beyond this many open at once are refused at accept. */
+        maxConnections: z.number().int().min(1).max(1_000_000).default(10_000),
       })
+      .refine((l) => l.requestTimeout >= l.headersTimeout, { message: 'requestTimeout must be at least headersTimeout', path: ['requestTimeout'] })
       .prefault({}),
     log: z
       .strictObject({

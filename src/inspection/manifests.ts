@@ -9,7 +9,7 @@ import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import { digestOf, isDigest, type Digest } from '../oci/digest.js'
 import { Header, UPSTREAM_MANIFEST_ACCEPT, acceptsMediaType } from '../oci/media-types.js'
-import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs } from '../oci/manifest.js'
+import { MAX_MANIFEST_BYTES, parseManifest, referencedBlobs, type Descriptor } from '../oci/manifest.js'
 import type { Reference } from '../oci/reference.js'
 import type { BlobStore } from '../cache/blob-store.js'
 import type { ManifestMemory } from '../cache/manifest-memory.js'
@@ -119,7 +119,9 @@ export class ManifestService {
     if (verdict.outcome !== 'detained' && record.verdict.outcome === 'detained') await this.#admit(req.repo, record, verdict)
     if (verdict.outcome === 'detained' && req.artifact !== true) {
       // A person may have released this digest: served with a warning while the release holds.
-      const release = await this.#release(req.repo, digest)
+      // A child detained for its index is released with the index.
+      const byIndex = record.verdict.detainedByIndex
+      const release = (await this.#release(req.repo, digest)) ?? (byIndex !== undefined ? await this.#release(req.repo, byIndex) : null)
       if (release !== null) {
         const detainedFor = record.verdict.detainedFor ?? verdict.reasons
         verdict = { outcome: 'cleared-with-warnings', reasons: [release] }
@@ -378,6 +380,13 @@ export class ManifestService {
     const record = await this.#deps.state.getManifest(repo, digest)
     if (record !== null && this.#fresh(record)) return record
     return this.#inspections.run(`${repo.upstream} ${repo.repository} ${digest}`, async () => {
+      // Held for a detained index under an older revision: judge the index first, so that asking
+      // for the child before the index after a policy change does not let the child through.
+      const index = artifact ? undefined : record?.verdict.detainedByIndex
+      if (index !== undefined && index !== digest) {
+        const held = await this.#heldByIndex(repo, digest, await this.#inspected(repo, index))
+        if (held !== undefined) return held
+      }
       const cached = await this.#deps.blobs.readSmall(digest)
       if (cached !== null && record !== null) return this.#inspect(repo, digest, cached, record.mediaType, artifact)
       const { bytes, mediaType } = await this.#fetch(repo, digest, describe(repo, digest))
@@ -427,7 +436,33 @@ export class ManifestService {
       this.#deps.memory.set(digest, bytes)
     }
     await this.#deps.state.recordManifest(repo, record, links)
+    if (!artifact && manifest.kind === 'index' && verdict.outcome === 'detained') await this.#detainChildren(repo, record, manifest.manifests)
     return record
+  }
+
+  /**
+   * An index's verdict covers its children (DESIGN step 3): a child of a detained index must not
+   * be served by digest because its own content passes. Each child gets a detained record naming
+   * the index, unless it is detained on its own already. A child a cleared index shares is
+   * detained too until the next revision: fail closed.
+   */
+  async #detainChildren(repo: RepoKey, index: ManifestRecord, children: readonly Descriptor[]): Promise<void> {
+    for (const child of children.slice(0, MAX_CHILDREN_DETAINED)) {
+      if (child.digest === index.digest) continue
+      const existing = await this.#deps.state.getManifest(repo, child.digest)
+      if (existing !== null && existing.verdict.outcome === 'detained' && existing.verdict.detainedByIndex === undefined && this.#fresh(existing)) continue
+      await this.#deps.state.recordManifest(repo, childHeldBy(index, child, existing), { blobs: [], children: [] })
+    }
+  }
+
+  /** The child's record held for `index` when that index is detained now; else undefined. */
+  async #heldByIndex(repo: RepoKey, digest: Digest, index: ManifestRecord): Promise<ManifestRecord | undefined> {
+    if (index.verdict.outcome !== 'detained') return undefined
+    const existing = await this.#deps.state.getManifest(repo, digest)
+    if (existing === null) return undefined
+    const held = childHeldBy(index, { digest, mediaType: existing.mediaType, size: existing.size }, existing)
+    await this.#deps.state.recordManifest(repo, held, { blobs: [], children: [] })
+    return held
   }
 
   async #fetch(repo: RepoKey, ref: string, what: string): Promise<{ bytes: Buffer; mediaType: string }> {
@@ -464,6 +499,20 @@ export class ManifestService {
     return bytes
   }
 
+}
+
+/** An index lists at most this many children to detain with it; the rest are judged alone. */
+const MAX_CHILDREN_DETAINED = 1024
+
+/** A child's record detained for the detained `index` that lists it. */
+function childHeldBy(index: ManifestRecord, child: Pick<Descriptor, 'digest' | 'mediaType' | 'size'>, existing: ManifestRecord | null): ManifestRecord {
+  const reasons = [`listed by the detained index ${index.digest}`, ...index.verdict.reasons.slice(0, 8)]
+  const verdict: Verdict = { outcome: 'detained', reasons, revision: index.verdict.revision, decidedAt: Date.now(), detainedByIndex: index.digest }
+  if (existing !== null) {
+    const { detainedFor: _released, ...rest } = existing.verdict
+    return { ...existing, verdict: { ...rest, ...verdict } }
+  }
+  return { digest: child.digest, mediaType: child.mediaType, size: child.size, verdict }
 }
 
 /** A record's verdict without any release: one admitted only by a release is detained again. */

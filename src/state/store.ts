@@ -30,6 +30,12 @@ export interface Verdict {
    * every use and fall back to a detained verdict with these reasons once it is revoked or expired.
    */
   readonly detainedFor?: readonly string[]
+  /**
+   * Present on a manifest detained only because a detained index lists it: that index. Its own
+   * content was not what was refused, so a release of the index lets it through, and a new
+   * revision judges the index again before it.
+   */
+  readonly detainedByIndex?: Digest
 }
 
 /** What Customs knows of one manifest (image, index or artifact) in one repository. */

@@ -2,6 +2,7 @@
 // retries on 408/429/5xx with backoff, and a circuit breaker, each a separate setting. It returns
 // the final Response; callers turn statuses into typed errors with `statusError`.
 
+import { lookup } from 'node:dns/promises'
 import { isIP } from 'node:net'
 import type { UpstreamConfig } from '../config/schema.js'
 import { CustomsError, type ErrorCode } from '../errors.js'
@@ -56,6 +57,35 @@ export interface UpstreamClientDeps {
   readonly metrics: Metrics
   readonly logger: Logger
   readonly credentials?: Credentials
+  /** Resolves a host name to its addresses, for the redirect check; the system resolver by default. */
+  readonly lookup?: HostLookup
+}
+
+/** A host name's addresses. */
+export type HostLookup = (host: string) => Promise<readonly string[]>
+
+const systemLookup: HostLookup = async (host) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address)
+
+/** Whether a redirect from an upstream on `upstreamHost` to `targetHost` leads inside the network. */
+export async function isInternalRedirect(upstreamHost: string, targetHost: string, resolve: HostLookup = systemLookup): Promise<boolean> {
+  return (await resolvesInternal(targetHost, resolve)) && !(await resolvesInternal(upstreamHost, resolve))
+}
+
+/**
+ * Whether a host is internal: an internal IP literal, or a name any of whose addresses is one. A
+ * name that does not resolve is not internal: the request to it fails on its own.
+ */
+export async function resolvesInternal(hostname: string, resolve: HostLookup = systemLookup): Promise<boolean> {
+  if (isInternalAddress(hostname)) return true
+  const host = hostname.replace(/^\[|\]$/g, '')
+  if (isIP(host) !== 0) return false
+  let addresses: readonly string[]
+  try {
+    addresses = await resolve(host)
+  } catch {
+    return false
+  }
+  return addresses.some((a) => isInternalAddress(a))
 }
 
 export class UpstreamClient {
@@ -73,10 +103,12 @@ export class UpstreamClient {
   readonly #base: URL
   readonly #auth: UpstreamAuth
   readonly #deps: UpstreamClientDeps
+  readonly #lookup: HostLookup
 
   constructor(config: UpstreamConfig, deps: UpstreamClientDeps) {
     this.#config = config
     this.#deps = deps
+    this.#lookup = deps.lookup ?? systemLookup
     this.name = config.name
     this.#base = new URL(config.url)
     this.origin = this.#base.origin
@@ -202,7 +234,7 @@ export class UpstreamClient {
         if (++hop > this.#config.maxRedirects) {
           throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected more than ${this.#config.maxRedirects} times`)
         }
-        url = this.#redirectTarget(url, res.headers.get('location'))
+        url = await this.#redirectTarget(url, res.headers.get('location'))
         if (res.status === 303 && method !== 'HEAD') method = 'GET'
         continue
       }
@@ -221,7 +253,7 @@ export class UpstreamClient {
     }
   }
 
-  #redirectTarget(from: URL, location: string | null): URL {
+  async #redirectTarget(from: URL, location: string | null): Promise<URL> {
     let to: URL
     try {
       to = new URL(location ?? '', from)
@@ -236,7 +268,10 @@ export class UpstreamClient {
     }
     // An upstream on the internet may not send Customs to an internal address (cloud metadata,
     // the cluster network): the bytes would fail their digest, but the request would be made.
-    if (isInternalAddress(to.hostname) && !isInternalAddress(this.#base.hostname)) {
+    // Names are resolved too: a literal-only check let `metadata.attacker.example` (resolving to
+    // 169.254.169.254) through. A name that changes its answer between this lookup and the
+    // connection is not caught here.
+    if (to.hostname !== from.hostname && (await isInternalRedirect(this.#base.hostname, to.hostname, this.#lookup))) {
       throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address`)
     }
     return to

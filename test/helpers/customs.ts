@@ -9,6 +9,7 @@ import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
 import { createApp } from '../../src/app.js'
+import { applyListenerLimits, listenerOptions } from '../../src/http/listener.js'
 import { parseConfig } from '../../src/config/load.js'
 import type { Config } from '../../src/config/schema.js'
 import { createLogger } from '../../src/observability/logger.js'
@@ -50,7 +51,9 @@ export async function startCustoms(options: StartOptions = {}): Promise<CustomsH
     ...(options.state !== undefined ? { state: options.state } : {}),
   })
   const app = createApp(services)
-  const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }) as Server
+  // The listener limits production runs with (listen.*), so that tests exercise them too.
+  const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0, serverOptions: listenerOptions(config.listen) }) as Server
+  applyListenerLimits(server, config.listen)
   await new Promise<void>((resolve) => server.once('listening', () => resolve()))
   const { port } = server.address() as AddressInfo
   return {
