@@ -6,6 +6,7 @@ import { consoleRoutes } from './console/routes.js'
 import { CustomsError } from './errors.js'
 import type { Env } from './http/context.js'
 import { accessLog } from './http/middleware/access-log.js'
+import { pullAuth } from './http/middleware/pull-auth.js'
 import { errorResponse, onError } from './http/oci-error.js'
 import { adminRoutes } from './http/routes/admin.js'
 import { healthRoutes } from './http/routes/health.js'
@@ -16,6 +17,9 @@ export function createApp(services: Services): Hono<Env> {
   const app = new Hono<Env>()
   app.use('*', accessLog(services.logger, services.metrics))
   app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics, policies: services.policies }))
+  // Only the pull API (/v2 and below); without clients there is nothing to check, so nothing runs.
+  const access = services.config.access
+  if (access.clients.length > 0) app.use('/v2/*', pullAuth(access))
   app.route('/', v2Routes(services))
   app.route(
     '/',

@@ -3,6 +3,7 @@
 //   customs config check FILE          validate a configuration and print it, secrets redacted
 //   customs certs init|renew|client    make the CA and certificates for HTTPS and mTLS
 //   customs policy lint|test DIR       validate a policy folder; test it on cases or a real image
+//   customs quarantine ..., decisions ls   the admin API of a running Customs
 
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { serve } from '@hono/node-server'
@@ -10,6 +11,7 @@ import type { Server } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { dirname, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
+import { ADMIN_USAGE, decisionsCommand, quarantineCommand } from './cli/admin.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
 import { bootstrapConsoleToken } from './console/bootstrap.js'
@@ -34,7 +36,7 @@ const USAGE = `usage:
   customs policy test DIR --image REF [--config FILE]
                                     inspect REF (name[:tag|@digest]) from its upstream as a pull
                                     would, print every rule's outcome; exit 1 when detained
-${CERTS_USAGE}`
+${CERTS_USAGE}${ADMIN_USAGE}`
 
 async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true })
@@ -148,6 +150,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'policy' && rest[0] === 'lint') return runPolicyLint(rest.slice(1))
   if (command === 'policy' && rest[0] === 'test') return runPolicyTest(rest.slice(1))
+  const adminIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }
+  if (command === 'quarantine') return quarantineCommand(rest, adminIo)
+  if (command === 'decisions') return decisionsCommand(rest, adminIo)
   process.stderr.write(USAGE)
   return command === 'help' || command === '--help' ? 0 : 2
 }

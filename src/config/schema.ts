@@ -154,6 +154,31 @@ const admin = z.strictObject({
     .default([]),
 })
 
+/**
+ * Who may pull: anyone (`anonymous`, the default, as mirrors are used), or only the clients listed,
+ * each authenticating with HTTP Basic (user name = `name`, password = the secret whose SHA-256 is
+ * kept). A client name cannot hold ':' (Basic splits user and password at the first one).
+ */
+const access = z.strictObject({
+  anonymous: z.boolean().default(true),
+  clients: z
+    .array(
+      z.strictObject({
+        name: z
+          .string()
+          .min(1)
+          .max(128)
+          .regex(/^[\x21-\x39\x3b-\x7e]+$/, 'must be printable ASCII without spaces or ":"'),
+        sha256: z
+          .string()
+          .regex(/^[0-9a-fA-F]{64}$/, 'must be the hex SHA-256 of the secret (printf %s "$SECRET" | sha256sum)')
+          .transform((hex) => hex.toLowerCase()),
+      })
+    )
+    .max(1000)
+    .default([]),
+})
+
 /** The events a webhook hears when its `events` is not given: every quarantine change. */
 export const DEFAULT_WEBHOOK_EVENTS = ['detention', 'release', 'revoke', 'release-expired', 'revocation', 'tag-move', 'purge'] as const
 
@@ -254,6 +279,8 @@ export const configSchema = z
       .prefault({}),
     /** The admin API under /admin/v1/; without tokens it answers 401 to every request. */
     admin: admin.prefault({}),
+    /** Who may use the pull API (/v2/); health, metrics and the admin API are not affected. */
+    access: access.prefault({}),
     quarantine: z
       .strictObject({
         /** How often each replica detains again the digests whose release expired. */
@@ -298,6 +325,18 @@ export const configSchema = z
       }
       tokenNames.set(t.name, i)
     })
+    const clientNames = new Map<string, number>()
+    config.access.clients.forEach((client, i) => {
+      const first = clientNames.get(client.name)
+      if (first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['access', 'clients', i, 'name'], message: `${client.name} already names access.clients[${first}]` })
+      }
+      clientNames.set(client.name, i)
+    })
+    if (!config.access.anonymous && config.access.clients.length === 0) {
+      // Nobody could pull: surely a mistake, so say so at start rather than answer 401 to all.
+      ctx.addIssue({ code: 'custom', path: ['access', 'anonymous'], message: 'false needs at least one access.clients entry' })
+    }
     const hookNames = new Map<string, number>()
     config.notifications.webhooks.forEach((w, i) => {
       const first = hookNames.get(w.name)

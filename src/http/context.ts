@@ -20,6 +20,8 @@ export type Env = {
     errorCode: ErrorCode
     /** The admin token a request to /admin/ presented, once the admin middleware accepted it. */
     admin: { readonly name: string; readonly role: AdminRole }
+    /** The access.clients name a pull request authenticated as (HTTP Basic), when it did. */
+    pullClient: string
     /**
      * Called by a handler that streams a body: the access line is then written when the stream
      * ends, through the function returned, with the bytes really sent.

@@ -378,6 +378,8 @@ export interface HostsTomlOptions {
   capabilities?: readonly string[]
   /** The fallback `server`; default the dead end `http://127.0.0.1:9`, so fallbacks fail loudly. */
   server?: string
+  /** `[host."<mirror>".header]`: headers containerd sends with every request to the mirror. */
+  headers?: Readonly<Record<string, string>>
 }
 
 /**
@@ -401,6 +403,10 @@ export async function writeHostsToml(
     `  capabilities = [${capabilities.map(q).join(', ')}]`,
   ]
   if (options.overridePath === true) lines.push('  override_path = true')
+  if (options.headers !== undefined) {
+    lines.push(`  [host.${q(mirrorUrl)}.header]`)
+    for (const [name, value] of Object.entries(options.headers)) lines.push(`    ${name} = ${q(value)}`)
+  }
   const hostDir = join(dir, registryHost)
   await mkdir(hostDir, { recursive: true })
   const file = join(hostDir, 'hosts.toml')

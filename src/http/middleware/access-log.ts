@@ -1,5 +1,5 @@
 // One JSON line per request: upstream, repository, reference, digest, cache result, status, bytes,
-// duration, and the mTLS client's certificate CN. A streamed blob answer is logged when its stream
+// duration, the mTLS client's certificate CN, and the access.clients name it authenticated as. A streamed blob answer is logged when its stream
 // ends, with the bytes really sent.
 
 import { randomUUID } from 'node:crypto'
@@ -42,6 +42,7 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<E
           path: c.req.path.slice(0, 512),
           status,
           ...(client !== undefined ? { client } : {}),
+          ...(c.get('pullClient') !== undefined ? { user: c.get('pullClient') } : {}),
           ...c.get('access'),
           ...(bytes !== undefined ? { bytes } : {}),
           ...(aborted ? { aborted } : {}),

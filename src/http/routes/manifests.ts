@@ -35,11 +35,16 @@ export async function manifestHandler(c: Context<Env>, manifests: ManifestServic
   return new Response(method === 'HEAD' ? null : (answer.bytes ?? null), { status: 200, headers })
 }
 
-/** Who asks, for the quarantine record of a refused pull: address, user agent, mTLS identity. */
+/**
+ * Who asks, for the quarantine record of a refused pull and the decision event: address, user
+ * agent, identity. The identity is the access.clients name the request authenticated as, else the
+ * CN of its verified mTLS certificate: credentials name who pulls, a certificate names a machine,
+ * and the access log keeps both (`user`, `client`) for a request that has both.
+ */
 function requestClient(c: Context<Env>): QuarantineClient {
   const address = clientAddress(c.env)
   const userAgent = c.req.header('user-agent')?.slice(0, USER_AGENT_MAX)
-  const identity = clientIdentity(c.env)
+  const identity = c.get('pullClient') ?? clientIdentity(c.env)
   return {
     ...(address !== undefined ? { address } : {}),
     ...(userAgent !== undefined ? { userAgent } : {}),

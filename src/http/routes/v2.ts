@@ -70,7 +70,11 @@ export function v2Routes(deps: V2Deps): Hono<Env> {
   return app
 }
 
-/** GET /v2/: 200 without a challenge, so Docker never sends Hub credentials to us (PROTOCOL §2.1). */
+/**
+ * GET /v2/: 200 without a challenge, so Docker never sends Hub credentials to us (PROTOCOL §2.1),
+ * unless `access.anonymous` is false: the pull-auth middleware then answers the Basic challenge
+ * before this runs, which is how clients discover they must authenticate.
+ */
 function base(c: Context<Env>): Response {
   if (!READ_METHODS.has(c.req.method)) throw unsupported(c.req.method)
   const headers = { 'Content-Type': 'application/json', [Header.API_VERSION]: API_VERSION_VALUE }

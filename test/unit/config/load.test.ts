@@ -243,6 +243,42 @@ describe('parseConfig', () => {
   })
 })
 
+describe('access', () => {
+  const HASH = 'a'.repeat(64)
+  it('defaults to anonymous pulls and no clients', () => {
+    const config = parseConfig('', { env: {} })
+    assert.deepEqual(config.access, { anonymous: true, clients: [] })
+  })
+  it('keeps clients with their hash in lower case', () => {
+    const text = `access:\n  anonymous: false\n  clients:\n    - { name: ci, sha256: "${'AB'.repeat(32)}" }\n`
+    assert.deepEqual(parseConfig(text, { env: {} }).access, { anonymous: false, clients: [{ name: 'ci', sha256: 'ab'.repeat(32) }] })
+  })
+  it('points at anonymous: false without any client', () => {
+    const issue = only(issuesOf('access:\n  anonymous: false\n'), 'access.anonymous')
+    assert.equal(formatIssue(issue), 'customs.yaml:2:14 access.anonymous: false needs at least one access.clients entry')
+  })
+  it('points at a hash that is not a SHA-256', () => {
+    const text = 'access:\n  clients:\n    - name: ci\n      sha256: s3cret\n'
+    const issue = only(issuesOf(text), 'access.clients[0].sha256')
+    assert.deepEqual([issue.line, issue.column], [4, 15])
+    assert.match(issue.message, /hex SHA-256 of the secret/)
+  })
+  it('points at a name that Basic credentials cannot carry', () => {
+    const text = `access:\n  clients:\n    - { name: "team:a", sha256: "${HASH}" }\n`
+    assert.match(only(issuesOf(text), 'access.clients[0].name').message, /without spaces or ":"/)
+  })
+  it('points at the second of two clients with one name', () => {
+    const text = `access:\n  clients:\n    - { name: ci, sha256: "${HASH}" }\n    - { name: ci, sha256: "${HASH}" }\n`
+    const issue = only(issuesOf(text), 'access.clients[1].name')
+    assert.equal(issue.line, 4)
+    assert.equal(issue.message, 'ci already names access.clients[0]')
+  })
+  it('takes anonymous from CUSTOMS_ACCESS_ANONYMOUS', () => {
+    const text = `access:\n  clients:\n    - { name: ci, sha256: "${HASH}" }\n`
+    assert.equal(parseConfig(text, { env: { CUSTOMS_ACCESS_ANONYMOUS: 'false' } }).access.anonymous, false)
+  })
+})
+
 describe('environment overrides', () => {
   describe('when a CUSTOMS_ variable names a key', () => {
     it('sets numbers, sizes, enums and strings, over the file', () => {
