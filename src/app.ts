@@ -1,5 +1,6 @@
 // The hono app assembled from its parts: access log first, then health and metrics, then the
-// registry API and the admin API; errors of every route are rendered by the one OCI error renderer.
+// registry API, the admin API and, when enabled, the web console (its pages render their own
+// errors as HTML); errors of every other route are rendered by the one OCI error renderer.
 
 import { Hono } from 'hono'
 import { consoleRoutes } from './console/routes.js'
