@@ -32,6 +32,7 @@ export function createApp(services: Services): Hono<Env> {
       policyReloads: () => services.policyReloads(),
       logger: services.logger,
       events: services.events,
+      audit: services.audit.store,
       ops: {
         upstreams: services.upstreams,
         cache: services.store,

@@ -4,6 +4,7 @@
 //   customs certs init|renew|client    make the CA and certificates for HTTPS and mTLS
 //   customs policy lint|test DIR       validate a policy folder; test it on cases or a real image
 //   customs quarantine ..., decisions ls   the admin API of a running Customs
+//   customs audit verify               check the audit log's hash chain (a file or the Redis stream)
 
 import { parseArgs, type ParseArgsConfig } from 'node:util'
 import { serve } from '@hono/node-server'
@@ -12,6 +13,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import { dirname, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
 import { ADMIN_USAGE, decisionsCommand, quarantineCommand } from './cli/admin.js'
+import { AuditFileError } from './audit/file.js'
+import { AUDIT_USAGE, auditVerifyConfig, auditVerifyFile } from './cli/audit.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
 import { bootstrapConsoleToken } from './console/bootstrap.js'
@@ -36,7 +39,7 @@ const USAGE = `usage:
   customs policy test DIR --image REF [--config FILE]
                                     inspect REF (name[:tag|@digest]) from its upstream as a pull
                                     would, print every rule's outcome; exit 1 when detained
-${CERTS_USAGE}${ADMIN_USAGE}`
+${AUDIT_USAGE}${CERTS_USAGE}${ADMIN_USAGE}`
 
 async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true })
@@ -80,7 +83,7 @@ async function runServe(args: string[]): Promise<number> {
     services = await createServices(config, logger, file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {})
   } catch (err) {
     // A policy set that does not validate stops the start: there is no previous set to keep.
-    if (err instanceof PolicyError) {
+    if (err instanceof PolicyError || err instanceof AuditFileError) {
       process.stderr.write(`${err.message}\n`)
       return 2
     }
@@ -153,6 +156,7 @@ async function main(argv: string[]): Promise<number> {
   const adminIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }
   if (command === 'quarantine') return quarantineCommand(rest, adminIo)
   if (command === 'decisions') return decisionsCommand(rest, adminIo)
+  if (command === 'audit' && rest[0] === 'verify') return runAuditVerify(rest.slice(1))
   process.stderr.write(USAGE)
   return command === 'help' || command === '--help' ? 0 : 2
 }
@@ -227,6 +231,24 @@ async function runPolicyTest(args: string[]): Promise<number> {
     ...(configFile !== undefined ? { baseDir: dirname(resolvePath(configFile)) } : {}),
     logger: createLogger({ level: 'error', destination: process.stderr }),
   })
+}
+
+// ---------------------------------------------------------------------------------------------
+// customs audit verify (--file FILE | --config FILE)
+
+async function runAuditVerify(args: string[]): Promise<number> {
+  const parsed = cliArgs(args, { file: { type: 'string' }, config: { type: 'string', short: 'c' } })
+  if (parsed === undefined) return 2
+  const { values, positionals } = parsed
+  if (positionals.length > 0 || (values.file === undefined) === (values.config === undefined)) {
+    process.stderr.write(`customs audit verify needs exactly one of --file or --config\n${USAGE}`)
+    return 2
+  }
+  const io = { stdout: process.stdout, stderr: process.stderr }
+  if (values.file !== undefined) return auditVerifyFile(values.file, io)
+  const config = await cliConfig(values.config)
+  if (config === undefined) return 2
+  return auditVerifyConfig(config, io)
 }
 
 main(process.argv.slice(2)).then(

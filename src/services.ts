@@ -2,6 +2,8 @@
 // for the real server; tests call it with their own state store and logger.
 
 import { EventBus } from './audit/events.js'
+import type { AuditLog } from './audit/log.js'
+import { createAuditLog } from './audit/setup.js'
 import type { Config, UpstreamConfig } from './config/schema.js'
 import { BlobStore } from './cache/blob-store.js'
 import { ManifestMemory } from './cache/manifest-memory.js'
@@ -48,6 +50,8 @@ export interface Services {
   readonly policies: PolicyEngine
   /** Every decision and quarantine change, for the audit log, webhooks and metrics. */
   readonly events: EventBus
+  /** The tamper-evident record of every event (store, and file when configured). */
+  readonly audit: AuditLog
   /** Loads the policy folder again (SIGHUP); the previous set stays when the new one fails. */
   reloadPolicies(): Promise<ReloadResult>
   /** The recent reload attempts, oldest first (bounded), for the admin API. */
@@ -78,7 +82,12 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
   const state = overrides.state ?? createState(config, logger)
   const events = new EventBus(logger)
-  // Subscribed first, so that webhooks hear every event from the start.
+  const audit = await createAuditLog(config, state, { metrics, logger }).catch(async (err: unknown) => {
+    if (overrides.state === undefined) await state.close()
+    throw err
+  })
+  audit.attach(events)
+  // Subscribed before anything can emit, so that webhooks hear every event from the start.
   const notifier = new Notifier(config.notifications.webhooks, { metrics, logger })
   notifier.subscribe(events)
   const byName = new Map(config.upstreams.map((u) => [u.name, u]))
@@ -172,6 +181,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     listings,
     policies,
     events,
+    audit,
     reloadPolicies: () => reloader.reload(),
     policyReloads: () => [...reloader.history],
     policyDir: overrides.policies === undefined ? policyDir : undefined,
@@ -180,6 +190,8 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       reloader.close()
       await releaseExpiry.stop()
       await notifier.close(config.notifications.drainTimeout)
+      // Before the state: the audit store writes through the state's Redis connection.
+      await audit.close()
       await store.close()
       await state.close()
     },

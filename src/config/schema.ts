@@ -133,6 +133,20 @@ const tls = z
     message: 'needs tls.clientCa, the CA that signs client certificates',
   })
 
+/** The most audit events kept in the Redis stream (and, up to its own cap, in process). */
+export const AUDIT_RETENTION_MAX = 10_000_000
+
+/** The tamper-evident audit log: where it is written besides the state store, and how much is kept. */
+const audit = z.strictObject({
+  /** A JSON-lines file this replica appends every event to, with its own hash chain. */
+  file: z.string().min(1).optional(),
+  retention: z
+    .strictObject({
+      events: z.number().int().min(1000).max(AUDIT_RETENTION_MAX).default(100_000),
+    })
+    .prefault({}),
+})
+
 /** Who may use the admin API: viewer reads, approver also decides, admin also configures. */
 export const ADMIN_ROLES = ['viewer', 'approver', 'admin'] as const
 export type AdminRole = (typeof ADMIN_ROLES)[number]
@@ -281,6 +295,7 @@ export const configSchema = z
     admin: admin.prefault({}),
     /** Who may use the pull API (/v2/); health, metrics and the admin API are not affected. */
     access: access.prefault({}),
+    audit: audit.prefault({}),
     quarantine: z
       .strictObject({
         /** How often each replica detains again the digests whose release expired. */

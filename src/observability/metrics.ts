@@ -199,6 +199,20 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  readonly auditEvents = new Counter({
+    name: 'customs_audit_events_total',
+    help: 'Events taken into the audit log, by type',
+    labelNames: ['type'] as const,
+    registers: [this.registry],
+  })
+
+  readonly auditDropped = new Counter({
+    name: 'customs_audit_dropped_total',
+    help: 'Audit events lost by a sink (store or file): queue full, or unwritten at shutdown',
+    labelNames: ['sink'] as const,
+    registers: [this.registry],
+  })
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? false) collectDefaultMetrics({ register: this.registry })
   }

@@ -12,7 +12,9 @@
 //   |-- quarantine-index               zset    quarantine record keys, scored by lastSeen (ms)
 //   |-- quarantine-index:<u>           zset    the same, for upstream <u> only
 //   |-- release-expiry                 zset    quarantine record keys of releases, scored by expires (ms)
-//   `-- lock:<name>                    string  random holder token, with a PX expiry
+//   |-- lock:<name>                    string  random holder token, with a PX expiry
+//   |-- audit                          stream  audit entries, id <seq>-0, field e = entry JSON
+//   `-- audit-head                     string  "<seq> <hash>" of the newest audit entry
 //
 // Every variable component goes through encodeURIComponent, so ':' and '/' in it (upstream
 // `host:5000`, repository `library/alpine`, digest `sha256:...`) cannot shift the key's fields:
@@ -40,6 +42,10 @@ export interface StateKeys {
   /** Quarantine records with a release, by the release's expiry; members are quarantine() keys. */
   releaseExpiry(): string
   lock(name: string): string
+  /** The audit chain (src/audit/redis-store.ts). */
+  auditStream(): string
+  /** The audit chain's head, moved only together with an append. */
+  auditHead(): string
 }
 
 const enc = encodeURIComponent
@@ -65,5 +71,7 @@ export function stateKeys(prefix: string): StateKeys {
     quarantineUpstreamIndex: (upstream: string) => `${ns}:quarantine-index:${enc(upstream)}`,
     releaseExpiry: () => `${ns}:release-expiry`,
     lock: (name: string) => `${ns}:lock:${enc(name)}`,
+    auditStream: () => `${ns}:audit`,
+    auditHead: () => `${ns}:audit-head`,
   })
 }

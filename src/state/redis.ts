@@ -65,7 +65,7 @@ export class StateSchemaError extends CustomsError<'STATE_UNAVAILABLE'> {
 }
 
 /** A Lua script run by EVALSHA, falling back to EVAL once Redis has forgotten it (a restart). */
-class Script {
+export class Script {
   readonly #sha: string
   constructor(readonly source: string) {
     this.#sha = createHash('sha1').update(source).digest('hex')
@@ -294,6 +294,11 @@ export class RedisStateStore implements StateStore {
     } catch (err) {
       throw unavailable(op, err)
     }
+  }
+
+  /** The connection, for the audit stream (src/audit/redis-store.ts) to share; not for state. */
+  get client(): Redis {
+    return this.#client
   }
 
   async ping(): Promise<void> {

@@ -5,6 +5,7 @@
 
 import { Hono, type Context } from 'hono'
 import type { EventBus } from '../../audit/events.js'
+import type { AuditStore } from '../../audit/store.js'
 import { z } from 'zod'
 import { CustomsError } from '../../errors.js'
 import type { Logger } from '../../observability/logger.js'
@@ -20,6 +21,7 @@ import {
 } from '../../state/store.js'
 import type { Env } from '../context.js'
 import { adminAuth, requireRole, type AdminToken } from '../middleware/admin-auth.js'
+import { adminAuditRoutes } from './admin-audit.js'
 import { registerAdminOpsRoutes, type AdminOpsDeps } from './admin-ops.js'
 
 /** What the admin routes read. */
@@ -35,6 +37,8 @@ export interface AdminDeps {
   readonly logger: Logger
   /** Where each admin action is announced (audit log, webhooks). */
   readonly events: EventBus
+  /** The audit log's store, read by /admin/v1/decisions and /admin/v1/audit. */
+  readonly audit: AuditStore
   /** Upstream health, the cache and eviction (admin-ops.ts). */
   readonly ops: Omit<AdminOpsDeps, 'logger' | 'events'>
 }
@@ -52,7 +56,7 @@ export const QUARANTINE_PAGE_MAX = 500
 /** Upstream names as config allows them (schema.ts `upstreamName`). */
 const UPSTREAM = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/
 /** OCI repository names (distribution spec), bounded. */
-const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/
+export const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/
 
 const repository = z.string().max(255).regex(REPOSITORY, 'must be a repository name')
 const ReleaseBody = z.strictObject({
@@ -66,6 +70,7 @@ const RevokeBody = z.strictObject({ repository })
 export function adminRoutes(deps: AdminDeps): Hono<Env> {
   const app = new Hono<Env>()
   app.use('/admin/*', adminAuth(deps.tokens))
+  app.route('/', adminAuditRoutes(deps.audit))
 
   app.get('/admin/v1/quarantine', requireRole('viewer'), async (c) => {
     const upstream = upstreamParam(c.req.query('upstream'))
@@ -187,7 +192,7 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
   return app
 }
 
-function upstreamParam(value: string | undefined): string | undefined {
+export function upstreamParam(value: string | undefined): string | undefined {
   if (value === undefined) return undefined
   if (!UPSTREAM.test(value)) {
     throw new CustomsError('NAME_INVALID', 'upstream must be an upstream name such as docker.io')
@@ -203,7 +208,7 @@ function repositoryQuery(repository: string | undefined): string {
   return repository
 }
 
-function limitParam(value: string | undefined): number {
+export function limitParam(value: string | undefined): number {
   if (value === undefined) return QUARANTINE_PAGE_DEFAULT
   const limit = /^\d{1,4}$/.test(value) ? Number(value) : NaN
   if (!(limit >= 1 && limit <= QUARANTINE_PAGE_MAX)) {
