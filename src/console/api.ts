@@ -2,6 +2,7 @@
 // signed-in person's token, so the API's role checks, validation, logging and events apply to
 // every page and every button exactly as they do to a script.
 
+import type { CustomsEvent } from '../audit/events.js'
 import type { AdminRole } from '../config/schema.js'
 import type { ReloadResult } from '../policy/reload.js'
 import type { ImageFacts } from '../inspection/facts.js'
@@ -36,6 +37,14 @@ export interface PolicyStatus {
   readonly unmatched: unknown
   readonly path?: string
   readonly reloads: ReadonlyArray<ReloadResult & { readonly at: string }>
+}
+
+/** One decision of GET /admin/v1/decisions: a `decision` event of the audit log. */
+export type Decision = CustomsEvent & { readonly seq?: number }
+
+export interface DecisionPage {
+  readonly decisions: readonly Decision[]
+  readonly next?: string
 }
 
 /** GET /admin/v1/cache: this replica's cache figures. */

@@ -18,8 +18,10 @@ import { ADMIN_BODY_MAX_BYTES, boundedText } from '../http/routes/admin.js'
 import {
   ConsoleApi,
   recordPath,
+  withQuery,
   type AdminFetch,
   type CacheStatus,
+  type DecisionPage,
   type ManifestFacts,
   type PolicyStatus,
   type QuarantinePage,
@@ -29,6 +31,7 @@ import {
 } from './api.js'
 import { SessionStore, sameToken, type Session } from './session.js'
 import { CONSOLE_CSS } from './styles.js'
+import { DecisionsPage, VERDICTS, type DecisionFilters } from './views/decisions.js'
 import { HealthPage } from './views/health.js'
 import { Page, documentOf, type Section } from './views/layout.js'
 import { PolicyPage, Problem, SignIn } from './views/misc.js'
@@ -64,10 +67,12 @@ type ConsoleEnv = {
 /** How many quarantine records one list page reads from the API at most, and shows at most. */
 export const QUARANTINE_SCAN_MAX = 2000
 export const QUARANTINE_SHOW_MAX = 200
+/** Decisions per page. */
+export const DECISIONS_PAGE = 100
 const API_PAGE = 500
 
 /** The sections with pages, in the menu's order. */
-const SECTIONS = ['quarantine', 'health', 'policy'] as const
+const SECTIONS = ['quarantine', 'decisions', 'health', 'policy'] as const
 
 const UPSTREAM = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/
 const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/
@@ -80,6 +85,14 @@ const FiltersQuery = z.strictObject({
   state: z.union([z.literal(''), z.enum(STATES)]).optional(),
   age: z.union([z.literal(''), z.enum(Object.keys(AGES) as [string, ...string[]])]).optional(),
   done: z.string().optional(),
+})
+
+const DecisionsQuery = z.strictObject({
+  upstream: z.union([z.literal(''), z.string().regex(UPSTREAM, 'is not an upstream name')]).optional(),
+  repository: z.union([z.literal(''), z.string().max(255).regex(REPOSITORY, 'is not a repository name')]).optional(),
+  digest: z.union([z.literal(''), z.string().regex(DIGEST, 'is not a digest such as sha256:…')]).optional(),
+  verdict: z.union([z.literal(''), z.enum(VERDICTS)]).optional(),
+  before: z.string().regex(/^[1-9]\d{0,14}$/, 'is not a page cursor').optional(),
 })
 
 const ReleaseForm = z.object({
@@ -303,6 +316,26 @@ export function consoleRoutes(deps: ConsoleDeps): Hono<ConsoleEnv> {
     const policy = await c.get('api').get<PolicyStatus>('/admin/v1/policy')
     if (!policy.ok) return apiProblem(c, session, policy)
     return page(c, 'Policy', 'policy', session, <PolicyPage policy={policy.data} />)
+  })
+
+  app.get('/console/decisions', async (c) => {
+    const session = c.get('session')
+    const parsed = DecisionsQuery.safeParse(c.req.query())
+    const filters: DecisionFilters = parsed.success ? withoutEmpty(parsed.data) : {}
+    const upstreams = deps.upstreams
+    if (!parsed.success) {
+      const body = <DecisionsPage decisions={[]} filters={{}} upstreams={upstreams} error={`Not searched: ${problems(parsed.error)}`} />
+      return page(c, 'Decisions', 'decisions', session, body, 400)
+    }
+    const before = parsed.data.before
+    const result = await c.get('api').get<DecisionPage>('/admin/v1/decisions', { ...filters, limit: String(DECISIONS_PAGE), before })
+    if (!result.ok) return apiProblem(c, session, result)
+    const next = result.data.next
+    const older = next !== undefined ? withQuery('/console/decisions', { ...filters, before: next }) : undefined
+    const body = (
+      <DecisionsPage decisions={result.data.decisions} filters={filters} upstreams={upstreams} {...(older !== undefined ? { older } : {})} />
+    )
+    return page(c, 'Decisions', 'decisions', session, body)
   })
 
   app.get('/console/health', async (c) => {

@@ -284,7 +284,7 @@ describe('an approver', () => {
   })
 })
 
-describe('health', () => {
+describe('decisions and health', () => {
   let context: BrowserContext
   let page: Page
   before(async () => {
@@ -292,6 +292,22 @@ describe('health', () => {
   }, { timeout: HOOK_TIMEOUT })
   after(async () => {
     await context?.close()
+  })
+
+  it('finds the decisions on acme/app by repository and by digest: refused, served while released', SLOW, async () => {
+    await page.goto(`${customs.url}/console/decisions`)
+    await page.fill('input[name=repository]', 'acme/app')
+    await page.click('form.filters button[type=submit]')
+    await page.waitForURL(/repository=acme%2Fapp/)
+    const rows = await page.locator('[data-testid=decisions] tbody').innerText()
+    assert.match(rows, /detained/)
+    assert.match(rows, /cleared-with-warnings/)
+    assert.doesNotMatch(rows, /acme\/tool/)
+    await shot(page, 'decisions')
+    await page.goto(`${customs.url}/console/decisions?digest=${encodeURIComponent(tool.manifestDigest)}`)
+    const toolRows = await page.locator('[data-testid=decisions] tbody').innerText()
+    assert.match(toolRows, /acme\/tool/)
+    assert.doesNotMatch(toolRows, /acme\/app/)
   })
 
   it('shows the cache figures and the upstream with its circuit closed', SLOW, async () => {

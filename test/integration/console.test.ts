@@ -337,6 +337,34 @@ describe('hostile text', () => {
   })
 })
 
+describe('decisions', () => {
+  it('lists the refused pull, found by repository and by digest, with its reason as text', async () => {
+    const browser = new Browser(customs.url)
+    await browser.signIn(VIEWER)
+    for (const query of ['repository=acme/app', `digest=${encodeURIComponent(image.digest)}`, 'verdict=detained']) {
+      const res = await browser.get(`/console/decisions?${query}`)
+      assert.equal(res.status, 200)
+      const html = await res.text()
+      assert.match(html, /<span class="badge detained">detained<\/span>/, query)
+      assert.match(html, /docker\.io\/acme\/app/)
+      assert.ok(!html.includes('<script>alert'), 'no live script')
+      assert.match(html, /&lt;script&gt;alert\(/)
+    }
+    const none = await (await browser.get('/console/decisions?repository=acme/other')).text()
+    assert.match(none, /No decision matches/)
+  })
+
+  it('refuses a search that is not a name, digest or verdict, and says so', async () => {
+    const browser = new Browser(customs.url)
+    await browser.signIn(VIEWER)
+    const res = await browser.get(`/console/decisions?digest=sha256:abc&verdict=${encodeURIComponent('<i>x</i>')}`)
+    assert.equal(res.status, 400)
+    const html = await res.text()
+    assert.match(html, /Not searched: digest is not a digest/)
+    assert.ok(!html.includes('<i>x</i>'))
+  })
+})
+
 describe('health', () => {
   it('shows each upstream with its circuit state and the cache figures, from the admin API', async () => {
     const browser = new Browser(customs.url)
