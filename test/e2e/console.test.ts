@@ -3,7 +3,9 @@
 // no policy accepts, one of them carrying a <script> in a label. A viewer sees the detained image,
 // its reasons, signer and attestation, and has no way to release it; an approver releases it with
 // a reason and an expiry, skopeo then pulls it through Customs, the approver revokes, and the pull
-// is refused again. Screenshots of the main pages go to test-artifacts/console/.
+// is refused again; the decisions page finds both verdicts by repository and the other image by
+// digest, and the health page shows the upstream's circuit and the cache figures. Screenshots of
+// the main pages go to test-artifacts/console/ (one is copied to docs/console.png by hand).
 
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
