@@ -411,13 +411,13 @@ async function decisionsList(args: readonly string[], io: AdminIo): Promise<void
       since,
       limit: String(Math.min(PAGE_MAX, limit - events.length)),
       before,
-    })) as { events?: EventView[]; next?: string }
-    events.push(...(answer.events ?? []).slice(0, limit - events.length))
+    })) as { decisions?: EventView[]; next?: string }
+    events.push(...(answer.decisions ?? []).slice(0, limit - events.length))
     if (typeof answer.next !== 'string') break
     before = answer.next
   }
   if (values.json === true) {
-    io.stdout.write(json({ events }))
+    io.stdout.write(json({ decisions: events }))
     return
   }
   if (events.length === 0) {

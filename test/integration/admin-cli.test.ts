@@ -1,7 +1,7 @@
 // `customs quarantine ...` and `customs decisions ls` against a running Customs with a real
-// detention (ls, show, release, revoke), and, for the two routes being built elsewhere (purge and
-// GET /admin/v1/decisions), against CONTRACT STAND-IN: a small hono server in this file that
-// implements only their agreed contract, served over HTTPS with mTLS to check --ca/--cert/--key.
+// detention (ls, show, release, revoke, decisions), and, for HTTPS with mTLS (--ca/--cert/--key)
+// and paging, against CONTRACT STAND-IN: a small hono server in this file answering the routes'
+// request and answer shapes.
 
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
@@ -211,6 +211,20 @@ describe('customs quarantine against a running Customs', () => {
     assert.match(out.stderr, /^customs: cannot reach http:\/\/127\.0\.0\.1:9: .*ECONNREFUSED/)
     assert.ok(!out.stderr.includes(VIEWER))
   })
+  it('lists the real decisions on the pulls above, newest first, with the client identity', async () => {
+    const args = ['ls', '--repository', 'acme/app', '--url', customs.url, '--token', VIEWER]
+    const out = await cli(decisionsCommand, args)
+    assert.equal(out.code, 0, out.stderr)
+    const [header, ...rows] = out.stdout.trimEnd().split('\n')
+    assert.match(header as string, /^TIME +VERDICT +IMAGE +DIGEST +CLIENT +REASON$/)
+    // The last pull was denied after the revoke; one before it was served under the release.
+    assert.match(rows[0] as string, /^\d+s ago +detained +docker\.io\/acme\/app:v1 +sha256:[0-9a-f]{12} +ci-bot +policy 'must-be-non-root'/)
+    assert.ok(rows.some((r) => /cleared-with-warnings +docker\.io\/acme\/app:v1 /.test(r)), out.stdout)
+    const json = await cli(decisionsCommand, [...args, '--verdict', 'detained', '--json'])
+    const { decisions } = JSON.parse(json.stdout) as { decisions: Array<{ digest: string; verdict: string; client?: { identity?: string } }> }
+    assert.ok(decisions.length >= 1)
+    assert.ok(decisions.every((d) => d.verdict === 'detained' && d.digest === image.digest && d.client?.identity === PULLER.name))
+  })
 })
 
 describe('usage problems exit 2 before any request', () => {
@@ -316,7 +330,7 @@ async function startStandIn(tlsDir: string): Promise<StandIn> {
     const limit = Math.min(Number(q.limit ?? '50'), 2)
     events = events.slice(start)
     const page = events.slice(0, limit)
-    return c.json({ events: page, ...(events.length > limit ? { next: String(start + limit) } : {}) })
+    return c.json({ decisions: page, ...(events.length > limit ? { next: String(start + limit) } : {}) })
   })
   const server = serve({
     fetch: app.fetch,
@@ -394,9 +408,9 @@ describe('purge and decisions against the CONTRACT STAND-IN, over HTTPS with mTL
     const args = ['ls', '--upstream', 'docker.io', '--repository', 'acme/app', '--digest', DIGEST_A, '--verdict', 'detained', '--since', since, '--limit', '1', '--json']
     const out = await cli(decisionsCommand, [...args, '--token', VIEWER, ...tlsFlags])
     assert.equal(out.code, 0, out.stderr)
-    const { events } = JSON.parse(out.stdout) as { events: Array<{ digest: string; client: { identity: string } }> }
-    assert.equal(events.length, 1)
-    assert.equal(events[0]?.digest, DIGEST_A)
+    const { decisions } = JSON.parse(out.stdout) as { decisions: Array<{ digest: string; client: { identity: string } }> }
+    assert.equal(decisions.length, 1)
+    assert.equal(decisions[0]?.digest, DIGEST_A)
     assert.deepEqual(standIn.requests.at(-1)?.query, {
       upstream: 'docker.io',
       repository: 'acme/app',
