@@ -303,7 +303,7 @@ describe('an approver', () => {
 })
 
 describe('hostile text', () => {
-  it('renders labels, annotations and reasons from upstream and people as text', async () => {
+  it('renders labels and reasons from upstream, and a reason a person typed, as text', async () => {
     const browser = new Browser(customs.url)
     await browser.signIn(VIEWER)
     for (const path of [detail(), '/console/quarantine']) {
