@@ -19,6 +19,7 @@ import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
 import { bootstrapConsoleToken } from './console/bootstrap.js'
 import { policyLint } from './cli/policy.js'
+import { DEFAULT_CUSTOMS_URL, policyDiff } from './cli/policy-diff.js'
 import { policyTestCases, policyTestImage } from './cli/policy-test.js'
 import { ConfigError, loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
@@ -39,6 +40,10 @@ const USAGE = `usage:
   customs policy test DIR --image REF [--config FILE]
                                     inspect REF (name[:tag|@digest]) from its upstream as a pull
                                     would, print every rule's outcome; exit 1 when detained
+  customs policy diff DIR [--url URL] [--token TOKEN] [--json] [--config FILE]
+                                    what would change if DIR were in force, asked of a running
+                                    Customs (CUSTOMS_URL, CUSTOMS_ADMIN_TOKEN); changes nothing;
+                                    exit 0 no change, 1 changes, 2 trouble
 ${AUDIT_USAGE}${CERTS_USAGE}${ADMIN_USAGE}`
 
 async function runServe(args: string[]): Promise<number> {
@@ -119,6 +124,9 @@ async function runServe(args: string[]): Promise<number> {
   })
   // SIGHUP reloads the policy set (and the certificates, above); a set that fails stays out.
   process.on('SIGHUP', () => void services.reloadPolicies())
+  // Verdicts reached under another policy or trust revision (a restart with new trust, say) are
+  // judged again in the background; a walk that finds nothing stale only reads.
+  services.reevaluator.start('start')
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.listen.port
   logger.info({ host: config.listen.host, port, scheme: tls === undefined ? 'http' : 'https', upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path, policies: services.policyDir, policyRevision: services.policies.current().revision, ...(config.console.enabled ? { console: '/console/' } : {}) }, 'customs listening')
@@ -153,6 +161,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === 'policy' && rest[0] === 'lint') return runPolicyLint(rest.slice(1))
   if (command === 'policy' && rest[0] === 'test') return runPolicyTest(rest.slice(1))
+  if (command === 'policy' && rest[0] === 'diff') return runPolicyDiff(rest.slice(1))
   const adminIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }
   if (command === 'quarantine') return quarantineCommand(rest, adminIo)
   if (command === 'decisions') return decisionsCommand(rest, adminIo)
@@ -197,6 +206,33 @@ async function runPolicyLint(args: string[]): Promise<number> {
   return policyLint(dir, { stdout: process.stdout, stderr: process.stderr }, {
     keyNames: new Set(config.trust.keys.map((k) => k.name)),
     upstreams: new Set(config.upstreams.map((u) => u.name)),
+  })
+}
+
+async function runPolicyDiff(args: string[]): Promise<number> {
+  const parsed = cliArgs(args, {
+    config: { type: 'string', short: 'c' },
+    url: { type: 'string' },
+    token: { type: 'string' },
+    json: { type: 'boolean' },
+  })
+  if (parsed === undefined) return 2
+  const { values, positionals } = parsed
+  const dir = positionals[0]
+  if (dir === undefined || positionals.length > 1) {
+    process.stderr.write(USAGE)
+    return 2
+  }
+  const config = await cliConfig(values.config)
+  if (config === undefined) return 2
+  return policyDiff(dir, { stdout: process.stdout, stderr: process.stderr }, {
+    url: values.url ?? process.env.CUSTOMS_URL ?? DEFAULT_CUSTOMS_URL,
+    token: values.token ?? process.env.CUSTOMS_ADMIN_TOKEN,
+    json: values.json === true,
+    loadOptions: {
+      keyNames: new Set(config.trust.keys.map((k) => k.name)),
+      upstreams: new Set(config.upstreams.map((u) => u.name)),
+    },
   })
 }
 

@@ -11,6 +11,8 @@ import { BlobService } from './inspection/blobs.js'
 import { Inspector } from './inspection/inspector.js'
 import { Listings } from './inspection/listings.js'
 import { ManifestService } from './inspection/manifests.js'
+import { Reevaluator } from './inspection/reevaluate.js'
+import type { PolicyLoadOptions } from './policy/load.js'
 import type { Logger } from './observability/logger.js'
 import { Metrics } from './observability/metrics.js'
 import { MemoryStateStore } from './state/memory.js'
@@ -58,6 +60,12 @@ export interface Services {
   policyReloads(): ReadonlyArray<ReloadResult & { readonly at: string }>
   /** The policy folder in force, when policies come from files. */
   readonly policyDir: string | undefined
+  /** The bounded in-memory copy of manifest bytes (a purge drops from it too). */
+  readonly memory: ManifestMemory
+  /** Judges the cache again after a policy or trust change (reloads start it). */
+  readonly reevaluator: Reevaluator
+  /** What policy sets are validated against: trust key names and upstreams (the diff route). */
+  readonly policyLoadOptions: PolicyLoadOptions
   /** Detains again the digests whose release expired (every quarantine.expiryInterval). */
   readonly releaseExpiry: ReleaseExpiry
   close(): Promise<void>
@@ -123,14 +131,16 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     }
   )
   const policyDir = config.policy.path === undefined ? DEFAULT_POLICY_DIR : resolve(overrides.baseDir ?? process.cwd(), config.policy.path)
-  const loadSet = () =>
-    loadPolicies(policyDir, {
-      keyNames: new Set(config.trust.keys.map((k) => k.name)),
-      upstreams: new Set(config.upstreams.map((u) => u.name)),
-    })
+  const policyLoadOptions: PolicyLoadOptions = {
+    keyNames: new Set(config.trust.keys.map((k) => k.name)),
+    upstreams: new Set(config.upstreams.map((u) => u.name)),
+  }
+  const loadSet = () => loadPolicies(policyDir, policyLoadOptions)
   // A set that does not load at start stops the start: there is no previous set to keep.
   policies = new PolicyEngine(overrides.policies ?? (await loadSet()))
-  const reloader = new PolicyReloader(policies, loadSet, logger)
+  // Built below; a reload that changes the revision judges the cache again.
+  let reevaluator: Reevaluator | undefined
+  const reloader = new PolicyReloader(policies, loadSet, logger, () => void reevaluator?.start('reload'))
   if (overrides.policies === undefined && config.policy.watch) reloader.watch(policyDir)
   const inspector = new Inspector({
     signatures,
@@ -147,12 +157,13 @@ export async function createServices(config: Config, logger: Logger, overrides: 
       }
     },
   })
+  const memory = new ManifestMemory(config.storage.manifestMemory)
   manifests = new ManifestService({
     upstreams,
     upstreamConfig,
     state,
     blobs: store,
-    memory: new ManifestMemory(config.storage.manifestMemory),
+    memory,
     inspector,
     policies,
     metrics,
@@ -161,6 +172,15 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   })
   metrics.sources.quarantineRecords = () => state.countQuarantine()
   metrics.sources.singleFlightWaiters = () => (manifests as ManifestService).waiters()
+  reevaluator = new Reevaluator({
+    state,
+    policies,
+    revision: () => inspector.revision,
+    manifests,
+    events,
+    logger,
+    lockTtl: config.state.lockTtl,
+  })
   const releaseExpiry = new ReleaseExpiry({
     state,
     events,
@@ -185,9 +205,13 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     reloadPolicies: () => reloader.reload(),
     policyReloads: () => [...reloader.history],
     policyDir: overrides.policies === undefined ? policyDir : undefined,
+    memory,
+    reevaluator,
+    policyLoadOptions,
     releaseExpiry,
     async close() {
       reloader.close()
+      await reevaluator?.close()
       await releaseExpiry.stop()
       await notifier.close(config.notifications.drainTimeout)
       // Before the state: the audit store writes through the state's Redis connection.

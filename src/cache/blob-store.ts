@@ -184,6 +184,24 @@ export class BlobStore {
   }
 
   /**
+   * Removes a committed blob (a purge); false when it was not on disk. A reader that opened it
+   * before keeps its handle to the end; a fill running for it is left to finish.
+   */
+  async remove(digest: Digest): Promise<boolean> {
+    try {
+      await unlink(this.paths.blob(digest))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        this.#forget(digest)
+        return false
+      }
+      throw new CustomsError('STORAGE_FAILED', 'the cache could not remove a blob', { cause: err })
+    }
+    this.#forget(digest)
+    return true
+  }
+
+  /**
    * The blobs this process knows of (found at start, served or fetched since), in digest order,
    * `limit` at a time after the digest `after`.
    */

@@ -21,6 +21,13 @@ export class ManifestMemory {
     return bytes
   }
 
+  delete(digest: Digest): void {
+    const old = this.#entries.get(digest)
+    if (old === undefined) return
+    this.#entries.delete(digest)
+    this.#bytes -= old.byteLength
+  }
+
   set(digest: Digest, bytes: Buffer): void {
     if (bytes.byteLength > this.#limit) return
     const old = this.#entries.get(digest)

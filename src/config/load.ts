@@ -222,7 +222,8 @@ interface EnvKey {
 export const NON_CONFIG_ENV: ReadonlySet<string> = new Set([
   'CUSTOMS_CONFIG',
   'CUSTOMS_TEST_CONCURRENCY',
-  // The admin CLI's (customs quarantine, decisions): set in operators' shells, next to serve's.
+  // The admin command line's (customs quarantine, decisions, policy diff): set in operators'
+  // shells, next to serve's.
   'CUSTOMS_URL',
   'CUSTOMS_ADMIN_TOKEN',
   // The fuzz suites' knobs (test/fuzz/settings.ts): set for a whole test run, Customs processes

@@ -31,6 +31,7 @@ import type { UpstreamPool } from '../upstream/pool.js'
 import type { Inspector } from './inspector.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import { SingleFlight } from './single-flight.js'
+import { detainUnreleased } from './detain.js'
 import { classifyTagMove, detainingPolicies, tagMoveReason, type TagMoveFinding } from './tag-moves.js'
 
 export interface ManifestRequest {
@@ -131,6 +132,14 @@ export class ManifestService {
     // A person released the digest a held move goes to: the move is accepted and recorded now.
     if (held !== undefined && verdict.outcome !== 'detained') await this.#recordTag(req.repo, held.tag, record, false)
     this.#announce(req, record, verdict)
+    // Admitted only by a release that no longer holds (expired): close the gate of its blobs too.
+    // Best effort, like the quarantine record: a state failure must not turn the 403 into a 503.
+    if (verdict.outcome === 'detained' && record.verdict.detainedFor !== undefined && req.artifact !== true) {
+      await detainUnreleased(this.#deps.state, req.repo, digest).catch((err: unknown) => {
+        const fields = { upstream: req.repo.upstream, repository: req.repo.repository, digest, err: (err as Error).message }
+        this.#deps.logger.warn(fields, 'failed to close the blob gate of an ended release')
+      })
+    }
     if (verdict.outcome === 'detained') {
       const created = await this.#recordDetention(req, digest, verdict.reasons)
       if (held !== undefined && created) await this.#announceMove(req.repo, held.tag, held.from, record, 'detained', held.finding)
@@ -146,6 +155,29 @@ export class ManifestService {
     const answer = { digest, mediaType: record.mediaType, size: record.size, verdict: verdict.outcome, ...(stale ? { stale } : {}) }
     if (req.method === 'HEAD') return answer
     return { ...answer, bytes: await this.#bytes(req.repo, record) }
+  }
+
+  /**
+   * The record under the revision in force, inspected again (I/O) when it was reached under
+   * another one: re-evaluation's path when the trust configuration changed.
+   */
+  reinspect(repo: RepoKey, digest: Digest, artifact = false): Promise<ManifestRecord> {
+    return this.#inspected(repo, digest, artifact)
+  }
+
+  /**
+   * Holds the children of an index that a re-evaluation detained from its recorded facts, as an
+   * inspection that detains an index does, so that none is served by digest on its own.
+   */
+  async holdChildren(repo: RepoKey, index: ManifestRecord): Promise<void> {
+    if (index.verdict.outcome !== 'detained' || index.image?.kind !== 'index') return
+    const manifest = parseManifest(await this.#bytes(repo, index), index.mediaType)
+    if (manifest.kind === 'index') await this.#detainChildren(repo, index, manifest.manifests)
+  }
+
+  /** Records a detained manifest as admitted under `verdict`, opening the gate of its blobs. */
+  admitRecord(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'> & Partial<Pick<Verdict, 'revision'>>): Promise<void> {
+    return this.#admit(repo, record, verdict)
   }
 
   /**
@@ -181,7 +213,7 @@ export class ManifestService {
    * Records a digest detained on its own as admitted, with its links, because a pull by tag
    * cleared it (a tag-scoped policy admits it): its blobs must then be served too.
    */
-  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'>): Promise<void> {
+  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'> & Partial<Pick<Verdict, 'revision'>>): Promise<void> {
     const bytes = await this.#bytes(repo, record)
     const manifest = parseManifest(bytes, record.mediaType)
     const links = manifest.kind === 'index'

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto'
 import { readdir, readFile, realpath, stat } from 'node:fs/promises'
 import type { Dirent } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative, sep } from 'node:path'
 import { isUtf8 } from 'node:buffer'
 import { Composer, isScalar, LineCounter, Parser, visit } from 'yaml'
 import type { Document } from 'yaml'
@@ -167,6 +167,22 @@ export async function loadPolicies(dir: string, options: PolicyLoadOptions): Pro
     else files.push({ path, text: read.bytes })
   }
   return compileSet(files, options, issues)
+}
+
+/**
+ * The policy files under dir exactly as loadPolicies would read them, with paths relative to
+ * dir (`customs policy diff` sends them to a running Customs). Throws PolicyError.
+ */
+export async function readPolicyFolder(dir: string): Promise<Array<{ path: string; text: string }>> {
+  const { paths, issues } = await listPolicyFiles(dir)
+  const files: Array<{ path: string; text: string }> = []
+  for (const path of paths) {
+    const read = await readPolicyFile(path)
+    if ('issue' in read) issues.push(read.issue)
+    else files.push({ path: relative(dir, path).split(sep).join('/'), text: read.bytes.toString('utf8') })
+  }
+  if (issues.length > 0) throw new PolicyError(issues)
+  return files
 }
 
 // ---------------------------------------------------------------------------------------------

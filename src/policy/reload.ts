@@ -23,10 +23,14 @@ export class PolicyReloader {
   /** Every reload attempt, newest last (bounded), for operators and the admin API. */
   readonly history: Array<ReloadResult & { readonly at: string }> = []
 
-  constructor(engine: PolicyEngine, load: () => Promise<PolicySet>, logger: Logger) {
+  readonly #onChange: ((revision: string) => void) | undefined
+
+  /** `onChange` is told of every successful reload that changed the revision (re-evaluation). */
+  constructor(engine: PolicyEngine, load: () => Promise<PolicySet>, logger: Logger, onChange?: (revision: string) => void) {
     this.#engine = engine
     this.#load = load
     this.#logger = logger
+    this.#onChange = onChange
   }
 
   /** Loads the set again; the previous set stays when the new one does not validate. */
@@ -45,6 +49,7 @@ export class PolicyReloader {
       result = { ok: true, revision: set.revision }
       if (previous !== set.revision) {
         this.#logger.info({ revision: set.revision, previous, policies: set.policies.length, exceptions: set.exceptions.length }, 'policy set reloaded')
+        this.#onChange?.(set.revision)
       }
     } catch (err) {
       result = { ok: false, revision: this.#engine.current().revision, error: err instanceof Error ? err.message : String(err) }

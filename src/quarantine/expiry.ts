@@ -6,6 +6,7 @@
 
 import type { EventBus } from '../audit/events.js'
 import type { Logger } from '../observability/logger.js'
+import { detainUnreleased } from '../inspection/detain.js'
 import type { ExpiredRelease, StateStore } from '../state/store.js'
 
 export interface ReleaseExpiryOptions {
@@ -63,7 +64,7 @@ export class ReleaseExpiry {
     try {
       for (;;) {
         const expired = await this.#options.state.expireReleases(this.#now(), BATCH)
-        for (const entry of expired) this.#detainedAgain(entry)
+        for (const entry of expired) await this.#detainedAgain(entry)
         moved += expired.length
         if (expired.length < BATCH) return moved
       }
@@ -78,8 +79,13 @@ export class ReleaseExpiry {
    * `detained` (once, on this replica only). Whatever else must follow a digest being detained
    * again (closing the blob gate, say) belongs here.
    */
-  #detainedAgain(entry: ExpiredRelease): void {
+  async #detainedAgain(entry: ExpiredRelease): Promise<void> {
     const { upstream, repository, digest, release } = entry
+    // The release opened the gate of the digest's blobs: close it. On failure the next pull of the
+    // manifest closes it (the pull path meets the ended release); the event goes out regardless.
+    await detainUnreleased(this.#options.state, { upstream, repository }, digest).catch((err: unknown) => {
+      this.#options.logger.warn({ upstream, repository, digest, err: (err as Error).message }, 'failed to close the blob gate of an expired release')
+    })
     const expires = new Date(release.expires).toISOString()
     this.#options.logger.info({ upstream, repository, digest, releasedBy: release.by, expires }, 'release expired; detained again')
     this.#options.events.emit({

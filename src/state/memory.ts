@@ -20,11 +20,15 @@ import {
   type QuarantineAction,
   type QuarantineClient,
   type QuarantinePage,
+  type QuarantinePurge,
   type QuarantineQuery,
+  type QuarantineReevaluation,
   type QuarantineRecord,
   type QuarantineRelease,
   type QuarantineRevocation,
   type RepoKey,
+  type ScanPage,
+  type ScanQuery,
   type StateStore,
   type TagMove,
   type TagRecord,
@@ -32,6 +36,33 @@ import {
 
 function repoId(repo: RepoKey): string {
   return `${repo.upstream}\u0000${repo.repository}`
+}
+
+function setOf<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
+  let set = map.get(key)
+  if (set === undefined) map.set(key, (set = new Set()))
+  return set
+}
+
+/**
+ * A page of a map keyed `upstream \0 repository \0 last`, in key order after the cursor (the
+ * last key of the previous page, base64url), so that changes between pages lose no old entry.
+ */
+function scanPage<V, T>(
+  map: Map<string, V>,
+  query: ScanQuery,
+  make: (repo: RepoKey, last: string, value: V) => T
+): ScanPage<T> {
+  const after = query.after === undefined ? undefined : Buffer.from(query.after, 'base64url').toString('utf8')
+  const ids = [...map.keys()].filter((id) => after === undefined || id > after).sort()
+  const page = ids.slice(0, Math.max(1, Math.floor(query.limit)))
+  const entries = page.map((id) => {
+    const [upstream, repository, last] = id.split('\u0000') as [string, string, string]
+    return make({ upstream, repository }, last, map.get(id) as V)
+  })
+  const lastId = page.at(-1)
+  if (lastId === undefined || ids.length <= page.length) return { entries }
+  return { entries, next: Buffer.from(lastId, 'utf8').toString('base64url') }
 }
 
 interface Lock {
@@ -47,6 +78,12 @@ export class MemoryStateStore implements StateStore {
   readonly #parents = new Map<string, Digest>()
   readonly #locks = new Map<string, Lock>()
   readonly #quarantine = new Map<string, QuarantineRecord>()
+  /** repo id + manifest digest -> the blobs it references. */
+  readonly #manifestBlobs = new Map<string, Set<Digest>>()
+  /** repo id + blob digest -> the admitted manifests referencing it. */
+  readonly #blobRefs = new Map<string, Set<Digest>>()
+  /** digest -> ids of the repositories holding it (linked blob or admitted manifest). */
+  readonly #holders = new Map<string, Set<string>>()
 
   async ping(): Promise<void> {}
 
@@ -75,11 +112,65 @@ export class MemoryStateStore implements StateStore {
   }
 
   async recordManifest(repo: RepoKey, record: ManifestRecord, links: ManifestLinks): Promise<void> {
+    if (record.verdict.outcome === 'detained') {
+      this.#detain(repo, record, links.blobs.map((b) => b.digest))
+      return
+    }
     const id = repoId(repo)
-    this.#manifests.set(`${id}\u0000${record.digest}`, structuredClone(record))
-    if (record.verdict.outcome === 'detained') return
-    for (const blob of links.blobs) this.#blobs.set(`${id}\u0000${blob.digest}`, { ...blob })
-    for (const child of links.children) this.#parents.set(`${id}\u0000${child}`, record.digest)
+    const m = record.digest
+    this.#manifests.set(`${id}\u0000${m}`, structuredClone(record))
+    const known = this.#manifestBlobs.get(`${id}\u0000${m}`) ?? new Set<Digest>()
+    for (const blob of links.blobs) {
+      known.add(blob.digest)
+      this.#blobs.set(`${id}\u0000${blob.digest}`, { ...blob })
+      setOf(this.#blobRefs, `${id}\u0000${blob.digest}`).add(m)
+      setOf(this.#holders, blob.digest).add(id)
+    }
+    this.#manifestBlobs.set(`${id}\u0000${m}`, known)
+    setOf(this.#holders, m).add(id)
+    for (const child of links.children) this.#parents.set(`${id}\u0000${child}`, m)
+  }
+
+  async detainManifest(repo: RepoKey, record: ManifestRecord): Promise<{ unlinked: Digest[] }> {
+    if (record.verdict.outcome !== 'detained') throw new Error('detainManifest takes a detained verdict')
+    return { unlinked: this.#detain(repo, record, []) }
+  }
+
+  /** Records a detained verdict and closes the gate for the blobs no admitted manifest holds. */
+  #detain(repo: RepoKey, record: ManifestRecord, blobs: readonly Digest[]): Digest[] {
+    const id = repoId(repo)
+    const m = record.digest
+    this.#manifests.set(`${id}\u0000${m}`, structuredClone(record))
+    const known = this.#manifestBlobs.get(`${id}\u0000${m}`) ?? new Set<Digest>()
+    for (const b of blobs) known.add(b)
+    this.#manifestBlobs.set(`${id}\u0000${m}`, known)
+    const unlinked: Digest[] = []
+    for (const b of known) {
+      const refs = this.#blobRefs.get(`${id}\u0000${b}`)
+      refs?.delete(m)
+      if (refs !== undefined && refs.size > 0) continue
+      this.#blobRefs.delete(`${id}\u0000${b}`)
+      if (this.#blobs.delete(`${id}\u0000${b}`)) unlinked.push(b)
+      this.#holders.get(b)?.delete(id)
+    }
+    this.#holders.get(m)?.delete(id)
+    return unlinked
+  }
+
+  async manifestBlobs(repo: RepoKey, digest: Digest): Promise<Digest[]> {
+    return [...(this.#manifestBlobs.get(`${repoId(repo)}\u0000${digest}`) ?? [])]
+  }
+
+  async unheld(digests: readonly Digest[]): Promise<Digest[]> {
+    return digests.filter((d) => (this.#holders.get(d)?.size ?? 0) === 0)
+  }
+
+  async listManifests(query: ScanQuery): Promise<ScanPage<{ repo: RepoKey; record: ManifestRecord }>> {
+    return scanPage(this.#manifests, query, (repo, _digest, record) => ({ repo, record: structuredClone(record) }))
+  }
+
+  async listTags(query: ScanQuery): Promise<ScanPage<{ repo: RepoKey; tag: string; record: TagRecord }>> {
+    return scanPage(this.#tags, query, (repo, tag, record) => ({ repo, tag, record: { ...record } }))
   }
 
   async getBlobLink(repo: RepoKey, digest: Digest): Promise<BlobLink | null> {
@@ -102,7 +193,8 @@ export class MemoryStateStore implements StateStore {
       upstream: repo.upstream,
       repository: repo.repository,
       digest,
-      state: current?.state ?? 'detained',
+      // A purged digest pulled again is detained again; revoked and released stay as they are.
+      state: current === undefined || current.state === 'purged' ? 'detained' : current.state,
       references: [reference, ...(current?.references ?? []).filter((r) => r !== reference)].slice(
         0,
         QUARANTINE_REFERENCES_LIMIT
@@ -149,6 +241,45 @@ export class MemoryStateStore implements StateStore {
     return this.#act(repo, digest, { action: 'revoke', by, at }, ({ release: _, ...record }) => ({
       ...record,
       state: 'detained',
+    }))
+  }
+
+  async markRevoked(
+    repo: RepoKey,
+    digest: Digest,
+    revocation: QuarantineReevaluation
+  ): Promise<{ created: boolean }> {
+    const id = `${repoId(repo)}\u0000${digest}`
+    const { at, revision } = revocation
+    const created = !this.#quarantine.has(id)
+    if (created) {
+      this.#quarantine.set(id, {
+        upstream: repo.upstream,
+        repository: repo.repository,
+        digest,
+        state: 'revoked',
+        references: [],
+        reasons: [],
+        firstSeen: at,
+        lastSeen: at,
+        refused: 0,
+        clients: [],
+      })
+    }
+    const action: QuarantineAction = { action: 'revoked', by: 'customs', at, revision }
+    this.#act(repo, digest, action, ({ release: _, ...record }) => ({
+      ...record,
+      state: 'revoked',
+      reasons: [...revocation.reasons],
+    }))
+    return { created }
+  }
+
+  async purgeQuarantine(repo: RepoKey, digest: Digest, purge: QuarantinePurge): Promise<boolean> {
+    const { by, reason, at } = purge
+    return this.#act(repo, digest, { action: 'purge', by, at, reason }, ({ release: _, ...record }) => ({
+      ...record,
+      state: 'purged',
     }))
   }
 

@@ -22,11 +22,15 @@ import {
   type ManifestRecord,
   type QuarantineClient,
   type QuarantinePage,
+  type QuarantinePurge,
   type QuarantineQuery,
+  type QuarantineReevaluation,
   type QuarantineRecord,
   type QuarantineRelease,
   type QuarantineRevocation,
   type RepoKey,
+  type ScanPage,
+  type ScanQuery,
   type StateStore,
   type TagMove,
   type TagRecord,
@@ -124,6 +128,7 @@ else
     firstSeen = at, lastSeen = at, refused = 0, references = {}, clients = {}}
 end
 rec.refused = rec.refused + 1
+if rec.state == 'purged' then rec.state = 'detained' end
 if at < rec.firstSeen then rec.firstSeen = at end
 if at > rec.lastSeen then rec.lastSeen = at end
 rec.reasons = cjson.decode(ARGV[5])
@@ -150,7 +155,8 @@ if raw then return 0 else return 1 end
 // Release or revoke in one read-modify-write of the record, so that a concurrent refusal (which
 // rewrites the whole record) loses neither the count nor the release. Returns 0 without a record.
 // The release-expiry index follows in the same step: the expiry job finds releases only there.
-// KEYS: record, release-expiry index. ARGV: 'release' or 'revoke', by, at, reason or '', expires or '', history limit.
+// KEYS: record, release-expiry index. ARGV: 'release', 'revoke' or 'purge', by, at, reason or '',
+// expires or '', history limit.
 const QUARANTINE_ACTION = new Script(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -162,6 +168,11 @@ if ARGV[1] == 'release' then
   rec.state = 'released'
   rec.release = {by = ARGV[2], reason = ARGV[4], expires = tonumber(ARGV[5]), at = tonumber(ARGV[3])}
   redis.call('ZADD', KEYS[2], tonumber(ARGV[5]), KEYS[1])
+elseif ARGV[1] == 'purge' then
+  entry.reason = ARGV[4]
+  rec.state = 'purged'
+  rec.release = nil
+  redis.call('ZREM', KEYS[2], KEYS[1])
 else
   rec.state = 'detained'
   rec.release = nil
@@ -176,6 +187,76 @@ end
 rec.history = history
 redis.call('SET', KEYS[1], cjson.encode(rec))
 return 1
+`)
+
+// Record a manifest and move its blob links in one step, so that no reader sees the verdict
+// without the links or the other way round, and two manifests sharing a layer cannot both drop
+// out of its referencer set while each still sees the other in it.
+// KEYS: manifest, manifest-blobs, holders of the manifest; then per blob: link, blob-refs,
+// holders; then per child (admit only): parent.
+// ARGV: 'admit' or 'detain', record JSON, manifest digest, holder member, blob count, then per
+// blob: digest, link JSON ('' to detain); then child count.
+const RECORD_MANIFEST = new Script(`
+local admit = ARGV[1] == 'admit'
+local m = ARGV[3]
+local member = ARGV[4]
+local n = tonumber(ARGV[5])
+redis.call('SET', KEYS[1], ARGV[2])
+local unlinked = {}
+for i = 1, n do
+  local link, refs, holders = KEYS[1 + 3 * i], KEYS[2 + 3 * i], KEYS[3 + 3 * i]
+  local digest, json = ARGV[4 + 2 * i], ARGV[5 + 2 * i]
+  redis.call('SADD', KEYS[2], digest)
+  if admit then
+    redis.call('SET', link, json)
+    redis.call('SADD', refs, m)
+    redis.call('SADD', holders, member)
+  else
+    redis.call('SREM', refs, m)
+    if redis.call('SCARD', refs) == 0 then
+      if redis.call('DEL', link) == 1 then table.insert(unlinked, digest) end
+      redis.call('SREM', holders, member)
+    end
+  end
+end
+if admit then
+  redis.call('SADD', KEYS[3], member)
+  local children = tonumber(ARGV[6 + 2 * n])
+  for j = 1, children do redis.call('SET', KEYS[3 + 3 * n + j], m) end
+else
+  redis.call('SREM', KEYS[3], member)
+end
+return unlinked
+`)
+
+// A re-evaluation detained cleared content: create or update the record as \`revoked\` in one step.
+// KEYS: record, index, upstream index, release-expiry index. ARGV: upstream, repository, digest,
+// reasons JSON, revision, at, history limit.
+const MARK_REVOKED = new Script(`
+local at = tonumber(ARGV[6])
+local raw = redis.call('GET', KEYS[1])
+local rec
+if raw then
+  rec = cjson.decode(raw)
+else
+  rec = {upstream = ARGV[1], repository = ARGV[2], digest = ARGV[3],
+    firstSeen = at, lastSeen = at, refused = 0, references = {}, clients = {}}
+end
+rec.state = 'revoked'
+rec.release = nil
+redis.call('ZREM', KEYS[4], KEYS[1])
+rec.reasons = cjson.decode(ARGV[4])
+local history = {{action = 'revoked', by = 'customs', at = at, revision = ARGV[5]}}
+if type(rec.history) == 'table' then
+  for _, h in ipairs(rec.history) do
+    if #history < tonumber(ARGV[7]) then table.insert(history, h) end
+  end
+end
+rec.history = history
+redis.call('SET', KEYS[1], cjson.encode(rec))
+redis.call('ZADD', KEYS[2], rec.lastSeen, KEYS[1])
+redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
+if raw then return 0 else return 1 end
 `)
 
 // Claims one due expiry and detains the record again, in one step. The index entry is the claim:
@@ -343,20 +424,101 @@ export class RedisStateStore implements StateStore {
 
   async recordManifest(repo: RepoKey, record: ManifestRecord, links: ManifestLinks): Promise<void> {
     await this.#call('recordManifest', async () => {
-      // One MULTI/EXEC: no reader may see the links without the verdict, or the other way round.
-      const tx = this.#client.multi()
-      tx.set(this.#keys.manifest(repo, record.digest), JSON.stringify(record))
       if (record.verdict.outcome !== 'detained') {
-        for (const blob of links.blobs) {
-          const link: BlobLink = { digest: blob.digest, size: blob.size }
-          tx.set(this.#keys.blob(repo, blob.digest), JSON.stringify(link))
-        }
-        for (const child of links.children) tx.set(this.#keys.parent(repo, child), record.digest)
+        await this.#record(repo, record, 'admit', links.blobs, links.children)
+        return
       }
-      const results = await tx.exec()
-      if (results === null) throw new Error('transaction aborted')
-      for (const [err] of results) if (err) throw err
+      // A manifest recorded detained closes the gate of the blobs it alone held.
+      const known = await this.#client.smembers(this.#keys.manifestBlobs(repo, record.digest))
+      const blobs = new Set<string>([...known, ...links.blobs.map((b) => b.digest)])
+      await this.#record(repo, record, 'detain', [...blobs].map((digest) => ({ digest: digest as Digest, size: 0 })), [])
     })
+  }
+
+  async detainManifest(repo: RepoKey, record: ManifestRecord): Promise<{ unlinked: Digest[] }> {
+    if (record.verdict.outcome !== 'detained') throw new Error('detainManifest takes a detained verdict')
+    return this.#call('detainManifest', async () => {
+      // The set is written once per (repository, digest): the same bytes reference the same blobs.
+      const known = await this.#client.smembers(this.#keys.manifestBlobs(repo, record.digest))
+      const blobs = known.map((digest) => ({ digest: digest as Digest, size: 0 }))
+      return { unlinked: await this.#record(repo, record, 'detain', blobs, []) }
+    })
+  }
+
+  async #record(
+    repo: RepoKey,
+    record: ManifestRecord,
+    mode: 'admit' | 'detain',
+    blobs: readonly BlobLink[],
+    children: readonly Digest[]
+  ): Promise<Digest[]> {
+    const m = record.digest
+    const keys = [this.#keys.manifest(repo, m), this.#keys.manifestBlobs(repo, m), this.#keys.holders(m)]
+    const args: (string | number)[] = [mode, JSON.stringify(record), m, this.#keys.holderMember(repo), blobs.length]
+    for (const blob of blobs) {
+      keys.push(this.#keys.blob(repo, blob.digest), this.#keys.blobRefs(repo, blob.digest), this.#keys.holders(blob.digest))
+      const link: BlobLink = { digest: blob.digest, size: blob.size }
+      args.push(blob.digest, mode === 'admit' ? JSON.stringify(link) : '')
+    }
+    args.push(children.length)
+    for (const child of children) keys.push(this.#keys.parent(repo, child))
+    return (await RECORD_MANIFEST.run(this.#client, keys, args)) as Digest[]
+  }
+
+  async manifestBlobs(repo: RepoKey, digest: Digest): Promise<Digest[]> {
+    const key = this.#keys.manifestBlobs(repo, digest)
+    return this.#call('manifestBlobs', async () => (await this.#client.smembers(key)) as Digest[])
+  }
+
+  async unheld(digests: readonly Digest[]): Promise<Digest[]> {
+    if (digests.length === 0) return []
+    return this.#call('unheld', async () => {
+      const tx = this.#client.pipeline()
+      for (const digest of digests) tx.scard(this.#keys.holders(digest))
+      const results = (await tx.exec()) ?? []
+      return digests.filter((_, i) => {
+        const [err, count] = results[i] ?? [new Error('no reply'), null]
+        if (err) throw err
+        return count === 0
+      })
+    })
+  }
+
+  async listManifests(query: ScanQuery): Promise<ScanPage<{ repo: RepoKey; record: ManifestRecord }>> {
+    return this.#call('listManifests', async () => {
+      const { keys, next } = await this.#scan(this.#keys.manifestPattern(), query)
+      const values = keys.length === 0 ? [] : await this.#client.mget(...keys)
+      const entries = keys.flatMap((key, i) => {
+        const where = this.#keys.parseManifest(key)
+        const json = values[i]
+        if (where === null || json === null || json === undefined) return []
+        return [{ repo: where.repo, record: JSON.parse(json) as ManifestRecord }]
+      })
+      return next === undefined ? { entries } : { entries, next }
+    })
+  }
+
+  async listTags(query: ScanQuery): Promise<ScanPage<{ repo: RepoKey; tag: string; record: TagRecord }>> {
+    return this.#call('listTags', async () => {
+      const { keys, next } = await this.#scan(this.#keys.tagPattern(), query)
+      const values = keys.length === 0 ? [] : await this.#client.mget(...keys)
+      const entries = keys.flatMap((key, i) => {
+        const where = this.#keys.parseTag(key)
+        const json = values[i]
+        if (where === null || json === null || json === undefined) return []
+        return [{ repo: where.repo, tag: where.tag, record: JSON.parse(json) as TagRecord }]
+      })
+      return next === undefined ? { entries } : { entries, next }
+    })
+  }
+
+  /** One SCAN step; the cursor is Redis's own, `0` meaning the walk is over. */
+  async #scan(pattern: string, query: ScanQuery): Promise<{ keys: string[]; next?: string }> {
+    const cursor = query.after ?? '0'
+    if (!/^\d{1,20}$/.test(cursor)) throw new Error('invalid scan cursor')
+    const count = Math.max(1, Math.floor(query.limit))
+    const [next, keys] = await this.#client.scan(cursor, 'MATCH', pattern, 'COUNT', count)
+    return next === '0' ? { keys } : { keys, next }
   }
 
   async getBlobLink(repo: RepoKey, digest: Digest): Promise<BlobLink | null> {
@@ -419,6 +581,35 @@ export class RedisStateStore implements StateStore {
     const at = Math.round(revocation.at)
     const args = ['revoke', revocation.by, at, '', '', QUARANTINE_HISTORY_LIMIT]
     return this.#act('revokeRelease', repo, digest, args)
+  }
+
+  async markRevoked(
+    repo: RepoKey,
+    digest: Digest,
+    revocation: QuarantineReevaluation
+  ): Promise<{ created: boolean }> {
+    const keys = [
+      this.#keys.quarantine(repo, digest),
+      this.#keys.quarantineIndex(),
+      this.#keys.quarantineUpstreamIndex(repo.upstream),
+      this.#keys.releaseExpiry(),
+    ]
+    const args = [
+      repo.upstream,
+      repo.repository,
+      digest,
+      JSON.stringify(revocation.reasons),
+      revocation.revision,
+      Math.round(revocation.at),
+      QUARANTINE_HISTORY_LIMIT,
+    ]
+    const created = await this.#call('markRevoked', () => MARK_REVOKED.run(this.#client, keys, args))
+    return { created: created === 1 }
+  }
+
+  async purgeQuarantine(repo: RepoKey, digest: Digest, purge: QuarantinePurge): Promise<boolean> {
+    const args = ['purge', purge.by, Math.round(purge.at), purge.reason, '', QUARANTINE_HISTORY_LIMIT]
+    return this.#act('purgeQuarantine', repo, digest, args)
   }
 
   async #act(

@@ -96,6 +96,28 @@ export interface StateStore {
    * transaction so that no reader sees the links without the verdict or the other way round.
    */
   recordManifest(repo: RepoKey, record: ManifestRecord, links: ManifestLinks): Promise<void>
+  /**
+   * Records a manifest as detained (`record.verdict.outcome` must be `detained`: a revoked or
+   * expired release, a re-evaluation, a purge) and, in the same atomic step, takes it out of the
+   * referencer sets of its blobs, dropping the link of every blob no other admitted manifest of
+   * this repository references: the gate closes for its own layers, a layer shared with another
+   * admitted manifest stays served. `unlinked` lists the blobs whose link was dropped.
+   */
+  detainManifest(repo: RepoKey, record: ManifestRecord): Promise<{ unlinked: Digest[] }>
+  /** The blobs a manifest referenced when it was recorded (any verdict); empty when unknown. */
+  manifestBlobs(repo: RepoKey, digest: Digest): Promise<Digest[]>
+  /**
+   * Of these digests, those no repository holds: neither linked as a blob nor recorded as an
+   * admitted manifest. Their cached bytes may be removed (a later need fetches them again).
+   */
+  unheld(digests: readonly Digest[]): Promise<Digest[]>
+  /**
+   * Every manifest record, a page at a time, in no particular order; a record may appear twice
+   * across pages (Redis SCAN), never zero times if it existed for the whole walk.
+   */
+  listManifests(query: ScanQuery): Promise<ScanPage<{ repo: RepoKey; record: ManifestRecord }>>
+  /** Every tag resolution, a page at a time, with the same guarantees as listManifests. */
+  listTags(query: ScanQuery): Promise<ScanPage<{ repo: RepoKey; tag: string; record: TagRecord }>>
   /** The size of a blob if a cleared manifest in this repository references it. */
   getBlobLink(repo: RepoKey, digest: Digest): Promise<BlobLink | null>
   /** The index that listed this manifest, if any. */
@@ -130,6 +152,19 @@ export interface StateStore {
    * the caller that gets a record back is the one that moved it.
    */
   expireReleases(now: number, limit: number): Promise<ExpiredRelease[]>
+
+  /**
+   * Marks content that was cleared and is now detained by a re-evaluation: state `revoked`, the
+   * reasons, the revision, any release dropped, the action in `history`; creates the record when
+   * no pull was ever refused (no references, refused 0). `created` as for recordDetention.
+   */
+  markRevoked(repo: RepoKey, digest: Digest, revocation: QuarantineReevaluation): Promise<{ created: boolean }>
+  /**
+   * Records a purge: state `purged`, any release dropped, the action in `history`, in one atomic
+   * step. False when there is no quarantine record. A later refusal sets the state back to
+   * `detained`.
+   */
+  purgeQuarantine(repo: RepoKey, digest: Digest, purge: QuarantinePurge): Promise<boolean>
 
   /** Takes a named lock for ttlMs; returns a token, or null when another holder has it. */
   acquireLock(name: string, ttlMs: number): Promise<string | null>
@@ -188,7 +223,40 @@ export interface QuarantineRecord {
   readonly clients: readonly QuarantineClient[]
 }
 
-export type QuarantineState = 'detained' | 'released'
+/**
+ * `detained`: refused; `released`: a person's release holds (effectiveState sees its expiry);
+ * `revoked`: it was cleared and a re-evaluation under a new policy or trust detained it;
+ * `purged`: a person removed its cached bytes; a later refusal makes it `detained` again.
+ */
+export type QuarantineState = 'detained' | 'released' | 'revoked' | 'purged'
+
+/** What markRevoked takes: why a re-evaluation detained cleared content, and under what. */
+export interface QuarantineReevaluation {
+  readonly reasons: readonly string[]
+  /** The policy and trust revision of the re-evaluation. */
+  readonly revision: string
+  readonly at: number
+}
+
+/** Who purged a detained manifest, why, and when (milliseconds since the epoch). */
+export interface QuarantinePurge {
+  readonly by: string
+  readonly reason: string
+  readonly at: number
+}
+
+/** A page of a scan: `next` is the cursor of the next page, absent on the last one. */
+export interface ScanPage<T> {
+  readonly entries: T[]
+  readonly next?: string
+}
+
+export interface ScanQuery {
+  /** A hint of how many entries a page holds (Redis SCAN COUNT); pages may be smaller or larger. */
+  readonly limit: number
+  /** The `next` of the previous page. */
+  readonly after?: string
+}
 
 /** A person's exception for one detained digest, until `expires`. */
 export interface QuarantineRelease {
@@ -221,24 +289,31 @@ export const EXPIRY_ACTOR = 'customs'
 
 /** One entry of a quarantine record's history. */
 export interface QuarantineAction {
-  /** `expire`: the release reached its expiry and Customs detained the digest again. */
-  readonly action: 'release' | 'revoke' | 'expire'
+  /**
+   * `expire`: the release reached its expiry and Customs detained the digest again; `revoked`: a
+   * re-evaluation detained cleared content (both by `customs`); the others are a person's.
+   */
+  readonly action: 'release' | 'revoke' | 'expire' | 'revoked' | 'purge'
   readonly by: string
   readonly at: number
-  /** The release's reason (releases only). */
+  /** The release's or purge's reason. */
   readonly reason?: string
+  /** The revision a re-evaluation revoked under (`revoked` only). */
+  readonly revision?: string
   /** The release's expiry (releases and expiries), milliseconds since the epoch. */
   readonly expires?: number
 }
 
 /**
  * What holds for a quarantine record at `now` (ms since the epoch): `released` only while a
- * release is recorded and has not expired. The one place that decides, so that a pull never
- * depends on the expiry job (src/quarantine/expiry.ts) having run: the pull path and the admin API
- * both read states through it; the job only makes the stored state and the events catch up.
+ * release is recorded and has not expired (then `detained`); `revoked` and `purged` as stored.
+ * The one place that decides, so that a pull never depends on the expiry job
+ * (src/quarantine/expiry.ts) having run: the pull path and the admin API both read states through
+ * it; the job only makes the stored state and the events catch up.
  */
 export function effectiveState(record: QuarantineRecord, now: number): QuarantineState {
   const release = record.release
+  if (record.state === 'revoked' || record.state === 'purged') return record.state
   return record.state === 'released' && release !== undefined && release.expires > now
     ? 'released'
     : 'detained'

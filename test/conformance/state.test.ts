@@ -496,6 +496,187 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
     })
   })
 
+  describe('the blob gate index', () => {
+    const blob = (n: number) => ({ digest: d(`blob ${n}`), size: 100 + n })
+    const image = (n: number, outcome: VerdictOutcome): ManifestRecord => ({
+      ...manifest(d(`image ${n}`), outcome),
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    })
+    const detained = (record: ManifestRecord): ManifestRecord => ({
+      ...record,
+      verdict: { ...record.verdict, outcome: 'detained', reasons: ['revoked'], revision: 'rev-2' },
+    })
+    // Image 1 holds blobs 1 and 2; image 2 holds blobs 2 and 3: blob 2 is shared.
+    beforeEach(async () => {
+      await store.recordManifest(HUB, image(1, 'cleared'), { blobs: [blob(1), blob(2)], children: [] })
+      await store.recordManifest(HUB, image(2, 'cleared'), { blobs: [blob(2), blob(3)], children: [] })
+    })
+
+    describe('when an admitted manifest is detained', () => {
+      it('records the verdict and drops the links only it held', async () => {
+        const { unlinked } = await store.detainManifest(HUB, detained(image(1, 'cleared')))
+        assert.deepEqual(unlinked, [blob(1).digest])
+        assert.equal((await store.getManifest(HUB, d('image 1')))?.verdict.outcome, 'detained')
+        assert.deepEqual((await store.getManifest(HUB, d('image 1')))?.verdict.reasons, ['revoked'])
+        assert.equal(await store.getBlobLink(HUB, blob(1).digest), null)
+        assert.deepEqual(await store.getBlobLink(HUB, blob(2).digest), blob(2))
+        assert.deepEqual(await store.getBlobLink(HUB, blob(3).digest), blob(3))
+      })
+      it('drops a shared link once every manifest holding it is detained', async () => {
+        await store.detainManifest(HUB, detained(image(1, 'cleared')))
+        const { unlinked } = await store.detainManifest(HUB, detained(image(2, 'cleared')))
+        assert.deepEqual(unlinked.sort(), [blob(2).digest, blob(3).digest].sort())
+        assert.equal(await store.getBlobLink(HUB, blob(2).digest), null)
+        assert.equal(await store.getBlobLink(HUB, blob(3).digest), null)
+      })
+      it('leaves the same blobs of another repository served', async () => {
+        await store.recordManifest(GHCR, image(1, 'cleared'), { blobs: [blob(1)], children: [] })
+        await store.detainManifest(HUB, detained(image(1, 'cleared')))
+        assert.deepEqual(await store.getBlobLink(GHCR, blob(1).digest), blob(1))
+      })
+      it('opens the gate again when the manifest is admitted again', async () => {
+        await store.detainManifest(HUB, detained(image(1, 'cleared')))
+        await store.recordManifest(HUB, image(1, 'cleared'), { blobs: [blob(1), blob(2)], children: [] })
+        assert.deepEqual(await store.getBlobLink(HUB, blob(1).digest), blob(1))
+        const { unlinked } = await store.detainManifest(HUB, detained(image(1, 'cleared')))
+        assert.deepEqual(unlinked, [blob(1).digest])
+      })
+      it('refuses a verdict that is not detained', async () => {
+        await assert.rejects(store.detainManifest(HUB, image(1, 'cleared')))
+        assert.deepEqual(await store.getBlobLink(HUB, blob(1).digest), blob(1))
+      })
+    })
+
+    describe('when an admitted manifest is recorded again as detained', () => {
+      it('closes the gate the same way', async () => {
+        await store.recordManifest(HUB, detained(image(2, 'cleared')), { blobs: [blob(2), blob(3)], children: [] })
+        assert.equal(await store.getBlobLink(HUB, blob(3).digest), null)
+        assert.deepEqual(await store.getBlobLink(HUB, blob(2).digest), blob(2))
+      })
+    })
+
+    describe('manifestBlobs and unheld', () => {
+      it('knows the blobs of a manifest detained from the start, and opens no gate for them', async () => {
+        await store.recordManifest(HUB, image(3, 'detained'), { blobs: [blob(4)], children: [] })
+        assert.deepEqual(await store.manifestBlobs(HUB, d('image 3')), [blob(4).digest])
+        assert.equal(await store.getBlobLink(HUB, blob(4).digest), null)
+        assert.deepEqual(await store.unheld([blob(4).digest, d('image 3')]), [blob(4).digest, d('image 3')])
+      })
+      it('holds what an admitted manifest anywhere references, and nothing else', async () => {
+        await store.recordManifest(GHCR, image(1, 'cleared'), { blobs: [blob(1)], children: [] })
+        assert.deepEqual(await store.unheld([blob(1).digest, blob(2).digest, d('image 1'), d('none')]), [d('none')])
+        await store.detainManifest(HUB, detained(image(1, 'cleared')))
+        await store.detainManifest(HUB, detained(image(2, 'cleared')))
+        assert.deepEqual(await store.unheld([blob(1).digest, blob(2).digest, blob(3).digest, d('image 1'), d('image 2')]), [
+          blob(2).digest,
+          blob(3).digest,
+          d('image 2'),
+        ])
+      })
+      it('is empty for a manifest never recorded', async () => {
+        assert.deepEqual(await store.manifestBlobs(HUB, d('none')), [])
+        assert.deepEqual(await store.unheld([]), [])
+      })
+    })
+  })
+
+  describe('listings', () => {
+    it('walks every manifest record and tag, page by page, with their repositories', async () => {
+      const want = new Set<string>()
+      for (let i = 0; i < 25; i++) {
+        const repo = i % 2 === 0 ? HUB : { upstream: 'host:5000', repository: `a/b:${i}` }
+        await store.recordManifest(repo, manifest(d(i), 'cleared'), { blobs: [], children: [] })
+        await store.setTag(repo, `t${i}`, { digest: d(i), checkedAt: i })
+        want.add(`${repo.upstream} ${repo.repository} ${d(i)}`)
+      }
+      const manifests = new Set<string>()
+      const tags = new Set<string>()
+      let after: string | undefined
+      let pages = 0
+      do {
+        const page = await store.listManifests({ limit: 4, ...(after !== undefined ? { after } : {}) })
+        for (const { repo, record } of page.entries) manifests.add(`${repo.upstream} ${repo.repository} ${record.digest}`)
+        after = page.next
+        pages++
+      } while (after !== undefined && pages < 1000)
+      after = undefined
+      do {
+        const page = await store.listTags({ limit: 4, ...(after !== undefined ? { after } : {}) })
+        for (const { repo, tag, record } of page.entries) tags.add(`${repo.upstream} ${repo.repository} ${record.digest} ${tag}`)
+        after = page.next
+      } while (after !== undefined)
+      assert.deepEqual(manifests, want)
+      assert.equal(tags.size, 25)
+      assert.ok(tags.has(`host:5000 a/b:1 ${d(1)} t1`))
+    })
+    it('returns an empty last page when there is nothing', async () => {
+      const page = await store.listManifests({ limit: 10 })
+      assert.deepEqual(page.entries, [])
+    })
+  })
+
+  describe('revoked and purged', () => {
+    const revocation = { reasons: ["policy 'p' rule 'r': unsigned"], revision: 'rev-2', at: 5000 }
+
+    describe('when cleared content with no quarantine record is revoked', () => {
+      it('creates a revoked record with the reasons and a history entry', async () => {
+        assert.deepEqual(await store.markRevoked(HUB, d(1), revocation), { created: true })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'revoked')
+        assert.deepEqual(record?.reasons, revocation.reasons)
+        assert.deepEqual(record?.references, [])
+        assert.deepEqual(record?.clients, [])
+        assert.equal(record?.refused, 0)
+        assert.deepEqual(record?.history, [{ action: 'revoked', by: 'customs', at: 5000, revision: 'rev-2' }])
+        assert.equal(record && effectiveState(record, 6000), 'revoked')
+        const page = await store.listQuarantine({ limit: 10 })
+        assert.deepEqual(page.records.map((r) => r.digest), [d(1)])
+      })
+    })
+
+    describe('when a released digest is revoked by a re-evaluation', () => {
+      it('drops the release and keeps the refusals', async () => {
+        await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['unsigned'], at: 1000 })
+        await store.releaseQuarantine(HUB, d(1), { by: 'alice', reason: 'ok', expires: 90_000, at: 2000 })
+        assert.deepEqual(await store.markRevoked(HUB, d(1), revocation), { created: false })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'revoked')
+        assert.equal(record?.release, undefined)
+        assert.equal(record?.refused, 1)
+        assert.deepEqual(record?.references, ['latest'])
+        assert.equal(record?.history?.length, 2)
+        assert.equal(record && effectiveState(record, 3000), 'revoked')
+      })
+      it('stays revoked through further refusals', async () => {
+        await store.markRevoked(HUB, d(1), revocation)
+        await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['unsigned'], at: 6000 })
+        assert.equal((await store.getQuarantine(HUB, d(1)))?.state, 'revoked')
+      })
+    })
+
+    describe('purge', () => {
+      it('returns false without a quarantine record', async () => {
+        assert.equal(await store.purgeQuarantine(HUB, d(9), { by: 'alice', reason: 'gone', at: 1 }), false)
+        assert.equal(await store.getQuarantine(HUB, d(9)), null)
+      })
+      it('records purged with the action, and detained again on the next refusal', async () => {
+        await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['unsigned'], at: 1000 })
+        await store.releaseQuarantine(HUB, d(1), { by: 'alice', reason: 'ok', expires: 90_000, at: 2000 })
+        assert.equal(await store.purgeQuarantine(HUB, d(1), { by: 'bob', reason: 'malware', at: 3000 }), true)
+        const purged = await store.getQuarantine(HUB, d(1))
+        assert.equal(purged?.state, 'purged')
+        assert.equal(purged?.release, undefined)
+        assert.deepEqual(purged?.history?.[0], { action: 'purge', by: 'bob', at: 3000, reason: 'malware' })
+        assert.equal(purged && effectiveState(purged, 4000), 'purged')
+        await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['unsigned'], at: 4000 })
+        const again = await store.getQuarantine(HUB, d(1))
+        assert.equal(again?.state, 'detained')
+        assert.equal(again?.refused, 2)
+        assert.equal(again?.history?.length, 2)
+      })
+    })
+  })
+
   describe('locks', () => {
     describe('when the lock is free', () => {
       it('returns a token and reports the lock held', async () => {

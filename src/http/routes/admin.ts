@@ -19,6 +19,7 @@ import {
   type RepoKey,
   type StateStore,
 } from '../../state/store.js'
+import { detainUnreleased } from '../../inspection/detain.js'
 import type { Env } from '../context.js'
 import { adminAuth, requireRole, type AdminToken } from '../middleware/admin-auth.js'
 import { adminAuditRoutes } from './admin-audit.js'
@@ -58,7 +59,7 @@ const UPSTREAM = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/
 /** OCI repository names (distribution spec), bounded. */
 export const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/
 
-const repository = z.string().max(255).regex(REPOSITORY, 'must be a repository name')
+export const repository = z.string().max(255).regex(REPOSITORY, 'must be a repository name')
 const ReleaseBody = z.strictObject({
   repository,
   reason: z.string().trim().min(1).max(1024),
@@ -140,6 +141,8 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     const by = c.get('admin').name
     const found = await deps.state.revokeRelease(repo, digest, { by, at: Date.now() })
     if (!found) throw noRecord(repo, digest)
+    // The release opened the gate of its blobs: close it now, not at the digest's next pull.
+    await detainUnreleased(deps.state, repo, digest)
     deps.logger.info(
       { action: 'revoke', by, upstream, repository: repo.repository, digest },
       'admin action'
@@ -219,11 +222,11 @@ export function limitParam(value: string | undefined): number {
 }
 
 /** The record with the state that holds at `now`: an expired release reads as detained. */
-function effective(record: QuarantineRecord, now: number): QuarantineRecord {
+export function effective(record: QuarantineRecord, now: number): QuarantineRecord {
   return { ...record, state: effectiveState(record, now) }
 }
 
-function noRecord(repo: RepoKey, digest: Digest): CustomsError {
+export function noRecord(repo: RepoKey, digest: Digest): CustomsError {
   const message = `no pull of ${repo.upstream}/${repo.repository}@${digest} was refused`
   return new CustomsError('MANIFEST_UNKNOWN', message)
 }
@@ -239,21 +242,21 @@ async function current(
   return record
 }
 
-function recordParams(upstream: string, digest: string): { upstream: string; digest: Digest } {
+export function recordParams(upstream: string, digest: string): { upstream: string; digest: Digest } {
   if (!isDigest(digest)) {
     throw new CustomsError('DIGEST_INVALID', `${digest.slice(0, 80)} is not a digest`)
   }
   return { upstream: upstreamParam(upstream) as string, digest }
 }
 
-/** The request's JSON body, read up to ADMIN_BODY_MAX_BYTES. */
-export async function jsonBody(c: Context<Env>): Promise<unknown> {
+/** The request's JSON body, read up to `limit` bytes (ADMIN_BODY_MAX_BYTES by default). */
+export async function jsonBody(c: Context<Env>, limit = ADMIN_BODY_MAX_BYTES): Promise<unknown> {
   const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
   if (type !== 'application/json') {
     const message = 'the body must be JSON (Content-Type: application/json)'
     throw new CustomsError('REQUEST_INVALID', message)
   }
-  const text = await boundedText(c.req.raw, ADMIN_BODY_MAX_BYTES)
+  const text = await boundedText(c.req.raw, limit)
   try {
     return JSON.parse(text) as unknown
   } catch {

@@ -67,6 +67,32 @@ function checkExpiryJob(replicas: Replicas): void {
     }
   })
 
+  it('closes the blob gate a release opened, leaving a layer another admitted manifest holds', async () => {
+    const { a, close } = await replicas()
+    try {
+      const digest = digestOf(Buffer.from(`image ${randomUUID()}`))
+      const other = digestOf(Buffer.from(`other image ${randomUUID()}`))
+      const own = { digest: digestOf(Buffer.from(`own layer ${randomUUID()}`)), size: 10 }
+      const shared = { digest: digestOf(Buffer.from(`shared layer ${randomUUID()}`)), size: 20 }
+      const base = { mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 100 }
+      await a.recordManifest(REPO, { ...base, digest: other, verdict: { outcome: 'cleared', reasons: [], revision: 'r', decidedAt: 1 } }, { blobs: [shared], children: [] })
+      await a.recordDetention(REPO, digest, { reference: 'v1', reasons: ['unsigned'], at: 1000 })
+      await a.releaseQuarantine(REPO, digest, { by: 'alice', reason: 'brief', expires: 5_000, at: 2000 })
+      // What the pull path records for a released digest: admitted, with why it was detained.
+      const verdict = { outcome: 'cleared-with-warnings' as const, reasons: ['released'], revision: 'r', decidedAt: 2, detainedFor: ['unsigned'] }
+      await a.recordManifest(REPO, { ...base, digest, verdict }, { blobs: [own, shared], children: [] })
+      const job = new ReleaseExpiry({ state: a, events: new EventBus(logger), logger, intervalMs: 60_000, now: () => 6_000 })
+      assert.equal(await job.runOnce(), 1)
+      assert.equal(await a.getBlobLink(REPO, own.digest), null)
+      assert.deepEqual(await a.getBlobLink(REPO, shared.digest), shared)
+      const record = await a.getManifest(REPO, digest)
+      assert.equal(record?.verdict.outcome, 'detained')
+      assert.deepEqual(record?.verdict.reasons, ['unsigned'])
+    } finally {
+      await close()
+    }
+  })
+
   it('runs on its interval once started, until stopped', async () => {
     const { a, close } = await replicas()
     try {

@@ -1,0 +1,120 @@
+// Re-evaluation after a trust change: an image cleared because it is signed by the trusted key
+// `release` is detained (and its blobs refused) once Customs runs with a rotated `release` key,
+// on the same state and cache: the recorded facts are stale, so the image is inspected again.
+
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Digest } from '../../src/oci/digest.js'
+import { MemoryStateStore } from '../../src/state/memory.js'
+import { signedSigLayer } from '../helpers/cosign.js'
+import { startCustoms, type CustomsHandle } from '../helpers/customs.js'
+import { buildImage, pushImage, type BuiltImage } from '../helpers/images.js'
+import { createTestPki, keyPair, type TestKeyPair, type TestPki } from '../helpers/pki.js'
+import { makeTempDir } from '../helpers/processes.js'
+import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
+import { pushLegacySignature } from '../helpers/signed-images.js'
+
+const ADMIN = 'admin-token-0123456789'
+const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
+const POLICY = `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: release-signed }
+spec:
+  mode: enforce
+  match: [{ repository: "signed/**" }]
+  authorities:
+    - name: release-key
+      key: { name: release }
+`
+
+let registry: RegistryHandle
+let pki: TestPki
+let signer: TestKeyPair
+let rotated: TestKeyPair
+let work: string
+let storage: string
+let policyDir: string
+let image: BuiltImage
+const state = new MemoryStateStore()
+let customs: CustomsHandle | undefined
+
+function start(key: TestKeyPair): Promise<CustomsHandle> {
+  return startCustoms({
+    state,
+    storage,
+    config: `
+upstreams: [{ name: docker.io, url: "${registry.url}", default: true }]
+trust:
+  keys: [{ name: release, pem: ${JSON.stringify(key.publicKeyPem)} }]
+policy: { path: "${policyDir}", watch: false }
+admin:
+  tokens:
+    - { name: adam, sha256: "${sha256hex(ADMIN)}", role: admin }
+`,
+  })
+}
+
+async function status(url: string, accept?: string): Promise<number> {
+  const res = await fetch(url, accept !== undefined ? { headers: { Accept: accept } } : {})
+  await res.arrayBuffer()
+  return res.status
+}
+
+before(async () => {
+  registry = await startRegistry()
+  pki = createTestPki()
+  signer = keyPair('p256')
+  rotated = keyPair('p256')
+  work = await makeTempDir('reevaluation-trust-')
+  storage = join(work, 'storage')
+  policyDir = join(work, 'policies')
+  await mkdir(policyDir)
+  await writeFile(join(policyDir, 'signed.yaml'), POLICY)
+  image = buildImage({ mediaType: 'oci', layers: [4096] })
+  await pushImage(registry, 'signed/app', 'v1', image)
+  const sig = signedSigLayer({ pki, imageDigest: image.manifestDigest, signer: { kind: 'keyed', key: signer }, timestamps: 'none' })
+  await pushLegacySignature(registry, 'signed/app', image.manifestDigest, [sig.layer])
+})
+
+after(async () => {
+  await customs?.stop()
+  await registry?.stop()
+  await rm(work, { recursive: true, force: true })
+})
+
+describe('re-evaluation after the trusted key is rotated', () => {
+  it('clears the image signed with the trusted key', async () => {
+    customs = await start(signer)
+    assert.equal(await status(`${customs.url}/v2/signed/app/manifests/v1`, image.mediaType), 200)
+    assert.equal(await status(`${customs.url}/v2/signed/app/blobs/${image.layers[0]!.digest}`), 200)
+    await customs.stop()
+    customs = undefined
+  })
+
+  it('detains it, refuses its layer and records it revoked after a walk under the new key', async () => {
+    customs = await start(rotated)
+    const url = customs.url
+    const res = await fetch(`${url}/admin/v1/reevaluations`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN}` } })
+    assert.equal(res.status, 202)
+    await res.arrayBuffer()
+    let progress: { state: string; detained: number; errors: number; trigger?: string } | undefined
+    for (let i = 0; i < 600 && (progress === undefined || progress.state === 'running'); i++) {
+      await sleep(50)
+      const answer = await fetch(`${url}/admin/v1/reevaluations/current`, { headers: { Authorization: `Bearer ${ADMIN}` } })
+      progress = (await answer.json()) as typeof progress
+    }
+    assert.equal(progress?.state, 'finished', JSON.stringify(progress))
+    assert.equal(progress?.detained, 1, JSON.stringify(progress))
+    assert.equal(progress?.errors, 0)
+    // The gate is closed by the walk, before any pull of the manifest under the new trust.
+    assert.equal(await status(`${url}/v2/signed/app/blobs/${image.layers[0]!.digest}`), 404)
+    assert.equal(await status(`${url}/v2/signed/app/manifests/v1`, image.mediaType), 403)
+    const record = await state.getQuarantine({ upstream: 'docker.io', repository: 'signed/app' }, image.manifestDigest as Digest)
+    assert.equal(record?.state, 'revoked')
+  })
+})
