@@ -17,6 +17,7 @@ import { AuditFileError } from './audit/file.js'
 import { AUDIT_USAGE, auditVerifyConfig, auditVerifyFile } from './cli/audit.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
+import { bootstrapConsoleToken } from './console/bootstrap.js'
 import { policyLint } from './cli/policy.js'
 import { DEFAULT_CUSTOMS_URL, policyDiff } from './cli/policy-diff.js'
 import { policyTestCases, policyTestImage } from './cli/policy-test.js'
@@ -59,6 +60,15 @@ async function runServe(args: string[]): Promise<number> {
     throw err
   }
   const logger = createLogger({ level: config.log.level })
+  // The quick start's console needs a way in: a generated admin token when none is configured.
+  const bootstrap = await bootstrapConsoleToken(config, logger)
+  if (bootstrap !== undefined) {
+    config = bootstrap.config
+    // Shown on the terminal once, when made, and never in the JSON log; it stays in the file.
+    if (bootstrap.created !== undefined) {
+      process.stderr.write(`\nCustoms console admin token (shown once; kept in ${bootstrap.file}, mode 0600):\n  ${bootstrap.created}\n\n`)
+    }
+  }
   // TLS files are checked before anything else starts, so a bad one stops Customs at once.
   // Relative paths are from the configuration file's folder, like secret files.
   const base = file !== undefined ? dirname(resolvePath(file)) : process.cwd()
@@ -119,7 +129,7 @@ async function runServe(args: string[]): Promise<number> {
   services.reevaluator.start('start')
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.listen.port
-  logger.info({ host: config.listen.host, port, scheme: tls === undefined ? 'http' : 'https', upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path, policies: services.policyDir, policyRevision: services.policies.current().revision }, 'customs listening')
+  logger.info({ host: config.listen.host, port, scheme: tls === undefined ? 'http' : 'https', upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path, policies: services.policyDir, policyRevision: services.policies.current().revision, ...(config.console.enabled ? { console: '/console/' } : {}) }, 'customs listening')
 
   return new Promise<number>((resolve) => {
     let stopping = false
