@@ -1,7 +1,9 @@
 // The hono app assembled from its parts: access log first, then health and metrics, then the
-// registry API and the admin API; errors of every route are rendered by the one OCI error renderer.
+// registry API, the admin API and, when enabled, the web console (its pages render their own
+// errors as HTML); errors of every other route are rendered by the one OCI error renderer.
 
 import { Hono } from 'hono'
+import { consoleRoutes } from './console/routes.js'
 import { CustomsError } from './errors.js'
 import type { Env } from './http/context.js'
 import { accessLog } from './http/middleware/access-log.js'
@@ -52,8 +54,20 @@ export function createApp(services: Services): Hono<Env> {
       reevaluator: services.reevaluator,
       logger: services.logger,
       events: services.events,
+      audit: services.audit.store,
     })
   )
+  if (services.config.console.enabled) {
+    app.route(
+      '/',
+      consoleRoutes({
+        admin: async (path, init) => app.request(path, init),
+        upstreams: services.config.upstreams.map((u) => u.name),
+        secure: services.config.tls !== undefined,
+        logger: services.logger,
+      })
+    )
+  }
   app.notFound((c) => errorResponse(new CustomsError('NAME_UNKNOWN', 'not found'), c.req.method))
   app.onError(onError(services.logger))
   return app

@@ -17,6 +17,7 @@ import { AuditFileError } from './audit/file.js'
 import { AUDIT_USAGE, auditVerifyConfig, auditVerifyFile } from './cli/audit.js'
 import { CERTS_USAGE, certsCommand } from './cli/certs.js'
 import { configCheck } from './cli/config-check.js'
+import { bootstrapConsoleToken } from './console/bootstrap.js'
 import { policyLint } from './cli/policy.js'
 import { DEFAULT_CUSTOMS_URL, policyDiff } from './cli/policy-diff.js'
 import { policyTestCases, policyTestImage } from './cli/policy-test.js'
@@ -39,7 +40,7 @@ const USAGE = `usage:
   customs policy test DIR --image REF [--config FILE]
                                     inspect REF (name[:tag|@digest]) from its upstream as a pull
                                     would, print every rule's outcome; exit 1 when detained
-  customs policy diff DIR [--url URL] [--token TOKEN] [--json] [--config FILE]
+  customs policy diff DIR [--url URL] [--token TOKEN] [--json] [--days N] [--config FILE]
                                     what would change if DIR were in force, asked of a running
                                     Customs (CUSTOMS_URL, CUSTOMS_ADMIN_TOKEN); changes nothing;
                                     exit 0 no change, 1 changes, 2 trouble
@@ -59,6 +60,15 @@ async function runServe(args: string[]): Promise<number> {
     throw err
   }
   const logger = createLogger({ level: config.log.level })
+  // The quick start's console needs a way in: a generated admin token when none is configured.
+  const bootstrap = await bootstrapConsoleToken(config, logger)
+  if (bootstrap !== undefined) {
+    config = bootstrap.config
+    // Shown on the terminal once, when made, and never in the JSON log; it stays in the file.
+    if (bootstrap.created !== undefined) {
+      process.stderr.write(`\nCustoms console admin token (shown once; kept in ${bootstrap.file}, mode 0600):\n  ${bootstrap.created}\n\n`)
+    }
+  }
   // TLS files are checked before anything else starts, so a bad one stops Customs at once.
   // Relative paths are from the configuration file's folder, like secret files.
   const base = file !== undefined ? dirname(resolvePath(file)) : process.cwd()
@@ -119,7 +129,7 @@ async function runServe(args: string[]): Promise<number> {
   services.reevaluator.start('start')
   const address = server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.listen.port
-  logger.info({ host: config.listen.host, port, scheme: tls === undefined ? 'http' : 'https', upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path, policies: services.policyDir, policyRevision: services.policies.current().revision }, 'customs listening')
+  logger.info({ host: config.listen.host, port, scheme: tls === undefined ? 'http' : 'https', upstreams: config.upstreams.map((u) => u.name), state: config.state.backend, storage: config.storage.path, policies: services.policyDir, policyRevision: services.policies.current().revision, ...(config.console.enabled ? { console: '/console/' } : {}) }, 'customs listening')
 
   return new Promise<number>((resolve) => {
     let stopping = false
@@ -205,11 +215,13 @@ async function runPolicyDiff(args: string[]): Promise<number> {
     url: { type: 'string' },
     token: { type: 'string' },
     json: { type: 'boolean' },
+    days: { type: 'string' },
   })
   if (parsed === undefined) return 2
   const { values, positionals } = parsed
   const dir = positionals[0]
-  if (dir === undefined || positionals.length > 1) {
+  const days = values.days === undefined ? undefined : /^\d{1,2}$/.test(values.days) ? Number(values.days) : NaN
+  if (dir === undefined || positionals.length > 1 || (days !== undefined && !(days <= 90))) {
     process.stderr.write(USAGE)
     return 2
   }
@@ -219,6 +231,7 @@ async function runPolicyDiff(args: string[]): Promise<number> {
     url: values.url ?? process.env.CUSTOMS_URL ?? DEFAULT_CUSTOMS_URL,
     token: values.token ?? process.env.CUSTOMS_ADMIN_TOKEN,
     json: values.json === true,
+    ...(days !== undefined ? { days } : {}),
     loadOptions: {
       keyNames: new Set(config.trust.keys.map((k) => k.name)),
       upstreams: new Set(config.upstreams.map((u) => u.name)),

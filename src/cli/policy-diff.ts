@@ -13,6 +13,8 @@ export interface PolicyDiffOptions {
   /** An admin token of the admin role (CUSTOMS_ADMIN_TOKEN). */
   readonly token: string | undefined
   readonly json: boolean
+  /** Days of pulls (from the audit log) judged beside the cache inventory; the server's default when absent. */
+  readonly days?: number
   readonly loadOptions: PolicyLoadOptions
   /** How long to wait for the answer (ms). */
   readonly timeoutMs?: number
@@ -48,7 +50,7 @@ export async function policyDiff(dir: string, io: PolicyIo, options: PolicyDiffO
     res = await fetch(new URL('/admin/v1/policy/diff', base), {
       method: 'POST',
       headers: { authorization: `Bearer ${options.token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ documents }),
+      body: JSON.stringify({ documents, ...(options.days !== undefined ? { days: options.days } : {}) }),
       signal: AbortSignal.timeout(options.timeoutMs ?? 120_000),
     })
   } catch (err) {

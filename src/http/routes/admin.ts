@@ -96,11 +96,7 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     if (!isDigest(digest)) {
       throw new CustomsError('DIGEST_INVALID', `${digest.slice(0, 80)} is not a digest`)
     }
-    const repository = c.req.query('repository')
-    if (repository === undefined || repository.length > 255 || !REPOSITORY.test(repository)) {
-      const message = 'repository must be given as a query parameter and be a repository name'
-      throw new CustomsError('NAME_INVALID', message)
-    }
+    const repository = repositoryQuery(c.req.query('repository'))
     const repo = { upstream: upstream as string, repository }
     const record = await deps.state.getQuarantine(repo, digest)
     if (record === null) throw noRecord(repo, digest)
@@ -155,6 +151,33 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     return c.json(effective(await current(deps.state, repo, digest), Date.now()))
   })
 
+  // Who the presented token is: the console signs a person in with it and shows what the role
+  // allows (the routes still check the role on every request).
+  app.get('/admin/v1/whoami', requireRole('viewer'), (c) => {
+    const admin = c.get('admin')
+    return c.json({ name: admin.name, role: admin.role })
+  })
+
+  // What Customs recorded of a manifest it inspected: the verdict, the signatures and attestations
+  // found (who signed, which identity, which predicate) and the image facts policies saw.
+  app.get('/admin/v1/manifests/:upstream/:digest', requireRole('viewer'), async (c) => {
+    const { upstream, digest } = recordParams(c.req.param('upstream'), c.req.param('digest'))
+    const repository = repositoryQuery(c.req.query('repository'))
+    const record = await deps.state.getManifest({ upstream, repository }, digest)
+    if (record === null) {
+      const message = `no manifest ${upstream}/${repository}@${digest} was inspected`
+      throw new CustomsError('MANIFEST_UNKNOWN', message)
+    }
+    return c.json({
+      digest: record.digest,
+      mediaType: record.mediaType,
+      size: record.size,
+      verdict: record.verdict,
+      ...(record.facts !== undefined ? { facts: record.facts } : {}),
+      ...(record.image !== undefined ? { image: record.image } : {}),
+    })
+  })
+
   app.get('/admin/v1/policy', requireRole('viewer'), (c) => {
     const set = deps.policies.current()
     return c.json({
@@ -178,6 +201,14 @@ export function upstreamParam(value: string | undefined): string | undefined {
     throw new CustomsError('NAME_INVALID', 'upstream must be an upstream name such as docker.io')
   }
   return value
+}
+
+function repositoryQuery(repository: string | undefined): string {
+  if (repository === undefined || repository.length > 255 || !REPOSITORY.test(repository)) {
+    const message = 'repository must be given as a query parameter and be a repository name'
+    throw new CustomsError('NAME_INVALID', message)
+  }
+  return repository
 }
 
 export function limitParam(value: string | undefined): number {
@@ -233,7 +264,8 @@ export async function jsonBody(c: Context<Env>, limit = ADMIN_BODY_MAX_BYTES): P
   }
 }
 
-async function boundedText(req: Request, limit: number): Promise<string> {
+/** The request's body as text, read up to `limit` bytes (the console's forms too). */
+export async function boundedText(req: Request, limit: number): Promise<string> {
   const tooLarge = (): CustomsError =>
     new CustomsError('REQUEST_INVALID', `the body is larger than ${limit} bytes`)
   const length = Number(req.headers.get('content-length') ?? '0')

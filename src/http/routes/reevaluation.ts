@@ -4,7 +4,9 @@
 
 import { Hono } from 'hono'
 import { z } from 'zod'
+import { decisionCandidates } from '../../audit/decisions.js'
 import type { EventBus } from '../../audit/events.js'
+import type { AuditStore } from '../../audit/store.js'
 import type { BlobStore } from '../../cache/blob-store.js'
 import type { ManifestMemory } from '../../cache/manifest-memory.js'
 import { CustomsError } from '../../errors.js'
@@ -29,10 +31,14 @@ export interface ReevaluationRouteDeps {
   readonly reevaluator: Reevaluator
   readonly logger: Logger
   readonly events: EventBus
+  /** The audit log's store: the decisions of the last `days` are judged beside the inventory. */
+  readonly audit: AuditStore
 }
 
 /** The largest policy diff request: a policy folder's worth of text, in JSON. */
 export const DIFF_BODY_MAX_BYTES = 4 * 1024 * 1024
+/** The days of decisions a diff looks at unless told otherwise. */
+export const DIFF_DAYS_DEFAULT = 7
 /** The most policy files one diff request carries. */
 export const DIFF_FILES_MAX = 200
 
@@ -47,6 +53,8 @@ const DiffBody = z.strictObject({
       })
     )
     .max(DIFF_FILES_MAX),
+  /** How many days of decisions (pulls by tag included) are judged beside the cache inventory. */
+  days: z.number().int().min(0).max(90).default(DIFF_DAYS_DEFAULT),
 })
 
 export function reevaluationRoutes(deps: ReevaluationRouteDeps): Hono<Env> {
@@ -75,8 +83,10 @@ export function reevaluationRoutes(deps: ReevaluationRouteDeps): Hono<Env> {
       const issues = err.issues.slice(0, 100).map((i) => formatPolicyIssue(i))
       throw new CustomsError('REQUEST_INVALID', `invalid policies: ${issues.join('; ')}`, { detail: { issues } })
     }
-    const diff = await diffPolicies(deps.state, deps.policies.current(), candidate)
-    return c.json(diff)
+    const since = Date.now() - body.data.days * 86_400_000
+    const decisions = body.data.days > 0 ? decisionCandidates(deps.audit, since) : undefined
+    const diff = await diffPolicies(deps.state, deps.policies.current(), candidate, decisions)
+    return c.json({ ...diff, decisionsSince: new Date(since).toISOString() })
   })
 
   app.post('/admin/v1/quarantine/:upstream/:digest/purge', auth, requireRole('admin'), async (c) => {
