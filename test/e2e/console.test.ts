@@ -8,7 +8,6 @@
 // the main pages go to test-artifacts/console/ (one is copied to docs/console.png by hand).
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -22,6 +21,7 @@ import { CommandError, makeTempDir, removeTempDir } from '../helpers/processes.j
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
 import { pushLegacyAttestation, pushLegacySignature } from '../helpers/signed-images.js'
+import { sha256hex } from '../helpers/admin.js'
 
 const HOOK_TIMEOUT = 180_000
 const SLOW = { timeout: 120_000 }
@@ -41,7 +41,6 @@ spec:
   rules:
     labels: { "org.example.review": "approved" }
 `
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 
 let redis: RedisServer
 let registry: RegistryHandle

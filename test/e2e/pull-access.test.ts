@@ -6,7 +6,6 @@
 // fallback points at the dead end; the access log shows who pulled.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -16,13 +15,13 @@ import { dockerPull, startDockerd, type DockerdHandle } from '../helpers/docker.
 import { buildImage, pushImage, type BuiltImage } from '../helpers/images.js'
 import { makeTempDir, removeTempDir } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
+import { sha256hex } from '../helpers/admin.js'
 
 const HOOK_TIMEOUT = 120_000
 const SLOW = { timeout: 120_000 }
 const NODE = { username: 'node-pool', password: 'node-pool-secret-8e1f2d3c4b' }
 const CI = { username: 'ci-bot', password: 'ci-bot-secret-7a6b5c4d3e' }
 const DEV = { username: 'dev-laptop', password: 'dev-laptop-secret-1a2b3c4d' }
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 const basicValue = (c: { username: string; password: string }): string => Buffer.from(`${c.username}:${c.password}`).toString('base64')
 
 let registry: RegistryHandle

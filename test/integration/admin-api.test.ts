@@ -3,7 +3,6 @@
 // refuses missing and wrong tokens and bad query parameters.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -12,19 +11,9 @@ import { ociImage, putImage, startFakeUpstream, type FakeUpstream } from '../hel
 import { makeTempDir } from '../helpers/processes.js'
 import { CustomsError } from '../../src/errors.js'
 import { MemoryStateStore } from '../../src/state/memory.js'
+import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
 
 const VIEWER = 'viewer-token-0123456789'
-const ROOT_POLICY = `
-apiVersion: customs.dev/v1
-kind: ImagePolicy
-metadata: { name: must-be-non-root }
-spec:
-  mode: enforce
-  match: [{ repository: "acme/**" }]
-  rules:
-    nonRoot: true
-`
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 
 let upstream: FakeUpstream
 let customs: CustomsHandle
@@ -46,7 +35,7 @@ before(async () => {
   work = await makeTempDir('admin-api-')
   const policyDir = join(work, 'policies')
   await mkdir(policyDir)
-  await writeFile(join(policyDir, 'root.yaml'), ROOT_POLICY)
+  await writeFile(join(policyDir, 'root.yaml'), ACME_NON_ROOT_POLICY)
   customs = await startCustoms({
     config: `${upstreamConfig('docker.io', upstream.url)}
 policy: { path: "${policyDir}", watch: false }

@@ -4,7 +4,6 @@
 // request and answer shapes.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -18,6 +17,7 @@ import { certsCommand } from '../../src/cli/certs.js'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
 import { ociImage, putImage, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
 import { DEAD_END, makeTempDir, removeTempDir, run, type RunResult } from '../helpers/processes.js'
+import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const MAIN = join(ROOT, 'src/main.ts')
@@ -25,17 +25,6 @@ const VIEWER = 'viewer-token-cli-0123456789'
 const APPROVER = 'approver-token-cli-9876543210'
 const ADMIN = 'admin-token-cli-5555555555'
 const PULLER = { name: 'ci-bot', secret: 'ci-bot-secret-for-cli-tests' }
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
-const ROOT_POLICY = `
-apiVersion: customs.dev/v1
-kind: ImagePolicy
-metadata: { name: must-be-non-root }
-spec:
-  mode: enforce
-  match: [{ repository: "acme/**" }]
-  rules:
-    nonRoot: true
-`
 
 let upstream: FakeUpstream
 let customs: CustomsHandle
@@ -84,7 +73,7 @@ before(async () => {
   work = await makeTempDir('admin-cli-')
   const policyDir = join(work, 'policies')
   await mkdir(policyDir)
-  await writeFile(join(policyDir, 'root.yaml'), ROOT_POLICY)
+  await writeFile(join(policyDir, 'root.yaml'), ACME_NON_ROOT_POLICY)
   customs = await startCustoms({
     config: `${upstreamConfig('docker.io', upstream.url)}
 policy: { path: "${policyDir}", watch: false }

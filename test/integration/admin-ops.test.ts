@@ -21,9 +21,9 @@ import { CustomsError } from '../../src/errors.js'
 import { MemoryStateStore } from '../../src/state/memory.js'
 import { legacySigLayer } from '../helpers/sign.js'
 import { pushLegacySignature } from '../helpers/signed-images.js'
+import { sha256hex } from '../helpers/admin.js'
 
 const TOKENS = { viewer: 'viewer-token-0123456789', approver: 'approver-token-0123456789', admin: 'admin-token-0123456789' }
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 
 // An audit policy every image fails (no image here sets a user) and an enforcing one for one
 // repository: the per-policy verdict counter then moves under both names.

@@ -3,7 +3,6 @@
 // expires; viewers may not release, and bad bodies are refused without changing anything.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -11,20 +10,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
 import { ociImage, putImage, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
 import { makeTempDir } from '../helpers/processes.js'
+import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
 
 const VIEWER = 'viewer-token-0123456789'
 const APPROVER = 'approver-token-0123456789'
-const ROOT_POLICY = `
-apiVersion: customs.dev/v1
-kind: ImagePolicy
-metadata: { name: must-be-non-root }
-spec:
-  mode: enforce
-  match: [{ repository: "acme/**" }]
-  rules:
-    nonRoot: true
-`
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 const DAY = 24 * 60 * 60 * 1000
 
 let upstream: FakeUpstream
@@ -75,7 +64,7 @@ before(async () => {
   work = await makeTempDir('admin-release-')
   const policyDir = join(work, 'policies')
   await mkdir(policyDir)
-  await writeFile(join(policyDir, 'root.yaml'), ROOT_POLICY)
+  await writeFile(join(policyDir, 'root.yaml'), ACME_NON_ROOT_POLICY)
   customs = await startCustoms({
     config: `${upstreamConfig('docker.io', upstream.url)}
 policy: { path: "${policyDir}", watch: false }

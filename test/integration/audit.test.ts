@@ -5,7 +5,7 @@
 // the intact JSON-lines file (and Redis stream) and points at an edited or deleted entry.
 
 import assert from 'node:assert/strict'
-import { createHash, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -17,23 +17,13 @@ import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
 import { RedisStateStore } from '../../src/state/redis.js'
 import type { StateStore } from '../../src/state/store.js'
+import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const MAIN = join(ROOT, 'src/main.ts')
 const VIEWER = 'viewer-token-0123456789'
 const APPROVER = 'approver-token-0123456789'
 const ADMIN = 'admin-token-0123456789'
-const ROOT_POLICY = `
-apiVersion: customs.dev/v1
-kind: ImagePolicy
-metadata: { name: must-be-non-root }
-spec:
-  mode: enforce
-  match: [{ repository: "acme/**" }]
-  rules:
-    nonRoot: true
-`
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 
 interface OciErrorBody {
   errors: Array<{ code: string; message: string }>
@@ -120,7 +110,7 @@ for (const backend of ['memory', 'redis'] as const) {
       auditFile = join(work, 'audit.jsonl')
       const policyDir = join(work, 'policies')
       await mkdir(policyDir)
-      await writeFile(join(policyDir, 'root.yaml'), ROOT_POLICY)
+      await writeFile(join(policyDir, 'root.yaml'), ACME_NON_ROOT_POLICY)
       if (backend === 'redis') {
         server = await startRedisServer()
         const prefix = `t-${randomUUID()}`

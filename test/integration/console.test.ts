@@ -4,7 +4,6 @@
 // from an upstream (a label, an annotation) and from a person (a release reason).
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, rm, stat, writeFile, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -15,6 +14,7 @@ import { parseConfig } from '../../src/config/load.js'
 import type { Config } from '../../src/config/schema.js'
 import { bootstrapConsoleToken } from '../../src/console/bootstrap.js'
 import { createLogger } from '../../src/observability/logger.js'
+import { sha256hex } from '../helpers/admin.js'
 
 const VIEWER = 'viewer-token-0123456789'
 const APPROVER = 'approver-token-0123456789'
@@ -30,7 +30,6 @@ spec:
   rules:
     labels: { "org.example.review": "approved" }
 `
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
 let upstream: FakeUpstream

@@ -5,7 +5,6 @@
 // and the access log, never the secret.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -15,22 +14,12 @@ import { standInUpstreams, startCustoms, type CustomsHandle } from '../helpers/c
 import { buildImage, MANIFEST_ACCEPT, pushImage, type BuiltImage } from '../helpers/images.js'
 import { CommandError, makeTempDir, removeTempDir } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
+import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
 
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 const CI = { username: 'ci-bot', password: 'ci-secret-0f3c9a77d2b14e' }
 const OTHER = { username: 'node-pool', password: 'pool-secret-5d1e6b0c9a' }
 const ADMIN_TOKEN = 'admin-token-for-pull-access-tests'
 const basic = (user: string, secret: string): string => `Basic ${Buffer.from(`${user}:${secret}`).toString('base64')}`
-const ROOT_POLICY = `
-apiVersion: customs.dev/v1
-kind: ImagePolicy
-metadata: { name: must-be-non-root }
-spec:
-  mode: enforce
-  match: [{ repository: "acme/**" }]
-  rules:
-    nonRoot: true
-`
 
 let registry: RegistryHandle
 let work: string
@@ -64,7 +53,7 @@ before(async () => {
   await pushImage(registry, 'acme/rooted', '1', denied)
   const policies = join(work, 'policies')
   await mkdir(policies)
-  await writeFile(join(policies, 'root.yaml'), ROOT_POLICY)
+  await writeFile(join(policies, 'root.yaml'), ACME_NON_ROOT_POLICY)
   const common = `${standInUpstreams(registry.url, { ghcr: false })}
 policy: { path: "${policies}", watch: false }
 admin:

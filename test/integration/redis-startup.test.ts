@@ -5,7 +5,6 @@
 // by itself, and nothing Redis acknowledged (quarantine records, releases) is lost.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -14,6 +13,7 @@ import { startCustomsProcess, type CustomsProcess } from '../helpers/customs-pro
 import { ociImage, putImage, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
 import { waitFor } from '../helpers/ports.js'
 import { makeTempDir } from '../helpers/processes.js'
+import { sha256hex } from '../helpers/admin.js'
 
 let redis: RedisServer | undefined
 let customs: CustomsProcess | undefined
@@ -46,7 +46,6 @@ describe('when Redis is down at start', () => {
 
 const VIEWER = 'viewer-token-0123456789'
 const APPROVER = 'approver-token-0123456789'
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 const NON_ROOT = `
 apiVersion: customs.dev/v1
 kind: ImagePolicy

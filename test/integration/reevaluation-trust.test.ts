@@ -3,7 +3,6 @@
 // on the same state and cache: the recorded facts are stale, so the image is inspected again.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -17,9 +16,9 @@ import { createTestPki, keyPair, type TestKeyPair, type TestPki } from '../helpe
 import { makeTempDir } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
 import { pushLegacySignature } from '../helpers/signed-images.js'
+import { sha256hex } from '../helpers/admin.js'
 
 const ADMIN = 'admin-token-0123456789'
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 const POLICY = `
 apiVersion: customs.dev/v1
 kind: ImagePolicy

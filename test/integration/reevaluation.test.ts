@@ -5,7 +5,6 @@
 // and changes nothing; bad input is refused with 400 and changes nothing.
 
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { access, mkdir, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -15,13 +14,13 @@ import { startCustoms, type CustomsHandle } from '../helpers/customs.js'
 import { buildImage, buildIndex, pushImage, pushIndex, type BuiltImage, type BuiltIndex } from '../helpers/images.js'
 import { makeTempDir, run } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
+import { sha256hex } from '../helpers/admin.js'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const MAIN = join(ROOT, 'src/main.ts')
 const VIEWER = 'viewer-token-0123456789'
 const APPROVER = 'approver-token-0123456789'
 const ADMIN = 'admin-token-0123456789'
-const sha256hex = (s: string): string => createHash('sha256').update(s).digest('hex')
 const DAY = 24 * 60 * 60 * 1000
 
 // held/** is denied by every set: it is detained from the start, for release, revoke and purge.
