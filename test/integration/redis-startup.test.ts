@@ -13,7 +13,7 @@ import { startCustomsProcess, type CustomsProcess } from '../helpers/customs-pro
 import { ociImage, putImage, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
 import { waitFor } from '../helpers/ports.js'
 import { makeTempDir } from '../helpers/processes.js'
-import { sha256hex } from '../helpers/admin.js'
+import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
 
 let redis: RedisServer | undefined
 let customs: CustomsProcess | undefined
@@ -46,16 +46,6 @@ describe('when Redis is down at start', () => {
 
 const VIEWER = 'viewer-token-0123456789'
 const APPROVER = 'approver-token-0123456789'
-const NON_ROOT = `
-apiVersion: customs.dev/v1
-kind: ImagePolicy
-metadata: { name: must-be-non-root }
-spec:
-  mode: enforce
-  match: [{ repository: "acme/**" }]
-  rules:
-    nonRoot: true
-`
 
 describe('when Redis is killed mid-traffic and restarted', () => {
   it('serves what it saw cleared, refuses the rest, reports not ready, reconnects, and loses nothing acknowledged', async () => {
@@ -72,7 +62,7 @@ describe('when Redis is killed mid-traffic and restarted', () => {
     putImage(upstream, 'acme/rel', released, 'v1')
     const work = await makeTempDir('redis-loss-')
     await mkdir(join(work, 'policies'))
-    await writeFile(join(work, 'policies', 'root.yaml'), NON_ROOT)
+    await writeFile(join(work, 'policies', 'root.yaml'), ACME_NON_ROOT_POLICY)
     customs = await startCustomsProcess(`
 storage: { path: ${join(work, 'storage')} }
 state: { backend: redis, redis: { url: "${redis.url}", prefix: loss } }
