@@ -11,7 +11,6 @@ import { pullAuth } from './http/middleware/pull-auth.js'
 import { errorResponse, onError } from './http/oci-error.js'
 import { adminRoutes } from './http/routes/admin.js'
 import { healthRoutes } from './http/routes/health.js'
-import { reevaluationRoutes } from './http/routes/reevaluation.js'
 import { v2Routes } from './http/routes/v2.js'
 import type { Services } from './services.js'
 
@@ -40,21 +39,12 @@ export function createApp(services: Services): Hono<Env> {
         storage: { path: services.config.storage.path, maxSize: services.config.storage.maxSize },
         metrics: services.metrics,
       },
-    })
-  )
-  app.route(
-    '/',
-    reevaluationRoutes({
-      tokens: services.config.admin.tokens,
-      state: services.state,
-      store: services.store,
-      memory: services.memory,
-      policies: services.policies,
-      policyLoadOptions: services.policyLoadOptions,
-      reevaluator: services.reevaluator,
-      logger: services.logger,
-      events: services.events,
-      audit: services.audit.store,
+      reevaluation: {
+        store: services.store,
+        memory: services.memory,
+        policyLoadOptions: services.policyLoadOptions,
+        reevaluator: services.reevaluator,
+      },
     })
   )
   if (services.config.console.enabled) {

@@ -14,7 +14,7 @@ import { secureHeaders } from 'hono/secure-headers'
 import type { Child } from 'hono/jsx'
 import { z } from 'zod'
 import type { Logger } from '../observability/logger.js'
-import { ADMIN_BODY_MAX_BYTES, boundedText } from '../http/routes/admin.js'
+import { ADMIN_BODY_MAX_BYTES, boundedText } from '../http/routes/admin-common.js'
 import {
   ConsoleApi,
   recordPath,

@@ -288,6 +288,25 @@ spec:
     })
   })
 
+  describe('without a valid admin token', () => {
+    const routes: Array<[string, string]> = [
+      ['POST', '/admin/v1/reevaluations'],
+      ['GET', '/admin/v1/reevaluations/current'],
+      ['POST', '/admin/v1/policy/diff'],
+      ['POST', `/admin/v1/quarantine/docker.io/sha256:${'a'.repeat(64)}/purge`],
+    ]
+    for (const [method, path] of routes) {
+      it(`answers 401 to ${method} ${path.replace(/sha256:a+/, 'sha256:…')} with no token or a wrong one`, async () => {
+        const none = await fetch(`${customs.url}${path}`, { method })
+        assert.equal(none.status, 401)
+        assert.equal(((await none.json()) as OciErrorBody).errors[0]?.code, 'UNAUTHORIZED')
+        const wrong = await admin(method, path, 'not-a-token-of-this-customs', method === 'POST' ? {} : undefined)
+        assert.equal(wrong.status, 401)
+        await wrong.arrayBuffer()
+      })
+    }
+  })
+
   describe('when the new set denies the cleared image', () => {
     let progress: Progress
     before(async () => {

@@ -14,7 +14,7 @@ import { isDigest } from '../../oci/digest.js'
 import type { VerdictOutcome } from '../../state/store.js'
 import type { Env } from '../context.js'
 import { requireRole } from '../middleware/admin-auth.js'
-import { REPOSITORY, limitParam, upstreamParam } from './admin.js'
+import { REPOSITORY, limitParam, upstreamParam } from './admin-common.js'
 
 const VERDICTS: readonly VerdictOutcome[] = ['cleared', 'cleared-with-warnings', 'detained']
 const since = z.iso.datetime({ offset: true })

@@ -14,7 +14,7 @@ import { isDigest, type Digest } from '../../oci/digest.js'
 import type { UpstreamPool } from '../../upstream/pool.js'
 import type { Env } from '../context.js'
 import { requireRole } from '../middleware/admin-auth.js'
-import { invalidBody, jsonBody } from './admin.js'
+import { invalidBody, jsonBody } from './admin-common.js'
 
 /** What the operations routes read. */
 export interface AdminOpsDeps {

@@ -3,7 +3,7 @@
 // revocation. Every route needs an admin bearer token (middleware/admin-auth.ts) of at least the
 // role it names; bad parameters and bodies are 400s, rendered by the one OCI error renderer.
 
-import { Hono, type Context } from 'hono'
+import { Hono } from 'hono'
 import type { EventBus } from '../../audit/events.js'
 import type { AuditStore } from '../../audit/store.js'
 import { z } from 'zod'
@@ -14,7 +14,6 @@ import type { PolicyEngine } from '../../policy/engine.js'
 import type { ReloadResult } from '../../policy/reload.js'
 import {
   decodeQuarantineCursor,
-  effectiveState,
   type QuarantineRecord,
   type RepoKey,
   type StateStore,
@@ -23,7 +22,19 @@ import { detainUnreleased } from '../../inspection/detain.js'
 import type { Env } from '../context.js'
 import { adminAuth, requireRole, type AdminToken } from '../middleware/admin-auth.js'
 import { adminAuditRoutes } from './admin-audit.js'
+import {
+  REPOSITORY,
+  effective,
+  invalidBody,
+  jsonBody,
+  limitParam,
+  noRecord,
+  recordParams,
+  repository,
+  upstreamParam,
+} from './admin-common.js'
 import { registerAdminOpsRoutes, type AdminOpsDeps } from './admin-ops.js'
+import { reevaluationRoutes, type ReevaluationRouteDeps } from './reevaluation.js'
 
 /** What the admin routes read. */
 export interface AdminDeps {
@@ -42,24 +53,15 @@ export interface AdminDeps {
   readonly audit: AuditStore
   /** Upstream health, the cache and eviction (admin-ops.ts). */
   readonly ops: Omit<AdminOpsDeps, 'logger' | 'events'>
+  /** Re-evaluation, the policy dry run and purge (reevaluation.ts). */
+  readonly reevaluation: Omit<ReevaluationRouteDeps, 'state' | 'policies' | 'logger' | 'events' | 'audit'>
 }
 
-/** The largest request body an admin route reads. */
-export const ADMIN_BODY_MAX_BYTES = 16 * 1024
 /** How far ahead a release may expire, and how soon at the least. */
 export const RELEASE_MAX_MS = 90 * 24 * 60 * 60 * 1000
 export const RELEASE_MIN_MS = 1000
 
-/** The page size of GET /admin/v1/quarantine when no `limit` is given, and its maximum. */
-export const QUARANTINE_PAGE_DEFAULT = 50
-export const QUARANTINE_PAGE_MAX = 500
 
-/** Upstream names as config allows them (schema.ts `upstreamName`). */
-const UPSTREAM = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/
-/** OCI repository names (distribution spec), bounded. */
-export const REPOSITORY = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$/
-
-export const repository = z.string().max(255).regex(REPOSITORY, 'must be a repository name')
 const ReleaseBody = z.strictObject({
   repository,
   reason: z.string().trim().min(1).max(1024),
@@ -72,6 +74,8 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
   const app = new Hono<Env>()
   app.use('/admin/*', adminAuth(deps.tokens))
   app.route('/', adminAuditRoutes(deps.audit))
+  const { state, policies, logger, events, audit } = deps
+  app.route('/', reevaluationRoutes({ ...deps.reevaluation, state, policies, logger, events, audit }))
 
   app.get('/admin/v1/quarantine', requireRole('viewer'), async (c) => {
     const upstream = upstreamParam(c.req.query('upstream'))
@@ -195,14 +199,6 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
   return app
 }
 
-export function upstreamParam(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined
-  if (!UPSTREAM.test(value)) {
-    throw new CustomsError('NAME_INVALID', 'upstream must be an upstream name such as docker.io')
-  }
-  return value
-}
-
 function repositoryQuery(repository: string | undefined): string {
   if (repository === undefined || repository.length > 255 || !REPOSITORY.test(repository)) {
     const message = 'repository must be given as a query parameter and be a repository name'
@@ -211,27 +207,6 @@ function repositoryQuery(repository: string | undefined): string {
   return repository
 }
 
-export function limitParam(value: string | undefined): number {
-  if (value === undefined) return QUARANTINE_PAGE_DEFAULT
-  const limit = /^\d{1,4}$/.test(value) ? Number(value) : NaN
-  if (!(limit >= 1 && limit <= QUARANTINE_PAGE_MAX)) {
-    const message = `limit must be a whole number from 1 to ${QUARANTINE_PAGE_MAX}`
-    throw new CustomsError('PAGINATION_NUMBER_INVALID', message)
-  }
-  return limit
-}
-
-/** The record with the state that holds at `now`: an expired release reads as detained. */
-export function effective(record: QuarantineRecord, now: number): QuarantineRecord {
-  return { ...record, state: effectiveState(record, now) }
-}
-
-export function noRecord(repo: RepoKey, digest: Digest): CustomsError {
-  const message = `no pull of ${repo.upstream}/${repo.repository}@${digest} was refused`
-  return new CustomsError('MANIFEST_UNKNOWN', message)
-}
-
-/** The record just written, read back. */
 async function current(
   state: StateStore,
   repo: RepoKey,
@@ -240,54 +215,4 @@ async function current(
   const record = await state.getQuarantine(repo, digest)
   if (record === null) throw noRecord(repo, digest)
   return record
-}
-
-export function recordParams(upstream: string, digest: string): { upstream: string; digest: Digest } {
-  if (!isDigest(digest)) {
-    throw new CustomsError('DIGEST_INVALID', `${digest.slice(0, 80)} is not a digest`)
-  }
-  return { upstream: upstreamParam(upstream) as string, digest }
-}
-
-/** The request's JSON body, read up to `limit` bytes (ADMIN_BODY_MAX_BYTES by default). */
-export async function jsonBody(c: Context<Env>, limit = ADMIN_BODY_MAX_BYTES): Promise<unknown> {
-  const type = c.req.header('content-type')?.split(';')[0]?.trim().toLowerCase()
-  if (type !== 'application/json') {
-    const message = 'the body must be JSON (Content-Type: application/json)'
-    throw new CustomsError('REQUEST_INVALID', message)
-  }
-  const text = await boundedText(c.req.raw, limit)
-  try {
-    return JSON.parse(text) as unknown
-  } catch {
-    throw new CustomsError('REQUEST_INVALID', 'the body is not valid JSON')
-  }
-}
-
-/** The request's body as text, read up to `limit` bytes (the console's forms too). */
-export async function boundedText(req: Request, limit: number): Promise<string> {
-  const tooLarge = (): CustomsError =>
-    new CustomsError('REQUEST_INVALID', `the body is larger than ${limit} bytes`)
-  const length = Number(req.headers.get('content-length') ?? '0')
-  if (length > limit) throw tooLarge()
-  if (req.body === null) return ''
-  const reader = req.body.getReader()
-  const chunks: Uint8Array[] = []
-  let total = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) break
-    total += value.byteLength
-    if (total > limit) {
-      await reader.cancel().catch(() => undefined)
-      throw tooLarge()
-    }
-    chunks.push(value)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
-
-export function invalidBody(error: z.ZodError): CustomsError {
-  const problems = error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`)
-  return new CustomsError('REQUEST_INVALID', `invalid body: ${problems.join('; ')}`)
 }

@@ -1,6 +1,6 @@
 // The admin routes of re-evaluation: start one and watch its progress, the dry run of a policy
-// set (`customs policy diff`), and the purge of a detained manifest. Each route checks the admin
-// token itself, so that this app can be mounted beside adminRoutes without running its auth twice.
+// set (`customs policy diff`), and the purge of a detained manifest. Mounted by adminRoutes,
+// behind its one admin token check; each route names the role it needs.
 
 import { Hono } from 'hono'
 import { z } from 'zod'
@@ -18,11 +18,10 @@ import type { PolicyEngine } from '../../policy/engine.js'
 import { MAX_POLICY_FILE_BYTES, PolicyError, formatPolicyIssue, parsePolicyDocuments, type PolicyLoadOptions } from '../../policy/load.js'
 import type { StateStore } from '../../state/store.js'
 import type { Env } from '../context.js'
-import { adminAuth, requireRole, type AdminToken } from '../middleware/admin-auth.js'
-import { effective, invalidBody, jsonBody, noRecord, recordParams, repository } from './admin.js'
+import { requireRole } from '../middleware/admin-auth.js'
+import { effective, invalidBody, jsonBody, noRecord, recordParams, repository } from './admin-common.js'
 
 export interface ReevaluationRouteDeps {
-  readonly tokens: readonly AdminToken[]
   readonly state: StateStore
   readonly store: BlobStore
   readonly memory: ManifestMemory
@@ -59,9 +58,8 @@ const DiffBody = z.strictObject({
 
 export function reevaluationRoutes(deps: ReevaluationRouteDeps): Hono<Env> {
   const app = new Hono<Env>()
-  const auth = adminAuth(deps.tokens)
 
-  app.post('/admin/v1/reevaluations', auth, requireRole('admin'), async (c) => {
+  app.post('/admin/v1/reevaluations', requireRole('admin'), async (c) => {
     const by = c.get('admin').name
     const started = deps.reevaluator.start(by)
     deps.logger.info({ action: 'reevaluate', by, started }, 'admin action')
@@ -70,9 +68,9 @@ export function reevaluationRoutes(deps: ReevaluationRouteDeps): Hono<Env> {
     return c.json({ started, queued: !started, ...deps.reevaluator.current() }, 202)
   })
 
-  app.get('/admin/v1/reevaluations/current', auth, requireRole('viewer'), (c) => c.json(deps.reevaluator.current()))
+  app.get('/admin/v1/reevaluations/current', requireRole('viewer'), (c) => c.json(deps.reevaluator.current()))
 
-  app.post('/admin/v1/policy/diff', auth, requireRole('admin'), async (c) => {
+  app.post('/admin/v1/policy/diff', requireRole('admin'), async (c) => {
     const body = DiffBody.safeParse(await jsonBody(c, DIFF_BODY_MAX_BYTES))
     if (!body.success) throw invalidBody(body.error)
     let candidate
@@ -89,7 +87,7 @@ export function reevaluationRoutes(deps: ReevaluationRouteDeps): Hono<Env> {
     return c.json({ ...diff, decisionsSince: new Date(since).toISOString() })
   })
 
-  app.post('/admin/v1/quarantine/:upstream/:digest/purge', auth, requireRole('admin'), async (c) => {
+  app.post('/admin/v1/quarantine/:upstream/:digest/purge', requireRole('admin'), async (c) => {
     const { upstream, digest } = recordParams(c.req.param('upstream'), c.req.param('digest'))
     const body = PurgeBody.safeParse(await jsonBody(c))
     if (!body.success) throw invalidBody(body.error)
