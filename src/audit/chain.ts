@@ -6,7 +6,7 @@
 // against the head kept beside the log when there is one), and a rewrite of every entry from the
 // edited one onwards, which needs the head copied elsewhere to be caught.
 
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { CustomsEvent } from './events.js'
 
 /** The `prev` of the first entry of a chain. */
@@ -31,36 +31,105 @@ export const EMPTY_HEAD: ChainHead = Object.freeze({ seq: 0, hash: GENESIS })
 /**
  * JSON with object keys sorted and no whitespace, so that one value has one encoding whoever
  * writes it. Undefined members are left out, as JSON.stringify does; only plain JSON values are
- * expected (events are built from strings, numbers, arrays and plain objects).
+ * expected (events are built from strings, numbers, arrays and plain objects). Every answered pull
+ * emits an event that is encoded here, so this is written for speed: keys sorted in place, and
+ * strings that need no escaping quoted without JSON.stringify (same text either way).
  */
 export function canonical(value: unknown): string {
+  if (typeof value === 'string') return quote(value)
   if (value === null || typeof value !== 'object') {
     // JSON.stringify gives undefined for undefined and functions: no JSON value, encode as null.
     return JSON.stringify(value) ?? 'null'
   }
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonical(v))).join(',')}]`
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`
+  if (Array.isArray(value)) {
+    let out = '['
+    for (let i = 0; i < value.length; i++) {
+      // A hole or an undefined element is null, as JSON.stringify writes it.
+      const item: unknown = value[i]
+      out += i === 0 ? '' : ','
+      out += item === undefined ? 'null' : canonical(item)
+    }
+    return `${out}]`
+  }
+  const record = value as Record<string, unknown>
+  const keys = sortedKeys(record)
+  let out = ''
+  for (const key of keys) {
+    const member = record[key]
+    if (member === undefined) continue
+    out += out === '' ? '{' : ','
+    out += `${quote(key)}:${canonical(member)}`
+  }
+  return out === '' ? '{}' : `${out}}`
+}
+
+/** Characters JSON.stringify escapes (quote, backslash, controls) and surrogates, paired or not. */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+
+/** JSON.stringify(text), without its cost for the usual string that needs no escape. */
+function quote(text: string): string {
+  return NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`
+}
+
+/**
+ * Own enumerable keys in code-unit order, as Array.prototype.sort orders strings. Events have a
+ * dozen keys at most, where an insertion sort beats sort()'s comparator calls; larger objects
+ * (a detail from elsewhere) take sort().
+ */
+function sortedKeys(record: object): string[] {
+  const keys = Object.keys(record)
+  if (keys.length > 16) return keys.sort()
+  for (let i = 1; i < keys.length; i++) {
+    const key = keys[i] as string
+    let j = i - 1
+    for (; j >= 0 && (keys[j] as string) > key; j--) keys[j + 1] = keys[j] as string
+    keys[j + 1] = key
+  }
+  return keys
+}
+
+/** The text an entry's hash covers: `prev`, a newline, and canonical({ seq, event }). */
+function hashedText(prev: string, seq: number, eventJson: string): string {
+  // canonical({ seq, event }) with its two keys in order, from the event's own encoding.
+  return `${prev}\n{"event":${eventJson},"seq":${canonical(seq)}}`
 }
 
 export function entryHash(prev: string, seq: number, event: CustomsEvent): string {
-  return createHash('sha256').update(`${prev}\n${canonical({ seq, event })}`).digest('hex')
+  return hash('sha256', hashedText(prev, seq, canonical(event)), 'hex')
+}
+
+/**
+ * canonical(entry), from the canonical encoding of its event: what the Redis stream and the file
+ * store, without encoding the event a second time.
+ */
+export function entryText(entry: AuditEntry, eventJson: string): string {
+  return `{"event":${eventJson},"hash":${quote(entry.hash)},"prev":${quote(entry.prev)},"seq":${canonical(entry.seq)}}`
 }
 
 /** The entry that follows `head`. */
 export function nextEntry(head: ChainHead, event: CustomsEvent): AuditEntry {
-  const seq = head.seq + 1
-  return { seq, prev: head.hash, hash: entryHash(head.hash, seq, event), event }
+  return chainOne(head, event, canonical(event))
 }
 
-/** Entries for `events` in order after `head`, and the new head. */
-export function chainEvents(head: ChainHead, events: readonly CustomsEvent[]): { entries: AuditEntry[]; head: ChainHead } {
+function chainOne(head: ChainHead, event: CustomsEvent, eventJson: string): AuditEntry {
+  const seq = head.seq + 1
+  return { seq, prev: head.hash, hash: hash('sha256', hashedText(head.hash, seq, eventJson), 'hex'), event }
+}
+
+/**
+ * Entries for `events` in order after `head`, and the new head. `encoded` holds canonical(event)
+ * of each event when the caller has them already (a store that also writes entryText, or retries).
+ */
+export function chainEvents(
+  head: ChainHead,
+  events: readonly CustomsEvent[],
+  encoded?: readonly string[]
+): { entries: AuditEntry[]; head: ChainHead } {
   const entries: AuditEntry[] = []
   let current = head
-  for (const event of events) {
-    const entry = nextEntry(current, event)
+  for (let i = 0; i < events.length; i++) {
+    const event = events[i] as CustomsEvent
+    const entry = chainOne(current, event, encoded?.[i] ?? canonical(event))
     entries.push(entry)
     current = { seq: entry.seq, hash: entry.hash }
   }

@@ -14,6 +14,7 @@ import {
   canonical,
   chainEvents,
   entryHash,
+  entryText,
   type AuditEntry,
   type ChainHead,
   type VerifyReport,
@@ -71,8 +72,9 @@ export class AuditFile {
       this.#head = head
       this.#dirty = false
     }
-    const { entries, head } = chainEvents(this.#head, events)
-    const text = entries.map((e) => `${canonical(e)}\n`).join('')
+    const encoded = events.map(canonical)
+    const { entries, head } = chainEvents(this.#head, events, encoded)
+    const text = entries.map((e, i) => `${entryText(e, encoded[i] as string)}\n`).join('')
     try {
       await this.#handle.write(text)
     } catch (err) {

@@ -8,7 +8,7 @@ import type { Redis } from 'ioredis'
 import { CustomsError } from '../errors.js'
 import { Script } from '../state/redis.js'
 import type { StateKeys } from '../state/keys.js'
-import { EMPTY_HEAD, canonical, chainEvents, type AuditEntry, type ChainHead } from './chain.js'
+import { EMPTY_HEAD, canonical, chainEvents, entryText, type AuditEntry, type ChainHead } from './chain.js'
 import type { CustomsEvent } from './events.js'
 import { collectPage, type AuditPage, type AuditQuery, type AuditStore, type StoredEntry } from './store.js'
 
@@ -73,10 +73,12 @@ export class RedisAuditStore implements AuditStore {
   async append(events: readonly CustomsEvent[]): Promise<AuditEntry[]> {
     if (events.length === 0) return []
     let head = this.#head ?? (await this.head())
+    // Each event is encoded once, for its hash and its stored text, however many attempts it takes.
+    const encoded = events.map(canonical)
     for (let attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
-      const chained = chainEvents(head, events)
+      const chained = chainEvents(head, events, encoded)
       const args: string[] = [encodeHead(head), encodeHead(chained.head), String(this.#retention)]
-      for (const entry of chained.entries) args.push(`${entry.seq}-0`, canonical(entry))
+      chained.entries.forEach((entry, i) => args.push(`${entry.seq}-0`, entryText(entry, encoded[i] as string)))
       const [done, current] = (await APPEND.run(this.#client, [this.#headKey, this.#stream], args)) as [number, string]
       if (done === 1) {
         this.#head = chained.head

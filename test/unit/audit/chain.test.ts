@@ -3,15 +3,18 @@
 // only when told to. The JSON-lines file: verified line by line, and continued after a crash.
 
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { readdir, readFile, rm, writeFile, appendFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import fc from 'fast-check'
 import {
   EMPTY_HEAD,
   GENESIS,
   canonical,
   chainEvents,
   entryHash,
+  entryText,
   verifyEntries,
   type AuditEntry,
 } from '../../../src/audit/chain.js'
@@ -33,6 +36,28 @@ function events(n: number): CustomsEvent[] {
 
 const chain = (n: number): AuditEntry[] => chainEvents(EMPTY_HEAD, events(n)).entries
 
+/** Characters of strings and keys: mostly the ones JSON escapes, and surrogates, paired or not. */
+const awkward = fc.oneof(fc.constantFrom('"', '\\', '\n', '\u0000', '\u001f', '\u007f', '\ud800', '\udfff', '😀', '1', '10'), fc.string({ unit: 'binary', maxLength: 1 }))
+
+/**
+ * A reference for canonical(): JSON.stringify with every key of the value, sorted, as its property
+ * list, which it then writes in that order in every object.
+ */
+function sortedStringify(value: unknown): string {
+  const keys = new Set<string>()
+  const collect = (v: unknown): void => {
+    if (Array.isArray(v)) v.forEach(collect)
+    else if (v !== null && typeof v === 'object') {
+      for (const [key, member] of Object.entries(v)) {
+        keys.add(key)
+        collect(member)
+      }
+    }
+  }
+  collect(value)
+  return JSON.stringify(value, [...keys].sort())
+}
+
 describe('canonical', () => {
   it('sorts keys at every depth, drops undefined members and writes no whitespace', () => {
     const value = { b: 1, a: { d: [3, { z: 1, y: 'x' }], c: undefined }, 'é': true }
@@ -42,9 +67,62 @@ describe('canonical', () => {
   it('encodes equal values built in another key order identically', () => {
     assert.equal(canonical({ x: 1, y: [1, 2] }), canonical({ y: [1, 2], x: 1 }))
   })
+
+  it('writes strings exactly as JSON.stringify does: escapes, controls, surrogates paired or not', () => {
+    for (const text of ['', 'plain', 'a"b', 'back\\slash', 'line\nbreak', '\u0000\u001f\u007f', '\u2028', '😀', '\ud800', 'x\udfffy', 'é']) {
+      assert.equal(canonical(text), JSON.stringify(text))
+      assert.equal(canonical({ [text]: text }), `{${JSON.stringify(text)}:${JSON.stringify(text)}}`)
+    }
+  })
+
+  it('writes undefined array elements and holes as null, as JSON.stringify does', () => {
+    assert.equal(canonical([1, undefined, , () => 0, { a: undefined }]), '[1,null,null,null,{}]')
+  })
+
+  it('equals JSON.stringify with the keys in sorted order, for any JSON value', () => {
+    // Integer-like keys, which objects enumerate first in numeric order, are sorted as text too.
+    assert.equal(canonical({ b: 1, 10: 2, 9: 3 }), '{"10":2,"9":3,"b":1}')
+    assert.equal(sortedStringify({ b: 1, 10: 2, 9: 3 }), '{"10":2,"9":3,"b":1}')
+    fc.assert(
+      fc.property(fc.jsonValue({ stringUnit: awkward, maxDepth: 4 }), (value) => {
+        assert.equal(canonical(value), sortedStringify(value))
+      }),
+      { seed: 20_261_129, numRuns: 2000 }
+    )
+  })
 })
 
 describe('chain', () => {
+  it('hashes prev, a newline and canonical({ seq, event }), and stores canonical(entry), for any event', () => {
+    const text = fc.string({ unit: awkward, maxLength: 40 })
+    const anEvent = fc.record(
+      {
+        type: fc.constantFrom(...(['decision', 'detention', 'tag-move'] as const)),
+        time: text,
+        upstream: text,
+        reference: text,
+        client: fc.record({ address: text, userAgent: text }, { requiredKeys: ['address'] }),
+        reasons: fc.array(text, { maxLength: 4 }),
+        detail: fc.dictionary(text, fc.jsonValue({ stringUnit: awkward, maxDepth: 2 }), { maxKeys: 5 }),
+      },
+      { requiredKeys: ['type', 'time'] }
+    )
+    fc.assert(
+      fc.property(fc.array(anEvent, { minLength: 1, maxLength: 4 }), (list) => {
+        const { entries } = chainEvents(EMPTY_HEAD, list as CustomsEvent[])
+        for (const entry of entries) {
+          const expected = createHash('sha256').update(`${entry.prev}\n${canonical({ seq: entry.seq, event: entry.event })}`).digest('hex')
+          assert.equal(entry.hash, expected)
+          assert.equal(entryHash(entry.prev, entry.seq, entry.event), expected)
+          assert.equal(entryText(entry, canonical(entry.event)), canonical(entry))
+        }
+        // Encodings handed in by the caller give the same chain.
+        assert.deepEqual(chainEvents(EMPTY_HEAD, list as CustomsEvent[], list.map(canonical)).entries, entries)
+      }),
+      { seed: 20_261_129, numRuns: 500 }
+    )
+  })
+
   it('links each entry to the one before, from the genesis hash', () => {
     const entries = chain(3)
     assert.equal(entries[0]?.prev, GENESIS)
