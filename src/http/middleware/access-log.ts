@@ -35,6 +35,9 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<E
       metrics.requestDuration.observe({ route }, seconds)
       if (bytes !== undefined && route === 'blob') metrics.bytesServed.inc(bytes)
       const level = status >= 500 ? 'warn' : 'info'
+      // Its fields are gathered only for a line that is written: at log.level warn (the bench's)
+      // pino drops it, after every request had built and spread them.
+      if (!logger.isLevelEnabled(level)) return
       logger[level](
         {
           requestId,
