@@ -20,6 +20,7 @@ import {
   type QuarantineRecord,
   type RepoKey,
   type StateStore,
+  type TagRecord,
   type Verdict,
 } from '../state/store.js'
 import { evaluate } from '../policy/evaluate.js'
@@ -302,37 +303,50 @@ export class ManifestService {
   }
 
   /** tag -> digest: fresh mapping from state, else a HEAD upstream, else the last cleared one. */
-  #resolve(repo: RepoKey, tag: string, artifact: boolean): Promise<Resolution> {
-    return this.#resolutions.run(`${repo.upstream} ${repo.repository} ${tag}`, async () => {
-      const known = await this.#deps.state.getTag(repo, tag)
-      const ttl = this.#deps.upstreamConfig(repo.upstream).tagTtl
-      // A fresh mapping is used as it is: get() judges its digest under the revision in force
-      // right after, so checking its record here too would only read state twice per pull.
-      if (known !== null && Date.now() - known.checkedAt < ttl) {
-        return { digest: known.digest }
+  async #resolve(repo: RepoKey, tag: string, artifact: boolean): Promise<Resolution> {
+    // The warm path of every pull by tag reads state without joining the single flight: only a
+    // revalidation is worth sharing, and the run reads the mapping again when it starts, so a
+    // caller that saw it stale just before another run recorded it does not ask upstream again.
+    const fresh = this.#freshTag(repo, await this.#deps.state.getTag(repo, tag))
+    if (fresh !== undefined) return fresh
+    return this.#resolutions.run(`${repo.upstream} ${repo.repository} ${tag}`, () => this.#revalidate(repo, tag, artifact))
+  }
+
+  /**
+   * A fresh mapping is used as it is: get() judges its digest under the revision in force right
+   * after, so checking its record here too would only read state twice per pull.
+   */
+  #freshTag(repo: RepoKey, known: TagRecord | null): Resolution | undefined {
+    const ttl = this.#deps.upstreamConfig(repo.upstream).tagTtl
+    return known !== null && Date.now() - known.checkedAt < ttl ? { digest: known.digest } : undefined
+  }
+
+  /** The tag's digest asked of the upstream (HEAD), inspected and recorded; else the stale mapping. */
+  async #revalidate(repo: RepoKey, tag: string, artifact: boolean): Promise<Resolution> {
+    const known = await this.#deps.state.getTag(repo, tag)
+    const fresh = this.#freshTag(repo, known)
+    if (fresh !== undefined) return fresh
+    let digest: Digest
+    try {
+      digest = await this.#headTag(repo, tag, artifact)
+      await this.#inspected(repo, digest, artifact)
+    } catch (err) {
+      if (known !== null && isCustomsError(err) && STALE_OK.has(err.code) && (await this.#isCleared(repo, known.digest))) {
+        this.#deps.metrics.staleServed.inc({ upstream: repo.upstream })
+        this.#deps.logger.warn({ upstream: repo.upstream, repository: repo.repository, tag, err: err.message }, 'serving stale tag mapping')
+        return { digest: known.digest, stale: `upstream failed: ${err.code}` }
       }
-      let digest: Digest
-      try {
-        digest = await this.#headTag(repo, tag, artifact)
-        await this.#inspected(repo, digest, artifact)
-      } catch (err) {
-        if (known !== null && isCustomsError(err) && STALE_OK.has(err.code) && (await this.#isCleared(repo, known.digest))) {
-          this.#deps.metrics.staleServed.inc({ upstream: repo.upstream })
-          this.#deps.logger.warn({ upstream: repo.upstream, repository: repo.repository, tag, err: err.message }, 'serving stale tag mapping')
-          return { digest: known.digest, stale: `upstream failed: ${err.code}` }
-        }
-        throw err
+      throw err
+    }
+    const record = await this.#inspected(repo, digest, artifact)
+    if (ownVerdict(record).outcome !== 'detained') {
+      if (!artifact && known !== null && known.digest !== digest) {
+        const held = await this.#heldMove(repo, tag, known.digest, record)
+        if (held !== undefined) return { digest, held }
       }
-      const record = await this.#inspected(repo, digest, artifact)
-      if (ownVerdict(record).outcome !== 'detained') {
-        if (!artifact && known !== null && known.digest !== digest) {
-          const held = await this.#heldMove(repo, tag, known.digest, record)
-          if (held !== undefined) return { digest, held }
-        }
-        await this.#recordTag(repo, tag, record, artifact)
-      }
-      return { digest }
-    })
+      await this.#recordTag(repo, tag, record, artifact)
+    }
+    return { digest }
   }
 
   /**
