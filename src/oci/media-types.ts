@@ -52,12 +52,39 @@ export const Header = Object.freeze({
 export const API_VERSION_VALUE = 'registry/2.0'
 
 /**
+ * Answers of acceptsMediaType by media type, then Accept header: every manifest answer asks, and
+ * clients send a handful of distinct headers, so parsing each request's again is wasted. Bounded,
+ * and emptied when full: a client sending ever new headers only makes them refill.
+ */
+const acceptAnswers = new Map<string, Map<string, boolean>>()
+const MEDIA_TYPES_REMEMBERED = 64
+const ACCEPT_REMEMBERED = 256
+/** Longer headers are parsed every time rather than kept. */
+const ACCEPT_REMEMBERED_LENGTH = 1024
+
+/**
  * Whether a client's Accept header admits a manifest of this media type (RFC 9110 §12.5.1): the
  * most specific matching range decides, so a wildcard with `x;q=0` still excludes x. No Accept
  * header admits everything. Parameters other than q are ignored.
  */
 export function acceptsMediaType(accept: string | null | undefined, mediaType: string): boolean {
   if (accept === null || accept === undefined || accept.trim() === '') return true
+  if (accept.length > ACCEPT_REMEMBERED_LENGTH) return admits(accept, mediaType)
+  let answers = acceptAnswers.get(mediaType)
+  if (answers === undefined) {
+    if (acceptAnswers.size >= MEDIA_TYPES_REMEMBERED) acceptAnswers.clear()
+    acceptAnswers.set(mediaType, (answers = new Map()))
+  }
+  let answer = answers.get(accept)
+  if (answer === undefined) {
+    answer = admits(accept, mediaType)
+    if (answers.size >= ACCEPT_REMEMBERED) answers.clear()
+    answers.set(accept, answer)
+  }
+  return answer
+}
+
+function admits(accept: string, mediaType: string): boolean {
   const wanted = mediaType.toLowerCase()
   const slash = wanted.indexOf('/')
   const typeWildcard = `${wanted.slice(0, slash)}/*`

@@ -1,5 +1,5 @@
 // Whether a client's Accept header admits a manifest media type: absent headers, wildcards,
-// parameters, q=0 exclusions and case.
+// parameters, q=0 exclusions and case, and answers remembered across requests.
 
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -111,6 +111,24 @@ describe('acceptsMediaType', () => {
     // RFC 9110 §12.4.2: the weight's parameter name is case-insensitive.
     it('returns false for Q=0 in capitals', () => {
       assert.equal(acceptsMediaType(`${OCI};Q=0`, OCI), false)
+    })
+  })
+
+  describe('when a header was answered before', () => {
+    it('returns the same answers, after hundreds of other headers and for a header too long to keep', () => {
+      const cases: Array<[string, string, boolean]> = [
+        [DOCKER_ACCEPT, OCI, true],
+        [`${INDEX}, */*;q=0`, OCI, false],
+        [`${OCI};q=0, */*`, OCI, false],
+        [`${OCI};q=0, */*`, DOCKER, true],
+        [`${' '.repeat(2000)}${OCI}`, OCI, true],
+        [`${' '.repeat(2000)}${OCI}`, INDEX, false],
+      ]
+      for (let round = 0; round < 3; round++) {
+        for (const [accept, type, expected] of cases) assert.equal(acceptsMediaType(accept, type), expected, `${accept.trim()} / ${type}`)
+        // Enough other headers and types to fill and empty what is remembered between rounds.
+        for (let i = 0; i < 300; i++) acceptsMediaType(`application/x-${i}`, i % 2 === 0 ? OCI : `application/x-${i % 100}`)
+      }
     })
   })
 })
