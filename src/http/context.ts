@@ -15,7 +15,6 @@ export interface AccessFields {
 
 export type Env = {
   Variables: {
-    requestId: string
     access: AccessFields
     errorCode: ErrorCode
     /** The admin token a request to /admin/ presented, once the admin middleware accepted it. */

@@ -12,8 +12,6 @@ import type { Env } from '../context.js'
 export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<Env> {
   return async function accessLogger(c, next) {
     const started = performance.now()
-    const requestId = c.req.header('x-request-id')?.slice(0, 64) ?? randomUUID()
-    c.set('requestId', requestId)
     c.set('access', {})
     // Read while the connection is surely open; undefined without a verified client certificate.
     const client = clientIdentity(c.env)
@@ -40,7 +38,8 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<E
       if (!logger.isLevelEnabled(level)) return
       logger[level](
         {
-          requestId,
+          // The client's id, else one of ours: made only for a line that is written.
+          requestId: c.req.header('x-request-id')?.slice(0, 64) ?? randomUUID(),
           method: c.req.method,
           path: c.req.path.slice(0, 512),
           status,
