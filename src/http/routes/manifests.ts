@@ -45,11 +45,12 @@ function requestClient(c: Context<Env>): QuarantineClient {
   const address = clientAddress(c.env)
   const userAgent = c.req.header('user-agent')?.slice(0, USER_AGENT_MAX)
   const identity = c.get('pullClient') ?? clientIdentity(c.env)
-  return {
-    ...(address !== undefined ? { address } : {}),
-    ...(userAgent !== undefined ? { userAgent } : {}),
-    ...(identity !== undefined ? { identity } : {}),
-  }
+  // Members set one by one: V8 builds an object of spreads alone on a slow path, every pull.
+  const client: { -readonly [K in keyof QuarantineClient]: QuarantineClient[K] } = {}
+  if (address !== undefined) client.address = address
+  if (userAgent !== undefined) client.userAgent = userAgent
+  if (identity !== undefined) client.identity = identity
+  return client
 }
 
 /** User agents are kept to this many characters (as in the access log). */
