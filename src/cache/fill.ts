@@ -5,14 +5,13 @@
 
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import type { Readable } from 'node:stream'
 import { CustomsError } from '../errors.js'
 import { digestAlgorithm, type Digest } from '../oci/digest.js'
 import { hashPool, type HashPool } from './hasher.js'
 
 export type FillState = 'filling' | 'committed' | 'failed'
 
-/** Readers ask for this much at a time: large enough for throughput, small enough for memory. */
-export const READ_CHUNK = 1024 * 1024
 /** How many received bytes may wait for the disk before the upstream is paused. */
 const MAX_UNWRITTEN = 8 * 1024 * 1024
 /** How much of what was just written a fill keeps in memory for the readers at its head. */
@@ -71,21 +70,29 @@ export class Fill {
    * Streams `body` into the temp file while hashing it, then commits or fails. Never throws; the
    * outcome is in `state`/`error`. `signal` bounds the whole fill (not any one client).
    */
-  async run(body: ReadableStream<Uint8Array>, signal: AbortSignal, idleTimeout: number): Promise<void> {
-    const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size)
+  async run(body: Readable, signal: AbortSignal, idleTimeout: number): Promise<void> {
+    const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size, this.#part)
     let idle: NodeJS.Timeout | undefined
     let lastData = Date.now()
-    const reader = body.getReader()
-    // Cancelling makes the pending read() resolve as if the body had ended; remember why, so a
-    // stall or a timeout is not mistaken for a short (mismatching) body.
-    let stopped: CustomsError | undefined
-    const stop = (why: CustomsError) => {
+    // Remember why the body was stopped, so a stall or a timeout is not mistaken for a short
+    // (mismatching) body or a broken connection.
+    let stopped: Error | undefined
+    const stop = (why: Error) => {
       stopped ??= why
-      void reader.cancel(why).catch(() => {})
+      body.destroy(why)
     }
     const onAbort = () =>
       stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the blob fill timed out', { cause: signal.reason }))
     signal.addEventListener('abort', onAbort, { once: true })
+    // Listened to from the start: the body can fail while the temp file is being opened, and an
+    // 'error' nobody listens to would take the process down.
+    const ended = new Promise<void>((resolve, reject) => {
+      body.once('end', resolve)
+      body.on('error', (err) => reject(stopped ?? err))
+      // Closed without 'end' or 'error' (destroyed quietly): the body is cut short.
+      body.once('close', () => reject(stopped ?? new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream broke off the blob')))
+    })
+    ended.catch(() => {})
     try {
       await mkdir(dirname(this.#part), { recursive: true })
       this.#handle = await open(this.#part, 'wx+', 0o644)
@@ -107,6 +114,8 @@ export class Fill {
           const batch = pending.splice(0)
           const bytes = pendingBytes
           pendingBytes = 0
+          // Backpressure: the upstream was paused while too much was unwritten.
+          if (body.isPaused()) body.resume()
           const { bytesWritten } = await handle.writev(batch, this.#written)
           // A short write to a local file means the disk (or a quota) is full: a storage failure,
           // which makes room by eviction, not an upstream one.
@@ -115,35 +124,37 @@ export class Fill {
           }
           this.#remember(batch, this.#written)
           this.#written += bytes
+          hash.written(batch, this.#written)
           this.#notify()
         }
       }
       const startFlush = (): void => {
         flushing ??= flush()
-          .catch((err: unknown) => void (writeError ??= err))
+          .catch((err: unknown) => {
+            writeError ??= err
+            stop(err instanceof Error ? err : new Error(String(err)))
+          })
           .finally(() => {
             flushing = undefined
             if (pending.length > 0 && writeError === undefined) startFlush()
           })
       }
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (stopped !== undefined) throw stopped
-        if (writeError !== undefined) throw writeError
-        if (done) break
+      // 'data' events rather than async iteration: each chunk arrives as the socket read it, where
+      // read() would concatenate (copy) whatever had queued up.
+      body.on('data', (value: Buffer) => {
         lastData = Date.now()
         if (received + value.byteLength > this.size) {
-          throw new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`)
+          stop(new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`))
+          return
         }
         received += value.byteLength
-        const hashing = hash.update(value)
         pending.push(value)
         pendingBytes += value.byteLength
         startFlush()
-        // Backpressure: the upstream waits while too much is unwritten or unhashed.
-        if (pendingBytes >= MAX_UNWRITTEN) await flushing
-        if (hashing !== undefined) await hashing
-      }
+        if (pendingBytes >= MAX_UNWRITTEN) body.pause()
+      })
+      await ended
+      if (stopped !== undefined) throw stopped
       while (flushing !== undefined) await flushing
       if (writeError !== undefined) throw writeError
       if (this.#written !== this.size) {
@@ -166,7 +177,7 @@ export class Fill {
       this.#error = toFillError(err, signal)
       // An upstream that sends past the size (or anything else that fails the fill) must not keep
       // its connection: without this, an endless body held the socket until the fill timeout.
-      void reader.cancel(err).catch(() => {})
+      body.destroy()
       await unlink(this.#part).catch(() => {})
     } finally {
       clearInterval(idle)
@@ -187,17 +198,40 @@ export class Fill {
     void this.#maybeClose()
   }
 
-  /** Reads up to `length` bytes at `position`, within what has been written. */
-  async read(position: number, length: number): Promise<Buffer> {
-    // Readers at the head of the fill (the usual case) are served from the chunks just written,
-    // without reading the file back.
-    const recent = this.#fromRecent(position, length)
-    if (recent !== undefined) return recent
+  /**
+   * The bytes at `position` (at most `length`) from the chunks just written, as views, when they
+   * hold its start: readers at the head of the fill (the usual case) are served without reading
+   * the file back or copying.
+   */
+  peek(position: number, length: number): Uint8Array[] | undefined {
+    const recent = this.#recent
+    const first = recent[0]
+    if (first === undefined || position < first.start) return undefined
+    let i = recent.length - 1
+    while (i >= 0 && (recent[i] as { start: number }).start > position) i--
+    const views: Uint8Array[] = []
+    let want = length
+    let at = position
+    for (; i < recent.length && want > 0; i++) {
+      const { start, bytes } = recent[i] as { start: number; bytes: Uint8Array }
+      const offset = at - start
+      if (offset < 0 || offset >= bytes.byteLength) break
+      const n = Math.min(want, bytes.byteLength - offset)
+      views.push(offset === 0 && n === bytes.byteLength ? bytes : bytes.subarray(offset, offset + n))
+      want -= n
+      at += n
+    }
+    return views.length === 0 ? undefined : views
+  }
+
+  /** Reads bytes at `position`, within what has been written, into `target`. */
+  async readInto(position: number, target: Uint8Array): Promise<number> {
     const handle = this.#handle
-    if (handle === undefined) return Buffer.alloc(0)
-    const buffer = Buffer.allocUnsafe(length)
-    const { bytesRead } = await handle.read(buffer, 0, length, position)
-    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
+    if (handle === undefined) return 0
+    const length = Math.min(target.byteLength, this.#written - position)
+    if (length <= 0) return 0
+    const { bytesRead } = await handle.read(target, 0, length, position)
+    return bytesRead
   }
 
   /** Keeps the last RECENT_BYTES written, as the upstream sent them (they are not changed). */
@@ -211,29 +245,6 @@ export class Fill {
     while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) {
       this.#recentBytes -= (this.#recent.shift() as { bytes: Uint8Array }).bytes.byteLength
     }
-  }
-
-  /** Up to `length` bytes at `position` from the recent chunks, when they hold its start. */
-  #fromRecent(position: number, length: number): Buffer | undefined {
-    const recent = this.#recent
-    const first = recent[0]
-    if (first === undefined || position < first.start) return undefined
-    let i = recent.length - 1
-    while (i >= 0 && (recent[i] as { start: number }).start > position) i--
-    const parts: Uint8Array[] = []
-    let want = length
-    let at = position
-    for (; i < recent.length && want > 0; i++) {
-      const { start, bytes } = recent[i] as { start: number; bytes: Uint8Array }
-      const offset = at - start
-      if (offset < 0 || offset >= bytes.byteLength) break
-      const n = Math.min(want, bytes.byteLength - offset)
-      parts.push(bytes.subarray(offset, offset + n))
-      want -= n
-      at += n
-    }
-    if (parts.length === 0) return undefined
-    return parts.length === 1 ? Buffer.from((parts[0] as Uint8Array).buffer, (parts[0] as Uint8Array).byteOffset, (parts[0] as Uint8Array).byteLength) : Buffer.concat(parts)
   }
 
   /** Resolves at the next write or state change. */
