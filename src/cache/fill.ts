@@ -9,6 +9,8 @@ import type { Readable } from 'node:stream'
 import { CustomsError } from '../errors.js'
 import { digestAlgorithm, type Digest } from '../oci/digest.js'
 import { hashPool, type HashPool } from './hasher.js'
+import { readBuffers, type Chunk } from './reader.js'
+import { Segments } from './segments.js'
 
 export type FillState = 'filling' | 'committed' | 'failed'
 
@@ -26,8 +28,7 @@ export class Fill {
   #written = 0
   #handle: FileHandle | undefined
   #readers = 0
-  #recent: Array<{ start: number; bytes: Uint8Array }> = []
-  #recentBytes = 0
+  readonly #segments = new Segments(readBuffers, RECENT_BYTES)
   #waiters: Array<() => void> = []
   readonly #part: string
   readonly #final: string
@@ -102,29 +103,26 @@ export class Fill {
         if (Date.now() - lastData >= idleTimeout) stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream stalled'))
       }, Math.max(10, Math.floor(idleTimeout / 4)))
       const handle = this.#handle
-      // Upstream reads and disk writes overlap: chunks that arrive while a write is in flight are
+      // Upstream reads and disk writes overlap: bytes that arrive while a write is in flight are
       // gathered and written with one writev, so neither side waits on the other chunk by chunk.
-      const pending: Uint8Array[] = []
-      let pendingBytes = 0
+      const segments = this.#segments
       let received = 0
       let flushing: Promise<void> | undefined
       let writeError: unknown
       const flush = async () => {
-        while (pending.length > 0) {
-          const batch = pending.splice(0)
-          const bytes = pendingBytes
-          pendingBytes = 0
+        while (segments.unwritten > 0) {
+          const { views, bytes, commit } = segments.unwrittenViews()
           // Backpressure: the upstream was paused while too much was unwritten.
           if (body.isPaused()) body.resume()
-          const { bytesWritten } = await handle.writev(batch, this.#written)
+          const { bytesWritten } = await handle.writev(views, this.#written)
           // A short write to a local file means the disk (or a quota) is full: a storage failure,
           // which makes room by eviction, not an upstream one.
           if (bytesWritten !== bytes) {
             throw new CustomsError('STORAGE_FAILED', `the cache could not store the blob (short write: ${bytesWritten} of ${bytes} bytes)`)
           }
-          this.#remember(batch, this.#written)
           this.#written += bytes
-          hash.written(batch, this.#written)
+          hash.written(views, this.#written)
+          commit()
           this.#notify()
         }
       }
@@ -136,7 +134,7 @@ export class Fill {
           })
           .finally(() => {
             flushing = undefined
-            if (pending.length > 0 && writeError === undefined) startFlush()
+            if (segments.unwritten > 0 && writeError === undefined) startFlush()
           })
       }
       // 'data' events rather than async iteration: each chunk arrives as the socket read it, where
@@ -148,10 +146,9 @@ export class Fill {
           return
         }
         received += value.byteLength
-        pending.push(value)
-        pendingBytes += value.byteLength
+        segments.append(value)
         startFlush()
-        if (pendingBytes >= MAX_UNWRITTEN) body.pause()
+        if (segments.unwritten >= MAX_UNWRITTEN) body.pause()
       })
       await ended
       if (stopped !== undefined) throw stopped
@@ -199,29 +196,11 @@ export class Fill {
   }
 
   /**
-   * The bytes at `position` (at most `length`) from the chunks just written, as views, when they
-   * hold its start: readers at the head of the fill (the usual case) are served without reading
-   * the file back or copying.
+   * Written bytes at `position` (at most `length`) still in memory, as views: readers at the head
+   * of the fill (the usual case) are served without reading the file back.
    */
-  peek(position: number, length: number): Uint8Array[] | undefined {
-    const recent = this.#recent
-    const first = recent[0]
-    if (first === undefined || position < first.start) return undefined
-    let i = recent.length - 1
-    while (i >= 0 && (recent[i] as { start: number }).start > position) i--
-    const views: Uint8Array[] = []
-    let want = length
-    let at = position
-    for (; i < recent.length && want > 0; i++) {
-      const { start, bytes } = recent[i] as { start: number; bytes: Uint8Array }
-      const offset = at - start
-      if (offset < 0 || offset >= bytes.byteLength) break
-      const n = Math.min(want, bytes.byteLength - offset)
-      views.push(offset === 0 && n === bytes.byteLength ? bytes : bytes.subarray(offset, offset + n))
-      want -= n
-      at += n
-    }
-    return views.length === 0 ? undefined : views
+  peek(position: number, length: number): Chunk[] | undefined {
+    return this.#segments.peek(position, length)
   }
 
   /** Reads bytes at `position`, within what has been written, into `target`. */
@@ -232,19 +211,6 @@ export class Fill {
     if (length <= 0) return 0
     const { bytesRead } = await handle.read(target, 0, length, position)
     return bytesRead
-  }
-
-  /** Keeps the last RECENT_BYTES written, as the upstream sent them (they are not changed). */
-  #remember(batch: readonly Uint8Array[], start: number): void {
-    let at = start
-    for (const chunk of batch) {
-      this.#recent.push({ start: at, bytes: chunk })
-      this.#recentBytes += chunk.byteLength
-      at += chunk.byteLength
-    }
-    while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) {
-      this.#recentBytes -= (this.#recent.shift() as { bytes: Uint8Array }).bytes.byteLength
-    }
   }
 
   /** Resolves at the next write or state change. */
@@ -261,8 +227,7 @@ export class Fill {
 
   async #maybeClose(): Promise<void> {
     if (this.#state === 'filling' || this.#readers > 0 || this.#handle === undefined) return
-    this.#recent = []
-    this.#recentBytes = 0
+    this.#segments.clear()
     const handle = this.#handle
     this.#handle = undefined
     await handle.close().catch(() => {})

@@ -25,7 +25,7 @@ export const readBuffers = new BufferPool(READ_CHUNK, POOLED_BUFFERS)
 /** Where a reader's bytes come from. */
 export interface ByteSource {
   /** The bytes at `position` (at most `length`) that are held in memory, as views; else undefined. */
-  peek(position: number, length: number): Uint8Array[] | undefined
+  peek(position: number, length: number): Chunk[] | undefined
   /** Reads bytes at `position` into `target`; resolves how many (0 only past the end). */
   readInto(position: number, target: Uint8Array): Promise<number>
   /** Bytes that may be read now: at most the blob's size. */
@@ -68,7 +68,7 @@ export interface GrowingBlob {
   readonly error: Error | undefined
   acquire(): void
   release(): void
-  peek(position: number, length: number): Uint8Array[] | undefined
+  peek(position: number, length: number): Chunk[] | undefined
   readInto(position: number, target: Uint8Array): Promise<number>
   changed(): Promise<void>
 }
@@ -99,8 +99,6 @@ export interface Chunk {
   /** Returns a pooled buffer; a consumer that keeps the bytes simply never calls it. */
   readonly release: () => void
 }
-
-const keep = (): void => {}
 
 /** Resolves when `promise` settles or `signal` aborts, whichever is first. */
 function unlessAborted(promise: Promise<unknown>, signal: AbortSignal | undefined): Promise<unknown> {
@@ -169,9 +167,16 @@ async function* pump(source: ByteSource, start: number, end: number, signal: Abo
       const length = Math.min(READ_CHUNK, limit - position)
       const views = source.peek(position, length)
       if (views !== undefined) {
-        for (const bytes of views) {
-          position += bytes.byteLength
-          yield { bytes, release: keep }
+        let i = 0
+        try {
+          for (; i < views.length; i++) {
+            const view = views[i] as Chunk
+            position += view.bytes.byteLength
+            yield view
+          }
+        } finally {
+          // Abandoned part-way: the views not handed out are let go here.
+          for (let j = i + 1; j < views.length; j++) (views[j] as Chunk).release()
         }
         continue
       }
