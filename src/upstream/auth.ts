@@ -244,5 +244,14 @@ export async function readBounded(res: Response, limit: number, who: string): Pr
     }
     chunks.push(Buffer.from(step.value.buffer, step.value.byteOffset, step.value.byteLength))
   }
-  return Buffer.concat(chunks, total)
+  // The body gets memory of its own: Buffer.concat cuts a small result from the shared 8 KiB
+  // pool, and a manifest kept in memory (cache/manifest-memory.ts, which counts byteLength) would
+  // then hold the whole slab.
+  const bytes = Buffer.allocUnsafeSlow(total)
+  let at = 0
+  for (const chunk of chunks) {
+    bytes.set(chunk, at)
+    at += chunk.byteLength
+  }
+  return bytes
 }
