@@ -5,14 +5,15 @@
 
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import type { Readable } from 'node:stream'
 import { CustomsError } from '../errors.js'
 import { digestAlgorithm, type Digest } from '../oci/digest.js'
 import { hashPool, type HashPool } from './hasher.js'
+import { readBuffers, type Chunk } from './reader.js'
+import { Segments } from './segments.js'
 
 export type FillState = 'filling' | 'committed' | 'failed'
 
-/** Readers ask for this much at a time: large enough for throughput, small enough for memory. */
-export const READ_CHUNK = 1024 * 1024
 /** How many received bytes may wait for the disk before the upstream is paused. */
 const MAX_UNWRITTEN = 8 * 1024 * 1024
 /** How much of what was just written a fill keeps in memory for the readers at its head. */
@@ -27,8 +28,7 @@ export class Fill {
   #written = 0
   #handle: FileHandle | undefined
   #readers = 0
-  #recent: Array<{ start: number; bytes: Uint8Array }> = []
-  #recentBytes = 0
+  readonly #segments = new Segments(readBuffers, RECENT_BYTES)
   #waiters: Array<() => void> = []
   readonly #part: string
   readonly #final: string
@@ -71,21 +71,29 @@ export class Fill {
    * Streams `body` into the temp file while hashing it, then commits or fails. Never throws; the
    * outcome is in `state`/`error`. `signal` bounds the whole fill (not any one client).
    */
-  async run(body: ReadableStream<Uint8Array>, signal: AbortSignal, idleTimeout: number): Promise<void> {
-    const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size)
+  async run(body: Readable, signal: AbortSignal, idleTimeout: number): Promise<void> {
+    const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size, this.#part)
     let idle: NodeJS.Timeout | undefined
     let lastData = Date.now()
-    const reader = body.getReader()
-    // Cancelling makes the pending read() resolve as if the body had ended; remember why, so a
-    // stall or a timeout is not mistaken for a short (mismatching) body.
-    let stopped: CustomsError | undefined
-    const stop = (why: CustomsError) => {
+    // Remember why the body was stopped, so a stall or a timeout is not mistaken for a short
+    // (mismatching) body or a broken connection.
+    let stopped: Error | undefined
+    const stop = (why: Error) => {
       stopped ??= why
-      void reader.cancel(why).catch(() => {})
+      body.destroy(why)
     }
     const onAbort = () =>
       stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the blob fill timed out', { cause: signal.reason }))
     signal.addEventListener('abort', onAbort, { once: true })
+    // Listened to from the start: the body can fail while the temp file is being opened, and an
+    // 'error' nobody listens to would take the process down.
+    const ended = new Promise<void>((resolve, reject) => {
+      body.once('end', resolve)
+      body.on('error', (err) => reject(stopped ?? err))
+      // Closed without 'end' or 'error' (destroyed quietly): the body is cut short.
+      body.once('close', () => reject(stopped ?? new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream broke off the blob')))
+    })
+    ended.catch(() => {})
     try {
       await mkdir(dirname(this.#part), { recursive: true })
       this.#handle = await open(this.#part, 'wx+', 0o644)
@@ -95,55 +103,55 @@ export class Fill {
         if (Date.now() - lastData >= idleTimeout) stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream stalled'))
       }, Math.max(10, Math.floor(idleTimeout / 4)))
       const handle = this.#handle
-      // Upstream reads and disk writes overlap: chunks that arrive while a write is in flight are
+      // Upstream reads and disk writes overlap: bytes that arrive while a write is in flight are
       // gathered and written with one writev, so neither side waits on the other chunk by chunk.
-      const pending: Uint8Array[] = []
-      let pendingBytes = 0
+      const segments = this.#segments
       let received = 0
       let flushing: Promise<void> | undefined
       let writeError: unknown
       const flush = async () => {
-        while (pending.length > 0) {
-          const batch = pending.splice(0)
-          const bytes = pendingBytes
-          pendingBytes = 0
-          const { bytesWritten } = await handle.writev(batch, this.#written)
+        while (segments.unwritten > 0) {
+          const { views, bytes, commit } = segments.unwrittenViews()
+          // Backpressure: the upstream was paused while too much was unwritten.
+          if (body.isPaused()) body.resume()
+          const { bytesWritten } = await handle.writev(views, this.#written)
           // A short write to a local file means the disk (or a quota) is full: a storage failure,
           // which makes room by eviction, not an upstream one.
           if (bytesWritten !== bytes) {
             throw new CustomsError('STORAGE_FAILED', `the cache could not store the blob (short write: ${bytesWritten} of ${bytes} bytes)`)
           }
-          this.#remember(batch, this.#written)
           this.#written += bytes
+          hash.written(views, this.#written)
+          commit()
           this.#notify()
         }
       }
       const startFlush = (): void => {
         flushing ??= flush()
-          .catch((err: unknown) => void (writeError ??= err))
+          .catch((err: unknown) => {
+            writeError ??= err
+            stop(err instanceof Error ? err : new Error(String(err)))
+          })
           .finally(() => {
             flushing = undefined
-            if (pending.length > 0 && writeError === undefined) startFlush()
+            if (segments.unwritten > 0 && writeError === undefined) startFlush()
           })
       }
-      for (;;) {
-        const { done, value } = await reader.read()
-        if (stopped !== undefined) throw stopped
-        if (writeError !== undefined) throw writeError
-        if (done) break
+      // 'data' events rather than async iteration: each chunk arrives as the socket read it, where
+      // read() would concatenate (copy) whatever had queued up.
+      body.on('data', (value: Buffer) => {
         lastData = Date.now()
         if (received + value.byteLength > this.size) {
-          throw new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`)
+          stop(new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`))
+          return
         }
         received += value.byteLength
-        const hashing = hash.update(value)
-        pending.push(value)
-        pendingBytes += value.byteLength
+        segments.append(value)
         startFlush()
-        // Backpressure: the upstream waits while too much is unwritten or unhashed.
-        if (pendingBytes >= MAX_UNWRITTEN) await flushing
-        if (hashing !== undefined) await hashing
-      }
+        if (segments.unwritten >= MAX_UNWRITTEN) body.pause()
+      })
+      await ended
+      if (stopped !== undefined) throw stopped
       while (flushing !== undefined) await flushing
       if (writeError !== undefined) throw writeError
       if (this.#written !== this.size) {
@@ -166,7 +174,7 @@ export class Fill {
       this.#error = toFillError(err, signal)
       // An upstream that sends past the size (or anything else that fails the fill) must not keep
       // its connection: without this, an endless body held the socket until the fill timeout.
-      void reader.cancel(err).catch(() => {})
+      body.destroy()
       await unlink(this.#part).catch(() => {})
     } finally {
       clearInterval(idle)
@@ -187,53 +195,22 @@ export class Fill {
     void this.#maybeClose()
   }
 
-  /** Reads up to `length` bytes at `position`, within what has been written. */
-  async read(position: number, length: number): Promise<Buffer> {
-    // Readers at the head of the fill (the usual case) are served from the chunks just written,
-    // without reading the file back.
-    const recent = this.#fromRecent(position, length)
-    if (recent !== undefined) return recent
+  /**
+   * Written bytes at `position` (at most `length`) still in memory, as views: readers at the head
+   * of the fill (the usual case) are served without reading the file back.
+   */
+  peek(position: number, length: number): Chunk[] | undefined {
+    return this.#segments.peek(position, length)
+  }
+
+  /** Reads bytes at `position`, within what has been written, into `target`. */
+  async readInto(position: number, target: Uint8Array): Promise<number> {
     const handle = this.#handle
-    if (handle === undefined) return Buffer.alloc(0)
-    const buffer = Buffer.allocUnsafe(length)
-    const { bytesRead } = await handle.read(buffer, 0, length, position)
-    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
-  }
-
-  /** Keeps the last RECENT_BYTES written, as the upstream sent them (they are not changed). */
-  #remember(batch: readonly Uint8Array[], start: number): void {
-    let at = start
-    for (const chunk of batch) {
-      this.#recent.push({ start: at, bytes: chunk })
-      this.#recentBytes += chunk.byteLength
-      at += chunk.byteLength
-    }
-    while (this.#recentBytes > RECENT_BYTES && this.#recent.length > 1) {
-      this.#recentBytes -= (this.#recent.shift() as { bytes: Uint8Array }).bytes.byteLength
-    }
-  }
-
-  /** Up to `length` bytes at `position` from the recent chunks, when they hold its start. */
-  #fromRecent(position: number, length: number): Buffer | undefined {
-    const recent = this.#recent
-    const first = recent[0]
-    if (first === undefined || position < first.start) return undefined
-    let i = recent.length - 1
-    while (i >= 0 && (recent[i] as { start: number }).start > position) i--
-    const parts: Uint8Array[] = []
-    let want = length
-    let at = position
-    for (; i < recent.length && want > 0; i++) {
-      const { start, bytes } = recent[i] as { start: number; bytes: Uint8Array }
-      const offset = at - start
-      if (offset < 0 || offset >= bytes.byteLength) break
-      const n = Math.min(want, bytes.byteLength - offset)
-      parts.push(bytes.subarray(offset, offset + n))
-      want -= n
-      at += n
-    }
-    if (parts.length === 0) return undefined
-    return parts.length === 1 ? Buffer.from((parts[0] as Uint8Array).buffer, (parts[0] as Uint8Array).byteOffset, (parts[0] as Uint8Array).byteLength) : Buffer.concat(parts)
+    if (handle === undefined) return 0
+    const length = Math.min(target.byteLength, this.#written - position)
+    if (length <= 0) return 0
+    const { bytesRead } = await handle.read(target, 0, length, position)
+    return bytesRead
   }
 
   /** Resolves at the next write or state change. */
@@ -250,8 +227,7 @@ export class Fill {
 
   async #maybeClose(): Promise<void> {
     if (this.#state === 'filling' || this.#readers > 0 || this.#handle === undefined) return
-    this.#recent = []
-    this.#recentBytes = 0
+    this.#segments.clear()
     const handle = this.#handle
     this.#handle = undefined
     await handle.close().catch(() => {})

@@ -1,30 +1,34 @@
-// Streams a byte range of a blob to one client, from a committed file or from a fill in progress.
+// Reads a byte range of a blob for one client, from a committed file or from a fill in progress.
 // Each reader pulls at its own pace (backpressure comes from the client's socket), so memory stays
-// at about one chunk per client whatever the blob's size.
+// at a couple of chunks per client whatever the blob's size. Chunks read from disk land in pooled
+// buffers that the consumer gives back once its socket has taken them; chunks a fill still holds
+// in memory are handed out as views, without a copy.
 
 import type { FileHandle } from 'node:fs/promises'
-import { READ_CHUNK, type Fill } from './fill.js'
+import { BufferPool } from './buffers.js'
 
+/** Readers ask for this much at a time: large enough for throughput, small enough for memory. */
+export const READ_CHUNK = 1024 * 1024
 /** A reader of a growing fill reads at least this much at a time (unless at the end)... */
 const MIN_GROWING_READ = 256 * 1024
 /** ...or whatever there is after waiting this long for more. */
 const GATHER_MS = 5
+/**
+ * Free read buffers kept for the next reader: enough for the clients of one busy blob each to have
+ * two in flight without allocating, few enough to be a small part of the memory budget.
+ */
+const POOLED_BUFFERS = 48
 
-/** True when the source changed within `ms`, false when the time ran out first. */
-function changedWithin(source: ByteSource, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms)
-    void source.changed().then(() => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
-}
+/** The process's read buffers. */
+export const readBuffers = new BufferPool(READ_CHUNK, POOLED_BUFFERS)
 
 /** Where a reader's bytes come from. */
 export interface ByteSource {
-  read(position: number, length: number): Promise<Buffer>
-  /** Bytes that may be read now; Infinity-free: at most the blob's size. */
+  /** The bytes at `position` (at most `length`) that are held in memory, as views; else undefined. */
+  peek(position: number, length: number): Chunk[] | undefined
+  /** Reads bytes at `position` into `target`; resolves how many (0 only past the end). */
+  readInto(position: number, target: Uint8Array): Promise<number>
+  /** Bytes that may be read now: at most the blob's size. */
   readable(): number
   /** Whether every byte is final (verified). Until then the response's last byte is held back. */
   final(): boolean
@@ -38,11 +42,10 @@ export interface ByteSource {
 export function fileSource(handle: FileHandle, size: number, onRelease: () => void): ByteSource {
   let released = false
   return {
-    async read(position, length) {
-      const buffer = Buffer.allocUnsafe(length)
-      const { bytesRead } = await handle.read(buffer, 0, length, position)
-      if (bytesRead === 0) throw new Error('cached blob is shorter than recorded')
-      return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
+    peek: () => undefined,
+    async readInto(position, target) {
+      const { bytesRead } = await handle.read(target, 0, target.byteLength, position)
+      return bytesRead
     },
     readable: () => size,
     final: () => true,
@@ -57,11 +60,25 @@ export function fileSource(handle: FileHandle, size: number, onRelease: () => vo
   }
 }
 
-export function fillSource(fill: Fill): ByteSource {
+/** The part of a fill that readers see. */
+export interface GrowingBlob {
+  readonly written: number
+  readonly verified: boolean
+  readonly state: 'filling' | 'committed' | 'failed'
+  readonly error: Error | undefined
+  acquire(): void
+  release(): void
+  peek(position: number, length: number): Chunk[] | undefined
+  readInto(position: number, target: Uint8Array): Promise<number>
+  changed(): Promise<void>
+}
+
+export function fillSource(fill: GrowingBlob): ByteSource {
   let released = false
   fill.acquire()
   return {
-    read: (position, length) => fill.read(position, length),
+    peek: (position, length) => fill.peek(position, length),
+    readInto: (position, target) => fill.readInto(position, target),
     readable: () => fill.written,
     // Verified bytes are final even if committing them to the cache fails afterwards: the temp
     // file stays open (and readable) until the last reader releases it.
@@ -76,80 +93,146 @@ export function fillSource(fill: Fill): ByteSource {
   }
 }
 
+/** Bytes for the client, and how to give their memory back once the client's socket took them. */
+export interface Chunk {
+  readonly bytes: Uint8Array
+  /** Returns a pooled buffer; a consumer that keeps the bytes simply never calls it. */
+  readonly release: () => void
+}
+
+/** Resolves when `promise` settles or `signal` aborts, whichever is first. */
+function unlessAborted(promise: Promise<unknown>, signal: AbortSignal | undefined): Promise<unknown> {
+  if (signal === undefined) return promise
+  if (signal.aborted) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done)
+      resolve(undefined)
+    }
+    signal.addEventListener('abort', done, { once: true })
+    promise.then(done, done)
+  })
+}
+
+/** True when the source changed within `ms`, false when the time ran out first. */
+function changedWithin(source: ByteSource, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms)
+    void source.changed().then(() => {
+      clearTimeout(timer)
+      resolve(true)
+    })
+  })
+}
+
 /**
- * A stream of bytes [start, end] (inclusive) of the source. The last byte is sent only once the
- * source is final, so a fill that fails its digest check aborts the response short of complete.
+ * The bytes [start, end] (inclusive) of the source, in order. Byte `end` is yielded only once the
+ * source is final, so a fill that fails its digest check throws before the range is complete.
+ * The source is released when the range ends, fails, is abandoned, or `signal` aborts.
  */
+export function rangeChunks(source: ByteSource, start: number, end: number, signal?: AbortSignal): AsyncGenerator<Chunk, void, undefined> {
+  const release = () => source.release()
+  // Released at once on abort, not at the next step: a client that left holds nothing open. Set
+  // here rather than in the generator, whose body only runs at the first next().
+  signal?.addEventListener('abort', release, { once: true })
+  return pump(source, start, end, signal, release)
+}
+
+async function* pump(source: ByteSource, start: number, end: number, signal: AbortSignal | undefined, release: () => void): AsyncGenerator<Chunk, void, undefined> {
+  try {
+    let position = start
+    let waited = false
+    while (signal?.aborted !== true) {
+      const failure = source.failure()
+      if (failure !== undefined) throw failure
+      const final = source.final()
+      if (position > end) {
+        if (final) return
+        await unlessAborted(source.changed(), signal)
+        continue
+      }
+      // Hold back byte `end` until the source is final.
+      const limit = final ? end + 1 : Math.min(source.readable(), end)
+      if (position >= limit) {
+        await unlessAborted(source.changed(), signal)
+        continue
+      }
+      // While a fill grows fast, wait a moment for a worthwhile amount rather than chase every
+      // write; a slow upstream still gets its bytes through after that moment.
+      if (limit - position < MIN_GROWING_READ && !final && limit !== end && !waited) {
+        waited = !(await changedWithin(source, GATHER_MS))
+        continue
+      }
+      waited = false
+      const length = Math.min(READ_CHUNK, limit - position)
+      const views = source.peek(position, length)
+      if (views !== undefined) {
+        let i = 0
+        try {
+          for (; i < views.length; i++) {
+            const view = views[i] as Chunk
+            position += view.bytes.byteLength
+            yield view
+          }
+        } finally {
+          // Abandoned part-way: the views not handed out are let go here.
+          for (let j = i + 1; j < views.length; j++) (views[j] as Chunk).release()
+        }
+        continue
+      }
+      const buffer = readBuffers.take()
+      const n = await source.readInto(position, buffer.subarray(0, length))
+      // A source that has bytes to give but returns none would spin this loop forever.
+      if (n === 0) {
+        readBuffers.give(buffer)
+        throw new Error('the blob source returned no bytes')
+      }
+      position += n
+      yield { bytes: buffer.subarray(0, n), release: () => readBuffers.give(buffer) }
+    }
+  } finally {
+    signal?.removeEventListener('abort', release)
+    release()
+  }
+}
+
+/** Options of {@link rangeStream}. */
 export interface RangeStreamOptions {
   /** The client's request signal: releases the source when the client goes away. */
   readonly signal?: AbortSignal
   readonly onBytes?: (n: number) => void
-  /**
-   * Cuts the client's connection when the source fails. Without it the stream errors, which the
-   * HTTP layer turns into a reset too, but only after logging the error as unexpected.
-   */
+  /** Called instead of erroring the stream when the source fails; the stream then ends short. */
   readonly abort?: (err: unknown) => void
 }
 
+/**
+ * The range as a web stream, for consumers that keep what they read (small blobs read whole, and
+ * tests). Clients are served by `sendRange`, which writes to the socket and reuses buffers.
+ */
 export function rangeStream(source: ByteSource, start: number, end: number, options: RangeStreamOptions = {}): ReadableStream<Uint8Array> {
   const { signal, onBytes, abort } = options
-  let position = start
-  let waited = false
-  const cleanup = () => {
-    signal?.removeEventListener('abort', cleanup)
-    source.release()
-  }
-  signal?.addEventListener('abort', cleanup, { once: true })
+  const chunks = rangeChunks(source, start, end, signal)
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         try {
-          for (;;) {
-            const failure = source.failure()
-            if (failure !== undefined) throw failure
-            // Hold back byte `end` until the source is final.
-            const limit = source.final() ? end + 1 : Math.min(source.readable(), end)
-            // While a fill grows fast, wait a moment for a worthwhile amount rather than chase
-            // every write; a slow upstream still gets its bytes through after that moment.
-            const worthwhile = limit - position >= MIN_GROWING_READ || source.final() || limit === end || waited
-            if (position < limit && !worthwhile) {
-              waited = await changedWithin(source, GATHER_MS)
-              waited = !waited
-              continue
-            }
-            waited = false
-            if (position < limit) {
-              const chunk = await source.read(position, Math.min(READ_CHUNK, limit - position))
-              // A source that has bytes to give but returns none would spin this loop forever.
-              if (chunk.byteLength === 0) throw new Error('the blob source returned no bytes')
-              position += chunk.byteLength
-              onBytes?.(chunk.byteLength)
-              controller.enqueue(chunk)
-              if (position > end) {
-                controller.close()
-                cleanup()
-              }
-              return
-            }
-            if (position > end && source.final()) {
-              controller.close()
-              cleanup()
-              return
-            }
-            await source.changed()
-          }
+          const next = await chunks.next()
+          if (next.done === true) return controller.close()
+          onBytes?.(next.value.bytes.byteLength)
+          controller.enqueue(next.value.bytes)
         } catch (err) {
-          cleanup()
           if (abort === undefined) return controller.error(err)
           abort(err)
           controller.close()
         }
       },
-      cancel() {
-        cleanup()
+      async cancel() {
+        // A generator never started has no finally to run: release the source here as well.
+        source.release()
+        await chunks.return()
       },
     },
-    // No read-ahead: the next chunk is read when the socket has taken this one.
+    // No read-ahead: the next chunk is read when this one is taken.
     { highWaterMark: 0 }
   )
 }

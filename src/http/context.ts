@@ -27,5 +27,10 @@ export type Env = {
      * ends, through the function returned, with the bytes really sent.
      */
     deferAccessLog: () => (bytes: number, aborted: boolean) => void
+    /**
+     * The status of an answer a handler wrote to node's response itself (hono then only sees its
+     * placeholder, whose status is 200).
+     */
+    sentStatus: number
   }
 }

@@ -2,6 +2,7 @@
 // manifest in the same (upstream, repository) references it; a miss is fetched once and streamed
 // to every waiting client while it is hashed and written.
 
+import type { Readable } from 'node:stream'
 import { CustomsError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 import { digestOf, type Digest } from '../oci/digest.js'
@@ -72,7 +73,7 @@ export class BlobService {
     return readAll(source, size, digest)
   }
 
-  async #fetch(repo: RepoKey, digest: Digest, size: number, signal: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+  async #fetch(repo: RepoKey, digest: Digest, size: number, signal: AbortSignal): Promise<Readable> {
     const client = this.#deps.upstreams.get(repo.upstream)
     const res = await client.send({
       method: 'GET',
@@ -84,7 +85,7 @@ export class BlobService {
     if (res.status !== 200) throw await statusError(res, repo.upstream, `blob ${digest}`, 'BLOB_UNKNOWN')
     const declared = res.headers.get('content-length')
     if (declared !== null && Number(declared) !== size) {
-      await res.body?.cancel().catch(() => {})
+      await res.discard()
       throw new CustomsError('UPSTREAM_INVALID', `${repo.upstream} declared ${declared.slice(0, 20)} bytes for ${digest}, whose manifest says ${size}`)
     }
     if (res.body === null) {

@@ -64,7 +64,7 @@ export class Listings {
     })
     let manifests: Descriptor[]
     if (res.status === 404) {
-      await res.body?.cancel().catch(() => {})
+      await res.discard()
       manifests = await this.#fallback(repo, digest)
     } else if (res.ok) {
       manifests = indexEntries(await readBounded(res, MAX_MANIFEST_BYTES, `${repo.upstream} referrers`), repo.upstream)
@@ -86,12 +86,12 @@ export class Listings {
       accept: MediaType.OCI_INDEX,
     })
     if (res.status === 404) {
-      await res.body?.cancel().catch(() => {})
+      await res.discard()
       return []
     }
     if (!res.ok) throw await statusError(res, repo.upstream, `referrers of ${digest}`, 'MANIFEST_UNKNOWN')
     if ((res.headers.get('content-type') ?? '').split(';')[0]?.trim() !== MediaType.OCI_INDEX) {
-      await res.body?.cancel().catch(() => {})
+      await res.discard()
       return []
     }
     return indexEntries(await readBounded(res, MAX_MANIFEST_BYTES, `${repo.upstream} referrers tag`), repo.upstream)

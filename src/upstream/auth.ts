@@ -3,6 +3,7 @@
 // credential) until shortly before expiry. Credentials are bound to the upstream's own origin, and a
 // token realm is accepted only on the challenging host or an allowlisted one (LANDSCAPE §5).
 
+import { readBody, send, type UpstreamResponse } from './transport.js'
 import { CustomsError } from '../errors.js'
 import type { Challenge } from './challenge.js'
 
@@ -125,23 +126,23 @@ export class UpstreamAuth {
     const creds = this.#credentialsFor(origin)
     const timeout = AbortSignal.timeout(this.#options.timeout)
     const sig = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
-    let res: Response
+    let res: UpstreamResponse
     if (creds !== undefined) {
       // The OAuth2 password grant first (what containerd does), then the GET form with Basic.
       res = await this.#request(realm, 'POST', sig, creds, service, scope)
       if (res.status === 404 || res.status === 405 || res.status === 400) {
-        await res.body?.cancel()
+        await res.discard()
         res = await this.#request(realm, 'GET', sig, creds, service, scope)
       }
     } else {
       res = await this.#request(realm, 'GET', sig, undefined, service, scope)
     }
     if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel()
+      await res.discard()
       throw new CustomsError('UPSTREAM_DENIED', `token server ${realm.origin} refused ${creds ? 'the configured credentials' : 'an anonymous token'} for ${scope}`)
     }
     if (!res.ok) {
-      await res.body?.cancel()
+      await res.discard()
       const code = res.status === 429 ? 'TOOMANYREQUESTS' : 'UPSTREAM_UNAVAILABLE'
       throw new CustomsError(code, `token server ${realm.origin} answered ${res.status}`)
     }
@@ -166,7 +167,7 @@ export class UpstreamAuth {
     creds: Credentials | undefined,
     service: string | undefined,
     scope: string
-  ): Promise<Response> {
+  ): Promise<UpstreamResponse> {
     const url = new URL(realm)
     const headers: Record<string, string> = { 'User-Agent': this.#options.userAgent }
     let body: string | undefined
@@ -187,7 +188,7 @@ export class UpstreamAuth {
     }
     try {
       // A token endpoint that redirects is not followed: the realm was checked, its target was not.
-      const res = await fetch(url, { method, headers, body, signal, redirect: 'manual' })
+      const res = await send(url, { method, headers, signal, ...(body !== undefined ? { body } : {}) })
       this.#options.onTokenRequest?.(res.status)
       return res
     } catch (cause) {
@@ -204,7 +205,7 @@ export function hostMatches(pattern: string, host: string): boolean {
 }
 
 /** Reads a JSON object body of at most `limit` bytes; anything else is UPSTREAM_INVALID. */
-export async function readBoundedJson(res: Response, limit: number, who: string): Promise<Record<string, unknown>> {
+export async function readBoundedJson(res: UpstreamResponse, limit: number, who: string): Promise<Record<string, unknown>> {
   const bytes = await readBounded(res, limit, who)
   let value: unknown
   try {
@@ -219,39 +220,23 @@ export async function readBoundedJson(res: Response, limit: number, who: string)
 }
 
 /** Reads a whole body, refusing more than `limit` bytes (declared or actual). */
-export async function readBounded(res: Response, limit: number, who: string): Promise<Buffer> {
-  const declared = Number(res.headers.get('content-length') ?? NaN)
-  if (Number.isFinite(declared) && declared > limit) {
-    await res.body?.cancel()
-    throw new CustomsError('UPSTREAM_INVALID', `${who} answered ${declared} bytes, over the ${limit}-byte limit`)
-  }
-  if (res.body === null) return Buffer.alloc(0)
-  const chunks: Buffer[] = []
-  let total = 0
-  const reader = res.body.getReader()
-  for (;;) {
-    let step: Awaited<ReturnType<typeof reader.read>>
-    try {
-      step = await reader.read()
-    } catch (cause) {
-      throw new CustomsError('UPSTREAM_UNAVAILABLE', `${who} broke off its answer`, { cause })
-    }
-    if (step.done) break
-    total += step.value.byteLength
-    if (total > limit) {
-      await reader.cancel()
-      throw new CustomsError('UPSTREAM_INVALID', `${who} answered more than the ${limit}-byte limit`)
-    }
-    chunks.push(Buffer.from(step.value.buffer, step.value.byteOffset, step.value.byteLength))
-  }
-  // The body gets memory of its own: Buffer.concat cuts a small result from the shared 8 KiB
-  // pool, and a manifest kept in memory (cache/manifest-memory.ts, which counts byteLength) would
-  // then hold the whole slab.
-  const bytes = Buffer.allocUnsafeSlow(total)
-  let at = 0
-  for (const chunk of chunks) {
-    bytes.set(chunk, at)
-    at += chunk.byteLength
-  }
-  return bytes
+export async function readBounded(res: UpstreamResponse, limit: number, who: string): Promise<Buffer> {
+  const declared = res.headers.get('content-length')
+  const bytes = await readBody(res, limit, {
+    tooLarge: () =>
+      new CustomsError(
+        'UPSTREAM_INVALID',
+        declared !== null && Number(declared) > limit
+          ? `${who} answered ${declared.slice(0, 20)} bytes, over the ${limit}-byte limit`
+          : `${who} answered more than the ${limit}-byte limit`
+      ),
+    broken: (cause) => new CustomsError('UPSTREAM_UNAVAILABLE', `${who} broke off its answer`, { cause }),
+  })
+  if (bytes.byteLength === bytes.buffer.byteLength) return bytes
+  // A manifest read here may be kept in memory (cache/manifest-memory.ts, which counts
+  // byteLength), but Buffer.concat cuts a small body from the shared 8 KiB pool and the kept view
+  // would pin the whole slab: such a body gets memory of its own.
+  const owned = Buffer.allocUnsafeSlow(bytes.byteLength)
+  owned.set(bytes)
+  return owned
 }

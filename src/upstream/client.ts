@@ -12,6 +12,7 @@ import { Header } from '../oci/media-types.js'
 import { UpstreamAuth, type Credentials } from './auth.js'
 import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { parseChallenge } from './challenge.js'
+import { send, type UpstreamResponse } from './transport.js'
 
 export const USER_AGENT = 'customs/0.1'
 
@@ -167,7 +168,7 @@ export class UpstreamClient {
    * arrives), following redirects and answering auth challenges. Throws UPSTREAM_UNAVAILABLE when
    * the circuit is open or every attempt failed to reach the upstream.
    */
-  async send(req: UpstreamRequest): Promise<Response> {
+  async send(req: UpstreamRequest): Promise<UpstreamResponse> {
     if (!this.breaker.tryAcquire()) {
       this.#failed('circuit-open', 'the circuit is open: the request was not sent')
       const seconds = Math.ceil(this.breaker.retryAfterMs() / 1000)
@@ -178,7 +179,7 @@ export class UpstreamClient {
     const { max, backoff, maxBackoff } = this.#config.retries
     let lastError: unknown
     for (let attempt = 0; ; attempt++) {
-      let res: Response | undefined
+      let res: UpstreamResponse | undefined
       try {
         res = await this.#follow(req)
       } catch (err) {
@@ -201,9 +202,9 @@ export class UpstreamClient {
       const retryable = res === undefined || RETRYABLE(res.status)
       if (!retryable) {
         this.breaker.success()
-        const status = (res as Response).status
+        const status = (res as UpstreamResponse).status
         if (status === 401 || status === 403) this.#failed('denied', `answered ${status} for ${req.path.slice(0, 200)}`)
-        return res as Response
+        return res as UpstreamResponse
       }
       const retryAfter = res === undefined ? undefined : parseRetryAfter(res.headers.get(Header.RETRY_AFTER))
       const wait = retryAfter ?? Math.min(maxBackoff, backoff * 2 ** attempt) * (0.5 + Math.random() / 2)
@@ -214,14 +215,14 @@ export class UpstreamClient {
           ? lastError
           : new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable`, { cause: lastError })
       }
-      await res?.body?.cancel().catch(() => {})
+      await res?.discard()
       this.#deps.logger.debug({ upstream: this.name, path: req.path, status: res?.status, attempt }, 'retrying upstream request')
       await sleep(wait, req.signal)
     }
   }
 
   /** One attempt: follows redirects and answers at most one challenge per origin. */
-  async #follow(req: UpstreamRequest): Promise<Response> {
+  async #follow(req: UpstreamRequest): Promise<UpstreamResponse> {
     const scope = req.repository === undefined ? '' : `repository:${req.repository}:pull`
     let url = new URL(req.path, this.#base)
     let method = req.method
@@ -230,7 +231,7 @@ export class UpstreamClient {
       const authorization = scope === '' && url.origin !== this.origin ? undefined : this.#auth.cached(url.origin, scope)
       const res = await this.#once(url, method, req, authorization)
       if (REDIRECTS.has(res.status)) {
-        await res.body?.cancel().catch(() => {})
+        await res.discard()
         if (++hop > this.#config.maxRedirects) {
           throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected more than ${this.#config.maxRedirects} times`)
         }
@@ -241,7 +242,7 @@ export class UpstreamClient {
       if (res.status === 401 && !challenged.has(url.origin)) {
         const challenge = parseChallenge(res.headers.get(Header.WWW_AUTHENTICATE))
         if (challenge !== undefined) {
-          await res.body?.cancel().catch(() => {})
+          await res.discard()
           challenged.add(url.origin)
           this.#auth.invalidate(url.origin, scope)
           const tokenScope = challenge.params.scope !== undefined && scope === '' ? challenge.params.scope : scope
@@ -277,7 +278,7 @@ export class UpstreamClient {
     return to
   }
 
-  async #once(url: URL, method: string, req: UpstreamRequest, authorization: string | undefined): Promise<Response> {
+  async #once(url: URL, method: 'GET' | 'HEAD', req: UpstreamRequest, authorization: string | undefined): Promise<UpstreamResponse> {
     const headers: Record<string, string> = { 'User-Agent': USER_AGENT }
     if (req.accept !== undefined) headers.Accept = req.accept
     if (req.range !== undefined) headers.Range = req.range
@@ -294,7 +295,7 @@ export class UpstreamClient {
     const endTimer = metrics.upstreamDuration.startTimer({ upstream: this.name })
     this.#requests++
     try {
-      const res = await fetch(url, { method, headers, signal, redirect: 'manual' })
+      const res = await send(url, { method, headers, signal })
       endTimer()
       metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
       this.#recordRateLimit(res)
@@ -319,7 +320,7 @@ export class UpstreamClient {
     }
   }
 
-  #recordRateLimit(res: Response): void {
+  #recordRateLimit(res: UpstreamResponse): void {
     const remaining = parseQuota(res.headers.get(Header.RATELIMIT_REMAINING))
     if (remaining === undefined) return
     const limit = parseQuota(res.headers.get(Header.RATELIMIT_LIMIT))
@@ -332,8 +333,8 @@ export class UpstreamClient {
  * The typed error for an upstream answer that is not a success. `notFound` names what was missing
  * (MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN).
  */
-export async function statusError(res: Response, upstream: string, what: string, notFound: ErrorCode): Promise<CustomsError> {
-  await res.body?.cancel().catch(() => {})
+export async function statusError(res: UpstreamResponse, upstream: string, what: string, notFound: ErrorCode): Promise<CustomsError> {
+  await res.discard()
   const s = res.status
   if (s === 404) return new CustomsError(notFound, `${what} not found on ${upstream}`)
   if (s === 401 || s === 403) return new CustomsError('UPSTREAM_DENIED', `${upstream} refused access to ${what}`)
@@ -372,10 +373,10 @@ export function parseRetryAfter(value: string | null): number | undefined {
   return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined
 }
 
-/** A transport failure in a few words: undici hides the system error code one level down. */
+/** A transport failure in a few words: the system error code when there is one. */
 function describeCause(cause: unknown): string {
-  const inner = (cause as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause
-  if (typeof inner?.code === 'string') return `connection failed: ${inner.code}`
+  const code = (cause as { code?: unknown } | undefined)?.code
+  if (typeof code === 'string') return `connection failed: ${code}`
   return `connection failed: ${cause instanceof Error ? cause.message : String(cause)}`
 }
 

@@ -30,7 +30,7 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<E
     const route = routeKind(c.req.path)
     const write = (bytes: number | undefined, aborted: boolean) => {
       const seconds = (performance.now() - started) / 1000
-      const status = c.res.status
+      const status = c.get('sentStatus') ?? c.res.status
       metrics.requests.inc({ route, method: c.req.method, status: String(status) })
       metrics.requestDuration.observe({ route }, seconds)
       if (bytes !== undefined && route === 'blob') metrics.bytesServed.inc(bytes)
@@ -53,7 +53,7 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<E
         'request'
       )
     }
-    if (deferred && c.res.status < 300) {
+    if (deferred && (c.get('sentStatus') ?? c.res.status) < 300) {
       if (early !== undefined) write(...early)
       else finish = write
     } else {

@@ -1,14 +1,19 @@
 // GET/HEAD /v2/<name>/blobs/<digest>: gated by a cleared manifest, served from the cache or from
 // the fill in progress, with single Range support (206).
 
+import type { ServerResponse } from 'node:http'
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response'
 import type { Context } from 'hono'
+import { CustomsError } from '../../errors.js'
 import type { Digest } from '../../oci/digest.js'
 import { API_VERSION_VALUE, Header, MediaType } from '../../oci/media-types.js'
-import { rangeStream } from '../../cache/reader.js'
+import { rangeChunks, rangeStream } from '../../cache/reader.js'
 import type { BlobService } from '../../inspection/blobs.js'
 import type { Route } from '../../upstream/routing.js'
 import type { Env } from '../context.js'
+import { errorResponse } from '../oci-error.js'
 import { parseRange } from '../range.js'
+import { sendRange } from '../send-range.js'
 
 export async function blobHandler(c: Context<Env>, blobs: BlobService, route: Route, digest: Digest): Promise<Response> {
   const access = c.get('access')
@@ -43,9 +48,28 @@ export async function blobHandler(c: Context<Env>, blobs: BlobService, route: Ro
   headers['Content-Length'] = String(end - start + 1)
   if (range !== undefined) headers['Content-Range'] = `bytes ${start}-${end}/${size}`
 
+  const status = range === undefined ? 200 : 206
+  const finish = c.get('deferAccessLog')()
+  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
+  if (outgoing !== undefined) {
+    // Straight to the socket; hono is told the answer is sent (its status is logged from `sent`).
+    c.set('sentStatus', status)
+    const renderError = (err: unknown) => errorResponse(asBlobError(err), 'GET')
+    void sendRange(outgoing, status, headers, (signal) => rangeChunks(source, start, end, signal), { renderError }).then(
+      ({ sent, aborted, error, errorStatus }) => {
+        if (errorStatus !== undefined) {
+          c.set('sentStatus', errorStatus)
+          c.set('errorCode', asBlobError(error).code)
+        }
+        finish(sent, aborted)
+      }
+    )
+    return RESPONSE_ALREADY_SENT
+  }
+
+  // Without node's response (app.request() in process): a web stream.
   let sent = 0
   let finished = false
-  const finish = c.get('deferAccessLog')()
   const signal = c.req.raw.signal
   const done = (aborted: boolean) => {
     if (finished) return
@@ -53,17 +77,18 @@ export async function blobHandler(c: Context<Env>, blobs: BlobService, route: Ro
     finish(sent, aborted)
   }
   signal.addEventListener('abort', () => done(true), { once: true })
-  const outgoing = (c.env as { outgoing?: { destroy(err?: Error): void } } | undefined)?.outgoing
   const body = rangeStream(source, start, end, {
     signal,
     onBytes: (n) => {
       sent += n
       if (sent === end - start + 1) done(false)
     },
-    // Short of its last byte, the response is cut: the client sees a failed transfer, never a
-    // complete one. The fill already logged why.
-    ...(outgoing !== undefined ? { abort: () => (done(true), outgoing.destroy()) } : {}),
   })
   if (end < start) done(false)
-  return new Response(body, { status: range === undefined ? 200 : 206, headers })
+  return new Response(body, { status, headers })
+}
+
+/** A failed fill's error as the client sees it (the fill's own errors are typed already). */
+function asBlobError(err: unknown): CustomsError {
+  return err instanceof CustomsError ? err : new CustomsError('UPSTREAM_UNAVAILABLE', 'the blob could not be read', { cause: err })
 }

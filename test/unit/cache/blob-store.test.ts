@@ -1,6 +1,7 @@
 // The blob store on a temp folder: verified writes, single-flight fills (miss, join, hit), fetch
 // failures, LRU eviction that spares open readers, and re-opening (re-index and temp sweep).
 
+import { Readable } from 'node:stream'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
@@ -78,17 +79,23 @@ async function readAll(
   }
 }
 
+function fromWeb(stream: ReadableStream<Uint8Array>): Readable {
+  return Readable.fromWeb(stream as import('node:stream/web').ReadableStream<Uint8Array>)
+}
+
 /** A fetcher whose body the test feeds, counting its calls. */
 function controlledFetcher() {
   let controller: ReadableStreamDefaultController<Uint8Array> | undefined
   let calls = 0
   const fetcher: BlobFetcher = async () => {
     calls++
-    return new ReadableStream<Uint8Array>({
-      start(c) {
-        controller = c
-      },
-    })
+    return fromWeb(
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          controller = c
+        },
+      })
+    )
   }
   return {
     fetcher,
@@ -102,12 +109,7 @@ function controlledFetcher() {
 function fetcherOf(content: Uint8Array, counter?: { calls: number }): BlobFetcher {
   return async () => {
     if (counter !== undefined) counter.calls++
-    return new ReadableStream<Uint8Array>({
-      start(c) {
-        c.enqueue(content)
-        c.close()
-      },
-    })
+    return Readable.from([content], { objectMode: false })
   }
 }
 

@@ -6,11 +6,12 @@ import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { Readable } from 'node:stream'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
-import { Fill, READ_CHUNK } from '../../../src/cache/fill.js'
-import { fileSource, fillSource, rangeStream } from '../../../src/cache/reader.js'
+import { Fill } from '../../../src/cache/fill.js'
+import { READ_CHUNK, fileSource, fillSource, rangeStream } from '../../../src/cache/reader.js'
 import { CustomsError, type ErrorCode } from '../../../src/errors.js'
 import { digestOf, type Digest } from '../../../src/oci/digest.js'
 
@@ -27,7 +28,7 @@ function controlledBody() {
     },
   })
   return {
-    stream,
+    stream: Readable.fromWeb(stream as import('node:stream/web').ReadableStream<Uint8Array>),
     push: (bytes: Uint8Array | string) =>
       controller.enqueue(typeof bytes === 'string' ? Buffer.from(bytes) : bytes),
     close: () => controller.close(),

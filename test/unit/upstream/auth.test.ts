@@ -3,6 +3,7 @@
 
 import assert from 'node:assert/strict'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
 import { after, before, beforeEach, describe, it } from 'node:test'
 import { CustomsError, type ErrorCode } from '../../../src/errors.js'
 import {
@@ -13,6 +14,7 @@ import {
   type AuthOptions,
 } from '../../../src/upstream/auth.js'
 import type { Challenge } from '../../../src/upstream/challenge.js'
+import { UpstreamResponse } from '../../../src/upstream/transport.js'
 
 function isCode(code: ErrorCode): (err: unknown) => boolean {
   return (err: unknown) => {
@@ -76,45 +78,52 @@ describe('hostMatches', () => {
 // ---------------------------------------------------------------------------------------------
 // readBounded / readBoundedJson
 
-/** A body stream of the given chunks that records whether it was cancelled. */
+/** A body stream of the given chunks that records whether it was cut off before its end. */
 function chunked(chunks: readonly Uint8Array[], opts: { failAfter?: boolean } = {}) {
   const state = { cancelled: false, pulled: 0 }
-  const stream = new ReadableStream<Uint8Array>({
-    pull(controller) {
+  const stream = new Readable({
+    read() {
       const next = chunks[state.pulled++]
-      if (next !== undefined) controller.enqueue(next)
-      else if (opts.failAfter === true) controller.error(new Error('connection reset'))
-      else controller.close()
+      if (next !== undefined) this.push(next)
+      else if (opts.failAfter === true) this.destroy(new Error('connection reset'))
+      else this.push(null)
     },
-    cancel() {
-      state.cancelled = true
+    destroy(err, callback) {
+      if (!this.readableEnded && err === null) state.cancelled = true
+      callback(err)
     },
   })
   return { stream, state }
+}
+
+/** An upstream answer with `body` (a stream, or text). */
+function response(body: Readable | string | null, init: { status?: number; headers?: Record<string, string> } = {}): UpstreamResponse {
+  const stream = typeof body === 'string' ? Readable.from([Buffer.from(body)]) : body
+  return new UpstreamResponse({ status: init.status ?? 200, headers: new Headers(init.headers), body: stream })
 }
 
 describe('readBounded', () => {
   describe('when the body is within the limit', () => {
     it('returns the bytes, across several chunks', async () => {
       const { stream } = chunked([Buffer.from('ab'), Buffer.from('cd'), Buffer.from('e')])
-      const bytes = await readBounded(new Response(stream), 5, 'test')
+      const bytes = await readBounded(response(stream), 5, 'test')
       assert.equal(bytes.toString(), 'abcde')
     })
 
     it('returns an empty buffer for a response without a body', async () => {
-      const bytes = await readBounded(new Response(null, { status: 204 }), 5, 'test')
+      const bytes = await readBounded(response(null, { status: 204 }), 5, 'test')
       assert.equal(bytes.byteLength, 0)
     })
 
     it('returns the bytes of a chunk that is a view into a larger buffer', async () => {
       const big = Buffer.from('xxhelloxx')
       const { stream } = chunked([new Uint8Array(big.buffer, big.byteOffset + 2, 5)])
-      assert.equal((await readBounded(new Response(stream), 5, 'test')).toString(), 'hello')
+      assert.equal((await readBounded(response(stream), 5, 'test')).toString(), 'hello')
     })
 
     it('returns a buffer that owns its memory, not a slice of the shared pool', async () => {
       const { stream } = chunked([Buffer.from('small '), Buffer.from('manifest')])
-      const bytes = await readBounded(new Response(stream), 100, 'test')
+      const bytes = await readBounded(response(stream), 100, 'test')
       assert.equal(bytes.toString(), 'small manifest')
       assert.equal(bytes.buffer.byteLength, bytes.byteLength)
     })
@@ -123,7 +132,7 @@ describe('readBounded', () => {
   describe('when Content-Length declares more than the limit', () => {
     it('throws UPSTREAM_INVALID without reading and cancels the body', async () => {
       const { stream, state } = chunked([Buffer.from('abc')])
-      const res = new Response(stream, { headers: { 'content-length': '100' } })
+      const res = response(stream, { headers: { 'content-length': '100' } })
       await assert.rejects(readBounded(res, 10, 'test'), isCode('UPSTREAM_INVALID'))
       assert.equal(state.cancelled, true)
       assert.equal(state.pulled <= 1, true)
@@ -132,7 +141,7 @@ describe('readBounded', () => {
 
   describe('when Content-Length is not a number', () => {
     it('ignores it and reads the body', async () => {
-      const res = new Response('abc', { headers: { 'content-length': 'lots' } })
+      const res = response('abc', { headers: { 'content-length': 'lots' } })
       assert.equal((await readBounded(res, 10, 'test')).toString(), 'abc')
     })
   })
@@ -141,7 +150,7 @@ describe('readBounded', () => {
     it('throws UPSTREAM_INVALID with no Content-Length, and cancels the body', async () => {
       const { stream, state } = chunked([Buffer.alloc(6), Buffer.alloc(6), Buffer.alloc(6)])
       await assert.rejects(
-        readBounded(new Response(stream), 10, 'test'),
+        readBounded(response(stream), 10, 'test'),
         isCode('UPSTREAM_INVALID')
       )
       assert.equal(state.cancelled, true)
@@ -150,13 +159,13 @@ describe('readBounded', () => {
 
     it('throws UPSTREAM_INVALID when Content-Length understates the body', async () => {
       const { stream } = chunked([Buffer.alloc(8), Buffer.alloc(8)])
-      const res = new Response(stream, { headers: { 'content-length': '8' } })
+      const res = response(stream, { headers: { 'content-length': '8' } })
       await assert.rejects(readBounded(res, 10, 'test'), isCode('UPSTREAM_INVALID'))
     })
 
     it('returns the bytes at exactly the limit', async () => {
       const { stream } = chunked([Buffer.alloc(5, 1), Buffer.alloc(5, 2)])
-      assert.equal((await readBounded(new Response(stream), 10, 'test')).byteLength, 10)
+      assert.equal((await readBounded(response(stream), 10, 'test')).byteLength, 10)
     })
   })
 
@@ -164,7 +173,7 @@ describe('readBounded', () => {
     it('throws UPSTREAM_UNAVAILABLE', async () => {
       const { stream } = chunked([Buffer.from('ab')], { failAfter: true })
       await assert.rejects(
-        readBounded(new Response(stream), 10, 'test'),
+        readBounded(response(stream), 10, 'test'),
         isCode('UPSTREAM_UNAVAILABLE')
       )
     })
@@ -174,7 +183,7 @@ describe('readBounded', () => {
 describe('readBoundedJson', () => {
   describe('when the body is a JSON object', () => {
     it('returns the object', async () => {
-      assert.deepEqual(await readBoundedJson(new Response('{"token":"t","n":1}'), 100, 'test'), {
+      assert.deepEqual(await readBoundedJson(response('{"token":"t","n":1}'), 100, 'test'), {
         token: 't',
         n: 1,
       })
@@ -185,7 +194,7 @@ describe('readBoundedJson', () => {
     for (const body of ['', 'not json', '{"a":', '<html></html>']) {
       it(`throws UPSTREAM_INVALID for ${JSON.stringify(body)}`, async () => {
         await assert.rejects(
-          readBoundedJson(new Response(body), 100, 'test'),
+          readBoundedJson(response(body), 100, 'test'),
           isCode('UPSTREAM_INVALID')
         )
       })
@@ -196,7 +205,7 @@ describe('readBoundedJson', () => {
     for (const body of ['[]', '[{"token":"t"}]', 'null', '42', '"token"', 'true']) {
       it(`throws UPSTREAM_INVALID for ${body}`, async () => {
         await assert.rejects(
-          readBoundedJson(new Response(body), 100, 'test'),
+          readBoundedJson(response(body), 100, 'test'),
           isCode('UPSTREAM_INVALID')
         )
       })
@@ -207,7 +216,7 @@ describe('readBoundedJson', () => {
     it('throws UPSTREAM_INVALID', async () => {
       const body = JSON.stringify({ token: 'x'.repeat(200) })
       await assert.rejects(
-        readBoundedJson(new Response(body), 100, 'test'),
+        readBoundedJson(response(body), 100, 'test'),
         isCode('UPSTREAM_INVALID')
       )
     })

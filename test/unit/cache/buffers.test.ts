@@ -1,0 +1,37 @@
+// The read-buffer pool hands back the buffers it was given, keeps no more than it may, and never
+// keeps a buffer of another size.
+
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { BufferPool } from '../../../src/cache/buffers.js'
+
+describe('BufferPool', () => {
+  it('reuses a buffer that was given back', () => {
+    const pool = new BufferPool(1024, 2)
+    const first = pool.take()
+    assert.equal(first.byteLength, 1024)
+    pool.give(first)
+    assert.equal(pool.take(), first)
+  })
+
+  it('keeps at most `keep` free buffers and leaves the rest to the collector', () => {
+    const pool = new BufferPool(16, 2)
+    const taken = [pool.take(), pool.take(), pool.take()]
+    for (const b of taken) pool.give(b)
+    assert.equal(pool.free, 2)
+  })
+
+  it('refuses a buffer of another size, such as a view of a pooled one', () => {
+    const pool = new BufferPool(16, 4)
+    pool.give(Buffer.alloc(8))
+    pool.give(pool.take().subarray(0, 8))
+    assert.equal(pool.free, 0)
+  })
+
+  it('hands out separate buffers while none are free', () => {
+    const pool = new BufferPool(16, 4)
+    const a = pool.take()
+    const b = pool.take()
+    assert.notEqual(a.buffer, b.buffer)
+  })
+})
