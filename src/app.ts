@@ -3,7 +3,6 @@
 // errors as HTML); errors of every other route are rendered by the one OCI error renderer.
 
 import { Hono } from 'hono'
-import { consoleRoutes } from './console/routes.js'
 import { CustomsError } from './errors.js'
 import type { Env } from './http/context.js'
 import { accessLog } from './http/middleware/access-log.js'
@@ -14,7 +13,8 @@ import { healthRoutes } from './http/routes/health.js'
 import { v2Routes } from './http/routes/v2.js'
 import type { Services } from './services.js'
 
-export function createApp(services: Services): Hono<Env> {
+/** The app; async because the console's module is imported only when the console is enabled. */
+export async function createApp(services: Services): Promise<Hono<Env>> {
   const app = new Hono<Env>()
   app.use('*', accessLog(services.logger, services.metrics))
   app.route('/', healthRoutes({ state: services.state, storagePath: services.config.storage.path, metrics: services.metrics, policies: services.policies }))
@@ -48,6 +48,8 @@ export function createApp(services: Services): Hono<Env> {
     })
   )
   if (services.config.console.enabled) {
+    // Its pages (JSX views, styles, forms) stay out of memory in the many installs without it.
+    const { consoleRoutes } = await import('./console/routes.js')
     app.route(
       '/',
       consoleRoutes({

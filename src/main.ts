@@ -12,15 +12,8 @@ import type { Server } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { dirname, resolve as resolvePath } from 'node:path'
 import { createApp } from './app.js'
-import { ADMIN_USAGE, decisionsCommand, quarantineCommand } from './cli/admin.js'
 import { AuditFileError } from './audit/file.js'
-import { AUDIT_USAGE, auditVerifyConfig, auditVerifyFile } from './cli/audit.js'
-import { CERTS_USAGE, certsCommand } from './cli/certs.js'
-import { configCheck } from './cli/config-check.js'
 import { bootstrapConsoleToken } from './console/bootstrap.js'
-import { policyLint } from './cli/policy.js'
-import { DEFAULT_CUSTOMS_URL, policyDiff } from './cli/policy-diff.js'
-import { policyTestCases, policyTestImage } from './cli/policy-test.js'
 import { ConfigError, loadConfig } from './config/load.js'
 import type { Config } from './config/schema.js'
 import { PolicyError } from './policy/load.js'
@@ -30,7 +23,18 @@ import { createServices } from './services.js'
 import { TlsError } from './tls/errors.js'
 import { loadTlsMaterial, logTlsMaterial, tlsReloader, type TlsMaterial } from './tls/server.js'
 
-const USAGE = `usage:
+// The subcommands other than serve are imported when run (and their usage text when printed):
+// their modules (node-forge, ioredis, the policy test harness) would otherwise stay resident in
+// every server for nothing.
+
+/** The whole usage text, with each subcommand module's own part. */
+async function usage(): Promise<string> {
+  const [{ ADMIN_USAGE }, { AUDIT_USAGE }, { CERTS_USAGE }] = await Promise.all([
+    import('./cli/admin.js'),
+    import('./cli/audit.js'),
+    import('./cli/certs.js'),
+  ])
+  return `usage:
   customs serve [--config FILE]     run Customs (embedded defaults without a file; CUSTOMS_* overrides)
   customs config check FILE         validate a configuration file
   customs policy lint DIR [--config FILE]
@@ -45,6 +49,7 @@ const USAGE = `usage:
                                     Customs (CUSTOMS_URL, CUSTOMS_ADMIN_TOKEN); changes nothing;
                                     exit 0 no change, 1 changes, 2 trouble
 ${AUDIT_USAGE}${CERTS_USAGE}${ADMIN_USAGE}`
+}
 
 async function runServe(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } }, strict: true })
@@ -94,7 +99,7 @@ async function runServe(args: string[]): Promise<number> {
     }
     throw err
   }
-  const app = createApp(services)
+  const app = await createApp(services)
   // Timeouts, header size and connection cap from listen.* (src/http/listener.ts).
   const common = listenerOptions(config.listen)
   const listen = { fetch: app.fetch, hostname: config.listen.host, port: config.listen.port }
@@ -155,27 +160,31 @@ async function runServe(args: string[]): Promise<number> {
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   if (command === 'serve' || command === undefined) return runServe(rest)
-  if (command === 'certs') return certsCommand(rest, { stdout: process.stdout, stderr: process.stderr })
+  if (command === 'certs') {
+    const { certsCommand } = await import('./cli/certs.js')
+    return certsCommand(rest, { stdout: process.stdout, stderr: process.stderr })
+  }
   if (command === 'config' && rest[0] === 'check' && rest[1] !== undefined) {
+    const { configCheck } = await import('./cli/config-check.js')
     return configCheck(rest[1], { stdout: process.stdout, stderr: process.stderr }, { env: process.env })
   }
   if (command === 'policy' && rest[0] === 'lint') return runPolicyLint(rest.slice(1))
   if (command === 'policy' && rest[0] === 'test') return runPolicyTest(rest.slice(1))
   if (command === 'policy' && rest[0] === 'diff') return runPolicyDiff(rest.slice(1))
   const adminIo = { stdout: process.stdout, stderr: process.stderr, env: process.env }
-  if (command === 'quarantine') return quarantineCommand(rest, adminIo)
-  if (command === 'decisions') return decisionsCommand(rest, adminIo)
+  if (command === 'quarantine') return (await import('./cli/admin.js')).quarantineCommand(rest, adminIo)
+  if (command === 'decisions') return (await import('./cli/admin.js')).decisionsCommand(rest, adminIo)
   if (command === 'audit' && rest[0] === 'verify') return runAuditVerify(rest.slice(1))
-  process.stderr.write(USAGE)
+  process.stderr.write(await usage())
   return command === 'help' || command === '--help' ? 0 : 2
 }
 
 /** Parses a subcommand's arguments; prints the problem and the usage, and gives undefined, on error. */
-function cliArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
+async function cliArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
   try {
     return parseArgs({ args, options, allowPositionals: true, strict: true })
   } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}`)
+    process.stderr.write(`${(err as Error).message}\n${await usage()}`)
     return undefined
   }
 }
@@ -193,16 +202,17 @@ async function cliConfig(file: string | undefined): Promise<Config | undefined> 
 }
 
 async function runPolicyLint(args: string[]): Promise<number> {
-  const parsed = cliArgs(args, { config: { type: 'string', short: 'c' } })
+  const parsed = await cliArgs(args, { config: { type: 'string', short: 'c' } })
   if (parsed === undefined) return 2
   const { values, positionals } = parsed
   const dir = positionals[0]
   if (dir === undefined) {
-    process.stderr.write(USAGE)
+    process.stderr.write(await usage())
     return 2
   }
   const config = await cliConfig(values.config)
   if (config === undefined) return 2
+  const { policyLint } = await import('./cli/policy.js')
   return policyLint(dir, { stdout: process.stdout, stderr: process.stderr }, {
     keyNames: new Set(config.trust.keys.map((k) => k.name)),
     upstreams: new Set(config.upstreams.map((u) => u.name)),
@@ -210,7 +220,7 @@ async function runPolicyLint(args: string[]): Promise<number> {
 }
 
 async function runPolicyDiff(args: string[]): Promise<number> {
-  const parsed = cliArgs(args, {
+  const parsed = await cliArgs(args, {
     config: { type: 'string', short: 'c' },
     url: { type: 'string' },
     token: { type: 'string' },
@@ -222,11 +232,12 @@ async function runPolicyDiff(args: string[]): Promise<number> {
   const dir = positionals[0]
   const days = values.days === undefined ? undefined : /^\d{1,2}$/.test(values.days) ? Number(values.days) : NaN
   if (dir === undefined || positionals.length > 1 || (days !== undefined && !(days <= 90))) {
-    process.stderr.write(USAGE)
+    process.stderr.write(await usage())
     return 2
   }
   const config = await cliConfig(values.config)
   if (config === undefined) return 2
+  const { DEFAULT_CUSTOMS_URL, policyDiff } = await import('./cli/policy-diff.js')
   return policyDiff(dir, { stdout: process.stdout, stderr: process.stderr }, {
     url: values.url ?? process.env.CUSTOMS_URL ?? DEFAULT_CUSTOMS_URL,
     token: values.token ?? process.env.CUSTOMS_ADMIN_TOKEN,
@@ -243,7 +254,7 @@ async function runPolicyDiff(args: string[]): Promise<number> {
 // customs policy test DIR (--cases FILE | --image REF) [--config FILE]
 
 async function runPolicyTest(args: string[]): Promise<number> {
-  const parsed = cliArgs(args, {
+  const parsed = await cliArgs(args, {
     config: { type: 'string', short: 'c' },
     cases: { type: 'string' },
     image: { type: 'string' },
@@ -253,13 +264,14 @@ async function runPolicyTest(args: string[]): Promise<number> {
   const dir = positionals[0]
   const modes = [values.cases, values.image].filter((v) => v !== undefined).length
   if (dir === undefined || positionals.length > 1 || modes !== 1) {
-    process.stderr.write(USAGE)
+    process.stderr.write(await usage())
     return 2
   }
   const config = await cliConfig(values.config)
   if (config === undefined) return 2
   const configFile = values.config ?? process.env.CUSTOMS_CONFIG
   const io = { stdout: process.stdout, stderr: process.stderr }
+  const { policyTestCases, policyTestImage } = await import('./cli/policy-test.js')
   if (values.cases !== undefined) {
     const keyNames = new Set(config.trust.keys.map((k) => k.name))
     const upstreams = new Set(config.upstreams.map((u) => u.name))
@@ -276,14 +288,15 @@ async function runPolicyTest(args: string[]): Promise<number> {
 // customs audit verify (--file FILE | --config FILE)
 
 async function runAuditVerify(args: string[]): Promise<number> {
-  const parsed = cliArgs(args, { file: { type: 'string' }, config: { type: 'string', short: 'c' } })
+  const parsed = await cliArgs(args, { file: { type: 'string' }, config: { type: 'string', short: 'c' } })
   if (parsed === undefined) return 2
   const { values, positionals } = parsed
   if (positionals.length > 0 || (values.file === undefined) === (values.config === undefined)) {
-    process.stderr.write(`customs audit verify needs exactly one of --file or --config\n${USAGE}`)
+    process.stderr.write(`customs audit verify needs exactly one of --file or --config\n${await usage()}`)
     return 2
   }
   const io = { stdout: process.stdout, stderr: process.stderr }
+  const { auditVerifyConfig, auditVerifyFile } = await import('./cli/audit.js')
   if (values.file !== undefined) return auditVerifyFile(values.file, io)
   const config = await cliConfig(values.config)
   if (config === undefined) return 2

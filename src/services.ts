@@ -16,7 +16,6 @@ import type { PolicyLoadOptions } from './policy/load.js'
 import type { Logger } from './observability/logger.js'
 import { Metrics } from './observability/metrics.js'
 import { MemoryStateStore } from './state/memory.js'
-import { RedisStateStore } from './state/redis.js'
 import { FallbackStateStore } from './state/fallback.js'
 import type { RepoKey, StateStore } from './state/store.js'
 import picomatch from 'picomatch'
@@ -89,7 +88,7 @@ const FILL_IDLE_TIMEOUT_FACTOR = 2
 
 export async function createServices(config: Config, logger: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
-  const state = overrides.state ?? createState(config, logger, metrics)
+  const state = overrides.state ?? (await createState(config, logger, metrics))
   const events = new EventBus(logger)
   const audit = await createAuditLog(config, state, { metrics, logger }).catch(async (err: unknown) => {
     if (overrides.state === undefined) await state.close()
@@ -246,8 +245,10 @@ function signatureRepositories(config: Config): (repo: RepoKey) => RepoKey {
   }
 }
 
-function createState(config: Config, logger: Logger, metrics: Metrics): StateStore {
+async function createState(config: Config, logger: Logger, metrics: Metrics): Promise<StateStore> {
   if (config.state.backend === 'redis') {
+    // Imported only here: ioredis and its command table stay out of in-process installs.
+    const { RedisStateStore } = await import('./state/redis.js')
     // Connects in the background: Customs starts not ready rather than exiting while Redis is away.
     const redis = RedisStateStore.open({
       url: config.state.redis.url,

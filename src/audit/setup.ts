@@ -6,13 +6,12 @@ import type { Config } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import { stateKeys } from '../state/keys.js'
-import { RedisStateStore } from '../state/redis.js'
 import { FallbackStateStore } from '../state/fallback.js'
+import { MemoryStateStore } from '../state/memory.js'
 import type { StateStore } from '../state/store.js'
 import { AuditFile, AuditFileError } from './file.js'
 import { AuditLog } from './log.js'
 import { MemoryAuditStore } from './memory-store.js'
-import { RedisAuditStore } from './redis-store.js'
 import type { AuditStore } from './store.js'
 
 export interface AuditSetup {
@@ -21,10 +20,13 @@ export interface AuditSetup {
 }
 
 /** The audit store that goes with `state`: Redis state keeps the chain in its Redis. */
-export function auditStoreFor(config: Config, state: StateStore, logger?: Logger): AuditStore {
+export async function auditStoreFor(config: Config, state: StateStore, logger?: Logger): Promise<AuditStore> {
   const retention = config.audit.retention.events
   // Redis state comes wrapped in the in-process memory of recent verdicts (state/fallback.ts).
   const backing = state instanceof FallbackStateStore ? state.inner : state
+  if (backing instanceof MemoryStateStore) return new MemoryAuditStore(retention)
+  // Loaded only when the state may be Redis: ioredis stays out of in-process installs.
+  const [{ RedisStateStore }, { RedisAuditStore }] = await Promise.all([import('../state/redis.js'), import('./redis-store.js')])
   if (backing instanceof RedisStateStore) {
     return new RedisAuditStore({
       client: backing.client,
@@ -42,7 +44,7 @@ export function auditStoreFor(config: Config, state: StateStore, logger?: Logger
  * storage.path.
  */
 export async function createAuditLog(config: Config, state: StateStore, setup: AuditSetup): Promise<AuditLog> {
-  const store = auditStoreFor(config, state, setup.logger)
+  const store = await auditStoreFor(config, state, setup.logger)
   let file: AuditFile | undefined
   if (config.audit.file !== undefined) {
     const path = resolve(config.audit.file)

@@ -263,8 +263,11 @@ export const configSchema = z
         maxSize: size.prefault('50GiB'),
         /** How long one upstream blob fill may take before it is abandoned. */
         fillTimeout: timerDuration.prefault('30m'),
-        /** The in-memory cache of manifest bytes, for fast warm manifest answers. */
-        manifestMemory: size.prefault('64MiB'),
+        /**
+         * The in-memory cache of manifest bytes, for fast warm manifest answers. 16 MiB holds
+         * thousands of manifests (most are a few KiB); a miss is one small disk read.
+         */
+        manifestMemory: size.prefault('16MiB'),
       })
       .prefault({}),
     state: z

@@ -23,7 +23,7 @@ export interface SendOutcome {
  * Sends the head, then every chunk. `chunks` must stop when `signal` aborts; the signal aborts when
  * the client goes away before the answer is complete. A source that fails before its first byte
  * gets the error answer `renderError` makes; one that fails later cuts the connection, so the
- * client sees a broken transfer, never a complete-looking one.
+ * client sees a broken transfer, never a complete-looking one. Never rejects.
  */
 export async function sendRange(
   res: ServerResponse,
@@ -47,14 +47,19 @@ export async function sendRange(
     first = await source.next()
   } catch (error) {
     res.off('close', onClose)
-    const answer = options.renderError?.(error)
-    if (answer === undefined || res.destroyed) {
-      res.destroy()
-      return { sent, aborted: true, error }
+    try {
+      const answer = options.renderError?.(error)
+      if (answer !== undefined && !res.destroyed) {
+        const body = Buffer.from(await answer.arrayBuffer())
+        res.writeHead(answer.status, Object.fromEntries(answer.headers))
+        res.end(body)
+        return { sent, aborted: false, error, errorStatus: answer.status }
+      }
+    } catch {
+      // The error answer itself failed: cutting the connection below says enough.
     }
-    res.writeHead(answer.status, Object.fromEntries(answer.headers))
-    res.end(Buffer.from(await answer.arrayBuffer()))
-    return { sent, aborted: false, error, errorStatus: answer.status }
+    res.destroy()
+    return { sent, aborted: true, error }
   }
   try {
     res.writeHead(status, headers)

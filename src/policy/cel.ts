@@ -2,9 +2,8 @@
 // @bufbuild/cel; evaluated per image over the facts. Load rejects what would only fail later: syntax
 // errors, unknown variables and functions, and nesting deep enough to exhaust the stack.
 
-import { celEnv, isCelError, isCelList, isCelMap, isCelUint, parse, plan } from '@bufbuild/cel'
+import { createRequire } from 'node:module'
 import type { CelInput, CelResult } from '@bufbuild/cel'
-import { strings } from '@bufbuild/cel/ext'
 
 /** The variables an expression may use; the evaluator binds each from the facts. */
 export const CEL_VARIABLES = Object.freeze(['image', 'signatures', 'attestations'] as const)
@@ -65,11 +64,42 @@ export class CelEvaluationError extends Error {
   }
 }
 
-// One environment for every program: the standard library and the strings extension
-// (lowerAscii, split, ...), as Kubernetes' CEL offers it.
-const ENV = celEnv({ funcs: strings })
-const toTimestamp = plan(ENV, parse('timestamp(s)'))
-const toText = plan(ENV, parse('string(v)'))
+type CelLibrary = typeof import('@bufbuild/cel')
+type CelPlan = ReturnType<CelLibrary['plan']>
+
+interface CelRuntime {
+  readonly lib: CelLibrary
+  readonly env: ReturnType<CelLibrary['celEnv']>
+  readonly toTimestamp: CelPlan
+  readonly toText: CelPlan
+}
+
+let loaded: CelRuntime | undefined
+
+/**
+ * The CEL library, loaded with the first expression: @bufbuild/cel, its protobuf runtime and RE2
+ * hold about 4 MB of heap for the life of the process, and most policy sets have no `cel` rule.
+ * Compiling runs inside the policy schema's synchronous validation, hence require() of the
+ * package's CommonJS build rather than import(). Nothing else imports the package, so its classes
+ * and values all come from this one copy.
+ */
+function cel(): CelRuntime {
+  if (loaded === undefined) {
+    const require = createRequire(import.meta.url)
+    const lib = require('@bufbuild/cel') as CelLibrary
+    const { strings } = require('@bufbuild/cel/ext') as typeof import('@bufbuild/cel/ext')
+    // One environment for every program: the standard library and the strings extension
+    // (lowerAscii, split, ...), as Kubernetes' CEL offers it.
+    const env = lib.celEnv({ funcs: strings })
+    loaded = {
+      lib,
+      env,
+      toTimestamp: lib.plan(env, lib.parse('timestamp(s)')),
+      toText: lib.plan(env, lib.parse('string(v)')),
+    }
+  }
+  return loaded
+}
 
 /**
  * Parses, checks and plans an expression. Throws CelCompileError with the position in the
@@ -84,23 +114,24 @@ export function compileCel(source: string): CelProgram {
     const { line, column } = linePos(source, deep)
     throw new CelCompileError(`nests brackets deeper than ${MAX_BRACKET_DEPTH}`, line, column)
   }
-  let parsed: ReturnType<typeof parse>
+  const { lib, env } = cel()
+  let parsed: ReturnType<CelLibrary['parse']>
   try {
-    parsed = parse(source)
+    parsed = lib.parse(source)
   } catch (err) {
     throw syntaxError(err)
   }
   const positions = parsed.sourceInfo?.positions ?? {}
   const at = (id: bigint): { line: number; column: number } =>
     linePos(source, positions[String(id)] ?? 0)
-  const problem = checkTree(parsed.expr)
+  const problem = checkTree(parsed.expr, env)
   if (problem !== undefined) {
     const { line, column } = at(problem.id)
     throw new CelCompileError(problem.message, line, column)
   }
   let program: (ctx: Record<string, CelInput>) => CelResult
   try {
-    program = plan(ENV, parsed)
+    program = lib.plan(env, parsed)
   } catch (err) {
     throw new CelCompileError(`cannot be planned: ${messageOf(err)}`, 1, 1)
   }
@@ -108,7 +139,7 @@ export function compileCel(source: string): CelProgram {
     source,
     evaluate(facts: Record<string, unknown>): unknown {
       const result = program(toCelFacts(facts))
-      if (isCelError(result)) throw new CelEvaluationError(result.message, { cause: result })
+      if (lib.isCelError(result)) throw new CelEvaluationError(result.message, { cause: result })
       return fromCel(result)
     },
   })
@@ -153,14 +184,15 @@ function toCel(value: unknown): CelInput {
 
 /** A CEL result as plain data, so that callers can print it (JSON.stringify throws on bigint). */
 function fromCel(value: unknown, depth = 0): unknown {
+  const { lib, toText } = cel()
   if (value === null || typeof value === 'boolean' || typeof value === 'string') return value
   if (typeof value === 'number') return value
   if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : String(value)
-  if (isCelUint(value)) return fromCel(value.value, depth)
+  if (lib.isCelUint(value)) return fromCel(value.value, depth)
   // Results are a few levels deep at most; a deeper one is summarised rather than walked.
   if (depth > 16) return '…'
-  if (isCelList(value)) return [...value].map((v) => fromCel(v, depth + 1))
-  if (isCelMap(value)) {
+  if (lib.isCelList(value)) return [...value].map((v) => fromCel(v, depth + 1))
+  if (lib.isCelMap(value)) {
     return Object.fromEntries([...value].map(([k, v]) => [String(fromCel(k, depth + 1)), fromCel(v, depth + 1)]))
   }
   // Timestamps, durations and bytes, as CEL's string() writes them.
@@ -178,8 +210,9 @@ function timestampOf(value: unknown): CelInput | undefined {
     ms = Date.parse(value.replace(' ', 'T'))
   else return undefined
   if (!Number.isFinite(ms)) return undefined
+  const { lib, toTimestamp } = cel()
   const result = toTimestamp({ s: new Date(ms).toISOString() })
-  return isCelError(result) ? undefined : (result as CelInput)
+  return lib.isCelError(result) ? undefined : (result as CelInput)
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -229,7 +262,7 @@ interface TreeProblem {
  * Walks the parsed tree without recursion: too deep a tree, a variable that is not one of
  * CEL_VARIABLES (or a comprehension's own), or a function the environment does not have.
  */
-function checkTree(root: ExprNode): TreeProblem | undefined {
+function checkTree(root: ExprNode, env: CelRuntime['env']): TreeProblem | undefined {
   const stack: Array<{ node: ExprNode; depth: number; bound: ReadonlySet<string> }> = [
     { node: root, depth: 1, bound: new Set() },
   ]
@@ -263,11 +296,11 @@ function checkTree(root: ExprNode): TreeProblem | undefined {
       case 'callExpr': {
         const fn = String(v.function)
         const qualified = qualifiedName(v.target)
-        if (qualified !== undefined && ENV.funcs.find(`${qualified}.${fn}`) !== undefined) {
+        if (qualified !== undefined && env.funcs.find(`${qualified}.${fn}`) !== undefined) {
           // A namespaced function (strings.quote): the target is its namespace, not a variable.
         } else {
           // Operators (_+_, @in) are resolved by the planner; only named functions are looked up.
-          if (/^[A-Za-z]/.test(fn) && ENV.funcs.find(fn) === undefined) {
+          if (/^[A-Za-z]/.test(fn) && env.funcs.find(fn) === undefined) {
             return { id: node.id, message: `unknown function ${fn}` }
           }
           push(v.target)

@@ -9,6 +9,9 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import forge from 'node-forge'
 import { TlsError } from './errors.js'
+import { day, pemCertificates } from './pem.js'
+
+export { day, pemCertificates }
 
 /** RSA, because node-forge signs with RSA only; 3072 bits is NIST's 128-bit level, past 2030. */
 export const KEY_BITS = 3072
@@ -148,11 +151,6 @@ function hostOfUrl(entry: string): string | undefined {
   } catch {
     return undefined
   }
-}
-
-/** Every certificate in a PEM text, in order (a chain file holds several). */
-export function pemCertificates(text: string): string[] {
-  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? []
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -403,11 +401,6 @@ export function randomSerial(): string {
 
 function wholeSeconds(ms: number): Date {
   return new Date(Math.floor(ms / 1000) * 1000)
-}
-
-/** `2026-07-02` */
-export function day(date: Date): string {
-  return date.toISOString().slice(0, 10)
 }
 
 function matchesKey(cert: X509Certificate, keyPem: string): boolean {

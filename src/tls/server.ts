@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises'
 import type { Server as HttpsServer } from 'node:https'
 import { resolve } from 'node:path'
 import type { Logger } from '../observability/logger.js'
-import { day, pemCertificates } from './certs.js'
+import { day, pemCertificates } from './pem.js'
 import { TlsError } from './errors.js'
 
 /** The `tls` section of the configuration. */

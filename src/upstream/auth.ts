@@ -220,9 +220,9 @@ export async function readBoundedJson(res: UpstreamResponse, limit: number, who:
 }
 
 /** Reads a whole body, refusing more than `limit` bytes (declared or actual). */
-export function readBounded(res: UpstreamResponse, limit: number, who: string): Promise<Buffer> {
+export async function readBounded(res: UpstreamResponse, limit: number, who: string): Promise<Buffer> {
   const declared = res.headers.get('content-length')
-  return readBody(res, limit, {
+  const bytes = await readBody(res, limit, {
     tooLarge: () =>
       new CustomsError(
         'UPSTREAM_INVALID',
@@ -232,4 +232,11 @@ export function readBounded(res: UpstreamResponse, limit: number, who: string): 
       ),
     broken: (cause) => new CustomsError('UPSTREAM_UNAVAILABLE', `${who} broke off its answer`, { cause }),
   })
+  if (bytes.byteLength === bytes.buffer.byteLength) return bytes
+  // A manifest read here may be kept in memory (cache/manifest-memory.ts, which counts
+  // byteLength), but Buffer.concat cuts a small body from the shared 8 KiB pool and the kept view
+  // would pin the whole slab: such a body gets memory of its own.
+  const owned = Buffer.allocUnsafeSlow(bytes.byteLength)
+  owned.set(bytes)
+  return owned
 }

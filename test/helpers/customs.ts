@@ -50,7 +50,7 @@ export async function startCustoms(options: StartOptions = {}): Promise<CustomsH
     metrics: new Metrics(),
     ...(options.state !== undefined ? { state: options.state } : {}),
   })
-  const app = createApp(services)
+  const app = await createApp(services)
   // The listener limits production runs with (listen.*), so that tests exercise them too.
   const server = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0, serverOptions: listenerOptions(config.listen) }) as Server
   applyListenerLimits(server, config.listen)

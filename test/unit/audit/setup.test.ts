@@ -70,7 +70,7 @@ describe('auditStoreFor', () => {
     // Never connected: only the choice of store is checked here.
     const redis = RedisStateStore.open({ url: 'redis://127.0.0.1:9', prefix: 'x' })
     try {
-      assert.ok(auditStoreFor(config, new FallbackStateStore(redis)) instanceof RedisAuditStore)
+      assert.ok((await auditStoreFor(config, new FallbackStateStore(redis))) instanceof RedisAuditStore)
     } finally {
       await redis.close()
     }

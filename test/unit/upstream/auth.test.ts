@@ -120,6 +120,13 @@ describe('readBounded', () => {
       const { stream } = chunked([new Uint8Array(big.buffer, big.byteOffset + 2, 5)])
       assert.equal((await readBounded(response(stream), 5, 'test')).toString(), 'hello')
     })
+
+    it('returns a buffer that owns its memory, not a slice of the shared pool', async () => {
+      const { stream } = chunked([Buffer.from('small '), Buffer.from('manifest')])
+      const bytes = await readBounded(response(stream), 100, 'test')
+      assert.equal(bytes.toString(), 'small manifest')
+      assert.equal(bytes.buffer.byteLength, bytes.byteLength)
+    })
   })
 
   describe('when Content-Length declares more than the limit', () => {
