@@ -68,6 +68,14 @@ export class Fill {
   }
 
   /**
+   * Bytes readers may have: received, in memory or on disk. Readers at the head are served from
+   * memory before the disk write completes; those behind read the file.
+   */
+  get available(): number {
+    return this.#segments.received
+  }
+
+  /**
    * Streams `body` into the temp file while hashing it, then commits or fails. Never throws; the
    * outcome is in `state`/`error`. `signal` bounds the whole fill (not any one client).
    */
@@ -147,6 +155,7 @@ export class Fill {
         }
         received += value.byteLength
         segments.append(value)
+        this.#notify()
         startFlush()
         if (segments.unwritten >= MAX_UNWRITTEN) body.pause()
       })

@@ -14,10 +14,11 @@ const MIN_GROWING_READ = 256 * 1024
 /** ...or whatever there is after waiting this long for more. */
 const GATHER_MS = 5
 /**
- * Free read buffers kept for the next reader: enough for the clients of one busy blob each to have
- * two in flight without allocating, few enough to be a small part of the memory budget.
+ * Free read buffers kept for the next reader or fill. Every MiB kept stays resident, so this is a
+ * few clients' worth (two in flight each), not a busy burst's: beyond it buffers are allocated and
+ * left to the collector, which costs CPU only while such a burst lasts.
  */
-const POOLED_BUFFERS = 48
+const POOLED_BUFFERS = 16
 
 /** The process's read buffers. */
 export const readBuffers = new BufferPool(READ_CHUNK, POOLED_BUFFERS)
@@ -62,7 +63,8 @@ export function fileSource(handle: FileHandle, size: number, onRelease: () => vo
 
 /** The part of a fill that readers see. */
 export interface GrowingBlob {
-  readonly written: number
+  /** Bytes received so far (readable from memory or the file). */
+  readonly available: number
   readonly verified: boolean
   readonly state: 'filling' | 'committed' | 'failed'
   readonly error: Error | undefined
@@ -79,7 +81,7 @@ export function fillSource(fill: GrowingBlob): ByteSource {
   return {
     peek: (position, length) => fill.peek(position, length),
     readInto: (position, target) => fill.readInto(position, target),
-    readable: () => fill.written,
+    readable: () => fill.available,
     // Verified bytes are final even if committing them to the cache fails afterwards: the temp
     // file stays open (and readable) until the last reader releases it.
     final: () => fill.verified,

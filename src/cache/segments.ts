@@ -1,6 +1,7 @@
 // A fill's bytes in memory: received chunks are copied into pooled 1 MiB segments, written to the
 // temp file from there, and the last few segments stay readable for the readers at the fill's
-// head. The upstream's own chunks are dropped as soon as they are copied.
+// head, from the moment they arrive. The upstream's own chunks are dropped as soon as they are
+// copied.
 //
 // Why copy: keeping the socket's chunks for the readers kept each one alive for tens of
 // milliseconds, long enough to be promoted out of V8's young generation; only full collections
@@ -39,6 +40,11 @@ export class Segments {
   constructor(pool: BufferPool, window: number) {
     this.#pool = pool
     this.#window = window
+  }
+
+  /** Bytes copied in so far. */
+  get received(): number {
+    return this.#received
   }
 
   /** Bytes copied in and not yet written. */
@@ -90,8 +96,9 @@ export class Segments {
   }
 
   /**
-   * Written bytes at `position` (at most `length`) from memory, as views each released once its
-   * reader is done with it; undefined when memory no longer holds `position`.
+   * Bytes at `position` (at most `length`) from memory, as views each released once its reader is
+   * done with it; undefined when memory no longer holds `position`. Bytes not yet written to the
+   * file are included: a client need not wait for the disk to get what the upstream sent.
    */
   peek(position: number, length: number): Chunk[] | undefined {
     const chunks: Chunk[] = []
@@ -101,11 +108,11 @@ export class Segments {
       if (want === 0) break
       const offset = at - segment.start
       if (offset < 0) return chunks.length > 0 ? chunks : undefined
-      if (offset >= segment.written) {
+      if (offset >= segment.filled) {
         if (offset < segment.buffer.byteLength) break
         continue
       }
-      const n = Math.min(want, segment.written - offset)
+      const n = Math.min(want, segment.filled - offset)
       segment.refs++
       let released = false
       chunks.push({

@@ -1,6 +1,6 @@
-// A fill's segments: bytes copied in come out unchanged as writes and as views, only written
-// bytes are readable, the window keeps only the recent ones, and a segment goes back to the pool
-// only after it left the window and its last view was released.
+// A fill's segments: bytes copied in come out unchanged as writes and as views (readable from
+// the moment they are copied in), the window keeps only the recent ones, and a segment goes back
+// to the pool only after it left the window and its last view was released.
 
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -46,14 +46,15 @@ describe('Segments', () => {
     assert.equal(writeAll(segments).toString(), 'abcdef')
   })
 
-  it('lets readers peek only at written bytes', () => {
+  it('lets readers peek at bytes as soon as they are copied in, before the write', () => {
     const segments = new Segments(new BufferPool(SIZE, 8), 4 * SIZE)
     segments.append(Buffer.from('0123456789'))
-    assert.equal(segments.peek(0, 5), undefined)
+    assert.equal(joined(segments.peek(2, 100)).toString(), '23456789')
     writeAll(segments)
     segments.append(Buffer.from('abc'))
-    assert.equal(joined(segments.peek(2, 100)).toString(), '23456789')
-    assert.equal(segments.peek(10, 3), undefined, 'unwritten bytes were readable')
+    assert.equal(joined(segments.peek(8, 100)).toString(), '89abc')
+    assert.equal(segments.peek(13, 3), undefined, 'bytes not received yet were readable')
+    assert.equal(segments.received, 13)
   })
 
   it('peeks across segments, bounded by the length asked', () => {
