@@ -18,7 +18,7 @@ const GATHER_MS = 5
  * few clients' worth (two in flight each), not a busy burst's: beyond it buffers are allocated and
  * left to the collector, which costs CPU only while such a burst lasts.
  */
-const POOLED_BUFFERS = 16
+const POOLED_BUFFERS = 8
 
 /** The process's read buffers. */
 export const readBuffers = new BufferPool(READ_CHUNK, POOLED_BUFFERS)
