@@ -1,7 +1,8 @@
-// One upstream blob fill: bytes are hashed and written to a temp file as they arrive, and every
-// reader (the client that started it and any that joined) reads the growing file at its own pace.
-// The fill commits by rename only when size and digest match; otherwise every reader is aborted
-// before its last byte, so no client ever receives a complete copy of bad bytes.
+// One upstream blob fill: bytes are copied into memory segments as they arrive, written to a temp
+// file and hashed from it, and every reader (the client that started it and any that joined) reads
+// at its own pace: from the segments near the fill's head, from the file behind them. The fill
+// commits by rename only when size and digest match; otherwise every reader is aborted before its
+// last byte, so no client ever receives a complete copy of bad bytes.
 
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -16,7 +17,7 @@ export type FillState = 'filling' | 'committed' | 'failed'
 
 /** How many received bytes may wait for the disk before the upstream is paused. */
 const MAX_UNWRITTEN = 8 * 1024 * 1024
-/** How much of what was just written a fill keeps in memory for the readers at its head. */
+/** How much of what was just written a fill keeps in memory for the readers near its head. */
 const RECENT_BYTES = 8 * 1024 * 1024
 
 export class Fill {
