@@ -256,60 +256,59 @@ export function consoleRoutes(deps: ConsoleDeps): Hono<ConsoleEnv> {
     return page(c, `${record.data.repository}`, 'quarantine', session, body)
   })
 
-  app.post('/console/quarantine/:upstream/:digest/release', async (c) => {
-    const session = c.get('session')
-    const key = recordKey(c.req.param('upstream'), c.req.param('digest'), c.get('form').get('repository') ?? undefined)
-    if (typeof key === 'string') return problem(c, session, 'Not released', key, 400)
-    const form = ReleaseForm.safeParse(Object.fromEntries(c.get('form')))
-    const api = c.get('api')
-    const record = await api.get<QuarantineRecord>(recordPath('quarantine', key.upstream, key.digest), { repository: key.repository })
-    if (!record.ok) return apiProblem(c, session, record)
-    if (!form.success) {
-      return detailWith(c, session, record.data, { kind: 'error', text: `Not released: ${problems(form.error)}` }, 400)
-    }
-    const duration = (EXPIRIES[form.data.expires] as { ms: number }).ms
-    if (form.data.confirm !== 'yes') {
-      const confirm = (
+  // Release and revoke share one flow: check the key and the form against the record, ask for
+  // confirmation once, then call the admin API and come back to the detail page.
+  const quarantineAction = <F extends { confirm?: 'yes' | undefined }>(
+    action: 'release' | 'revoke',
+    schema: z.ZodType<F>,
+    prepare: (form: F, record: QuarantineRecord, session: Session) => { confirm: Child; body: Record<string, unknown> }
+  ) => {
+    const refused = action === 'release' ? 'Not released' : 'Not revoked'
+    app.post(`/console/quarantine/:upstream/:digest/${action}`, async (c) => {
+      const session = c.get('session')
+      const key = recordKey(c.req.param('upstream'), c.req.param('digest'), c.get('form').get('repository') ?? undefined)
+      if (typeof key === 'string') return problem(c, session, refused, key, 400)
+      const form = schema.safeParse(Object.fromEntries(c.get('form')))
+      const api = c.get('api')
+      const path = recordPath('quarantine', key.upstream, key.digest)
+      const record = await api.get<QuarantineRecord>(path, { repository: key.repository })
+      if (!record.ok) return apiProblem(c, session, record)
+      if (!form.success) {
+        return detailWith(c, session, record.data, { kind: 'error', text: `${refused}: ${problems(form.error)}` }, 400)
+      }
+      const { confirm, body } = prepare(form.data, record.data, session)
+      if (form.data.confirm !== 'yes') {
+        return page(c, action === 'release' ? 'Release?' : 'Revoke?', 'quarantine', session, confirm)
+      }
+      const result = await api.post<QuarantineRecord>(`${path}/${action}`, { repository: key.repository, ...body })
+      if (!result.ok) {
+        return detailWith(c, session, record.data, { kind: 'error', text: `${refused}: ${result.message}` }, result.status)
+      }
+      return c.redirect(`${detailHref(key)}&done=${action === 'release' ? 'released' : 'revoked'}`, 303)
+    })
+  }
+
+  quarantineAction('release', ReleaseForm, (form, record, session) => {
+    const duration = (EXPIRIES[form.expires] as { ms: number }).ms
+    return {
+      confirm: (
         <ConfirmAction
-          record={record.data}
+          record={record}
           session={session}
           action="release"
-          reason={form.data.reason}
-          expires={form.data.expires}
+          reason={form.reason}
+          expires={form.expires}
           until={Date.now() + duration}
         />
-      )
-      return page(c, 'Release?', 'quarantine', session, confirm)
+      ),
+      body: { reason: form.reason, expires: new Date(Date.now() + duration).toISOString() },
     }
-    const expires = new Date(Date.now() + duration).toISOString()
-    const body = { repository: key.repository, reason: form.data.reason, expires }
-    const result = await api.post<QuarantineRecord>(`${recordPath('quarantine', key.upstream, key.digest)}/release`, body)
-    if (!result.ok) {
-      return detailWith(c, session, record.data, { kind: 'error', text: `Not released: ${result.message}` }, result.status)
-    }
-    return c.redirect(`${detailHref(key)}&done=released`, 303)
   })
 
-  app.post('/console/quarantine/:upstream/:digest/revoke', async (c) => {
-    const session = c.get('session')
-    const key = recordKey(c.req.param('upstream'), c.req.param('digest'), c.get('form').get('repository') ?? undefined)
-    if (typeof key === 'string') return problem(c, session, 'Not revoked', key, 400)
-    const form = RevokeForm.safeParse(Object.fromEntries(c.get('form')))
-    const api = c.get('api')
-    const record = await api.get<QuarantineRecord>(recordPath('quarantine', key.upstream, key.digest), { repository: key.repository })
-    if (!record.ok) return apiProblem(c, session, record)
-    if (!form.success) {
-      return detailWith(c, session, record.data, { kind: 'error', text: `Not revoked: ${problems(form.error)}` }, 400)
-    }
-    if (form.data.confirm !== 'yes') {
-      return page(c, 'Revoke?', 'quarantine', session, <ConfirmAction record={record.data} session={session} action="revoke" />)
-    }
-    const result = await api.post<QuarantineRecord>(`${recordPath('quarantine', key.upstream, key.digest)}/revoke`, { repository: key.repository })
-    if (!result.ok) {
-      return detailWith(c, session, record.data, { kind: 'error', text: `Not revoked: ${result.message}` }, result.status)
-    }
-    return c.redirect(`${detailHref(key)}&done=revoked`, 303)
-  })
+  quarantineAction('revoke', RevokeForm, (_form, record, session) => ({
+    confirm: <ConfirmAction record={record} session={session} action="revoke" />,
+    body: {},
+  }))
 
   app.get('/console/policy', async (c) => {
     const session = c.get('session')
