@@ -59,7 +59,8 @@ export function parseSize(value: string | number): number {
   return bytes
 }
 
-export function formatBytes(bytes: number): string {
+/** Bytes in binary units, `1.5MiB`; `separator` goes between the number and the unit. */
+export function formatBytes(bytes: number, separator = ''): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
   let n = bytes
   let i = 0
@@ -67,5 +68,5 @@ export function formatBytes(bytes: number): string {
     n /= 1024
     i++
   }
-  return `${n.toFixed(i === 0 ? 0 : 1)}${units[i]}`
+  return `${n.toFixed(i === 0 ? 0 : 1)}${separator}${units[i]}`
 }

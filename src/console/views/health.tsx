@@ -2,20 +2,13 @@
 // limit, and per upstream the circuit state, the pull quota left and the last error.
 
 import type { FC } from 'hono/jsx'
+import { formatBytes } from '../../config/units.js'
 import type { CacheStatus, UpstreamStatus } from '../api.js'
 import { Badge, Flash, when } from './layout.js'
 
-/** Bytes as a person reads them (binary units). */
+/** Bytes as a person reads them (binary units), or nothing when unknown. */
 export function bytes(n: number | undefined): string {
-  if (n === undefined || !Number.isFinite(n)) return ''
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
-  let value = n
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`
+  return n === undefined || !Number.isFinite(n) ? '' : formatBytes(n, ' ')
 }
 
 export interface HealthProps {
