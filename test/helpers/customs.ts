@@ -21,6 +21,8 @@ export interface CustomsHandle {
   readonly url: string
   readonly host: string
   readonly services: Services
+  /** The hono app itself, for requests made in process (`app.request`). */
+  readonly app: Awaited<ReturnType<typeof createApp>>
   readonly storage: string
   /** Every JSON log line written so far. */
   readonly logs: Array<Record<string, unknown>>
@@ -60,6 +62,7 @@ export async function startCustoms(options: StartOptions = {}): Promise<CustomsH
     url: `http://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     services,
+    app,
     storage,
     logs,
     async stop() {

@@ -147,6 +147,28 @@ describe('blobs', () => {
     assert.deepEqual(suffix.body, layer.subarray(layer.byteLength - 5))
   })
 
+  it('logs a Range answer written straight to the socket with its real status and bytes', async () => {
+    await raw('GET', `/v2/library/alpine/blobs/${layerDigest}`, { Range: 'bytes=100-149', 'X-Request-Id': 'range-log-1' })
+    const deadline = Date.now() + 2000
+    let line: Record<string, unknown> | undefined
+    while (line === undefined && Date.now() < deadline) {
+      line = customs.logs.find((l) => l.requestId === 'range-log-1')
+      if (line === undefined) await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    assert.ok(line !== undefined, 'no access log line for the range request')
+    assert.equal(line.status, 206)
+    assert.equal(line.bytes, 50)
+  })
+
+  it('serves a blob and a Range to a request made in process, without node sockets', async () => {
+    const whole = await customs.app.request(`/v2/library/alpine/blobs/${layerDigest}`)
+    assert.equal(whole.status, 200)
+    assert.deepEqual(Buffer.from(await whole.arrayBuffer()), layer)
+    const part = await customs.app.request(`/v2/library/alpine/blobs/${layerDigest}`, { headers: { Range: 'bytes=10-19' } })
+    assert.equal(part.status, 206)
+    assert.deepEqual(Buffer.from(await part.arrayBuffer()), layer.subarray(10, 20))
+  })
+
   for (const range of ['bytes=abc', 'bytes=5-1', `bytes=${10_000_000}-`, 'bytes=0-1,4-5', 'items=0-1']) {
     it(`answers 416 RANGE_INVALID for ${range}`, async () => {
       const res = await raw('GET', `/v2/library/alpine/blobs/${layerDigest}`, { Range: range })
