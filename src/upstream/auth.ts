@@ -220,9 +220,9 @@ export async function readBoundedJson(res: UpstreamResponse, limit: number, who:
 }
 
 /** Reads a whole body, refusing more than `limit` bytes (declared or actual). */
-export async function readBounded(res: UpstreamResponse, limit: number, who: string): Promise<Buffer> {
+export function readBounded(res: UpstreamResponse, limit: number, who: string): Promise<Buffer> {
   const declared = res.headers.get('content-length')
-  const bytes = await readBody(res, limit, {
+  return readBody(res, limit, {
     tooLarge: () =>
       new CustomsError(
         'UPSTREAM_INVALID',
@@ -232,11 +232,4 @@ export async function readBounded(res: UpstreamResponse, limit: number, who: str
       ),
     broken: (cause) => new CustomsError('UPSTREAM_UNAVAILABLE', `${who} broke off its answer`, { cause }),
   })
-  if (bytes.byteLength === bytes.buffer.byteLength) return bytes
-  // A manifest read here may be kept in memory (cache/manifest-memory.ts, which counts
-  // byteLength), but Buffer.concat cuts a small body from the shared 8 KiB pool and the kept view
-  // would pin the whole slab: such a body gets memory of its own.
-  const owned = Buffer.allocUnsafeSlow(bytes.byteLength)
-  owned.set(bytes)
-  return owned
 }

@@ -115,5 +115,13 @@ export async function readBody(res: UpstreamResponse, limit: number, errors: { t
     if (total > limit) throw cause
     throw errors.broken(cause)
   }
-  return Buffer.concat(chunks, total)
+  // Memory of its own, not Buffer.concat's: a small result would be cut from the shared 8 KiB
+  // pool, and a manifest kept in memory (cache/manifest-memory.ts) would pin the whole slab.
+  const bytes = Buffer.allocUnsafeSlow(total)
+  let at = 0
+  for (const chunk of chunks) {
+    bytes.set(chunk, at)
+    at += chunk.byteLength
+  }
+  return bytes
 }
