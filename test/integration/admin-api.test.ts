@@ -3,21 +3,18 @@
 // refuses missing and wrong tokens and bad query parameters.
 
 import assert from 'node:assert/strict'
-import { mkdir, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
-import { ociImage, putImage, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
-import { makeTempDir } from '../helpers/processes.js'
+import { ociImage, type FakeUpstream } from '../helpers/fake-upstream.js'
 import { CustomsError } from '../../src/errors.js'
 import { MemoryStateStore } from '../../src/state/memory.js'
-import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
+import { startWithPolicy, type PolicyCustoms } from '../helpers/admin.js'
 
 const VIEWER = 'viewer-token-0123456789'
 
 let upstream: FakeUpstream
 let customs: CustomsHandle
-let work: string
+let env: PolicyCustoms
 const image = ociImage([Buffer.from('a layer')])
 
 /** An admin request with `token` as bearer token; null sends no Authorization header. */
@@ -30,26 +27,15 @@ interface OciErrorBody {
 }
 
 before(async () => {
-  upstream = await startFakeUpstream()
-  putImage(upstream, 'acme/app', image, 'v1')
-  work = await makeTempDir('admin-api-')
-  const policyDir = join(work, 'policies')
-  await mkdir(policyDir)
-  await writeFile(join(policyDir, 'root.yaml'), ACME_NON_ROOT_POLICY)
-  customs = await startCustoms({
-    config: `${upstreamConfig('docker.io', upstream.url)}
-policy: { path: "${policyDir}", watch: false }
-admin:
-  tokens:
-    - { name: alice, sha256: "${sha256hex(VIEWER)}", role: viewer }
-`,
+  env = await startWithPolicy({
+    images: [['acme/app', image]],
+    tokens: [{ name: 'alice', secret: VIEWER, role: 'viewer' }],
   })
+  ;({ upstream, customs } = env)
 })
 
 after(async () => {
-  await customs.stop()
-  await upstream.close()
-  await rm(work, { recursive: true, force: true })
+  await env.stop()
 })
 
 describe('quarantine', () => {
@@ -179,7 +165,7 @@ describe('when the quarantine record cannot be written', () => {
     broken = await startCustoms({
       state,
       config: `${upstreamConfig('docker.io', upstream.url)}
-policy: { path: "${join(work, 'policies')}", watch: false }
+policy: { path: "${env.policyDir}", watch: false }
 `,
     })
   })

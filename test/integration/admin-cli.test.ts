@@ -4,7 +4,7 @@
 // request and answer shapes.
 
 import assert from 'node:assert/strict'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -14,10 +14,10 @@ import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { decisionsCommand, quarantineCommand, type AdminIo } from '../../src/cli/admin.js'
 import { certsCommand } from '../../src/cli/certs.js'
-import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
-import { ociImage, putImage, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
+import type { CustomsHandle } from '../helpers/customs.js'
+import { ociImage } from '../helpers/fake-upstream.js'
 import { DEAD_END, makeTempDir, removeTempDir, run, type RunResult } from '../helpers/processes.js'
-import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
+import { sha256hex, startWithPolicy, type PolicyCustoms } from '../helpers/admin.js'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const MAIN = join(ROOT, 'src/main.ts')
@@ -26,7 +26,7 @@ const APPROVER = 'approver-token-cli-9876543210'
 const ADMIN = 'admin-token-cli-5555555555'
 const PULLER = { name: 'ci-bot', secret: 'ci-bot-secret-for-cli-tests' }
 
-let upstream: FakeUpstream
+let env: PolicyCustoms | undefined
 let customs: CustomsHandle
 let work: string
 const image = ociImage([Buffer.from('a layer for the cli')])
@@ -68,32 +68,23 @@ function pull(): Promise<Response> {
 }
 
 before(async () => {
-  upstream = await startFakeUpstream()
-  putImage(upstream, 'acme/app', image, 'v1')
   work = await makeTempDir('admin-cli-')
-  const policyDir = join(work, 'policies')
-  await mkdir(policyDir)
-  await writeFile(join(policyDir, 'root.yaml'), ACME_NON_ROOT_POLICY)
-  customs = await startCustoms({
-    config: `${upstreamConfig('docker.io', upstream.url)}
-policy: { path: "${policyDir}", watch: false }
-admin:
-  tokens:
-    - { name: alice, sha256: "${sha256hex(VIEWER)}", role: viewer }
-    - { name: bob, sha256: "${sha256hex(APPROVER)}", role: approver }
-access:
-  clients:
-    - { name: ${PULLER.name}, sha256: "${sha256hex(PULLER.secret)}" }
-`,
+  env = await startWithPolicy({
+    images: [['acme/app', image]],
+    tokens: [
+      { name: 'alice', secret: VIEWER, role: 'viewer' },
+      { name: 'bob', secret: APPROVER, role: 'approver' },
+    ],
+    config: `access:\n  clients:\n    - { name: ${PULLER.name}, sha256: "${sha256hex(PULLER.secret)}" }`,
   })
+  customs = env.customs
   REF = `docker.io/acme/app@${image.digest}`
   const res = await pull()
   assert.equal(res.status, 403, 'the pull is denied, so there is a quarantine record')
 })
 
 after(async () => {
-  await customs?.stop()
-  await upstream?.close()
+  await env?.stop()
   if (work !== undefined) await removeTempDir(work)
 })
 

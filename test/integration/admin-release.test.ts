@@ -3,22 +3,18 @@
 // expires; viewers may not release, and bad bodies are refused without changing anything.
 
 import assert from 'node:assert/strict'
-import { mkdir, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
-import { ociImage, putImage, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
-import { makeTempDir } from '../helpers/processes.js'
-import { ACME_NON_ROOT_POLICY, sha256hex } from '../helpers/admin.js'
+import type { CustomsHandle } from '../helpers/customs.js'
+import { ociImage } from '../helpers/fake-upstream.js'
+import { sha256hex, startWithPolicy, type PolicyCustoms } from '../helpers/admin.js'
 
 const VIEWER = 'viewer-token-0123456789'
 const APPROVER = 'approver-token-0123456789'
 const DAY = 24 * 60 * 60 * 1000
 
-let upstream: FakeUpstream
 let customs: CustomsHandle
-let work: string
+let env: PolicyCustoms
 const image = ociImage([Buffer.from('a released layer')])
 const brief = ociImage([Buffer.from('a briefly released layer')])
 
@@ -58,22 +54,14 @@ const revoke = (digest: string): string => `/admin/v1/quarantine/docker.io/${dig
 const inDays = (days: number): string => new Date(Date.now() + days * DAY).toISOString()
 
 before(async () => {
-  upstream = await startFakeUpstream()
-  putImage(upstream, 'acme/app', image, 'v1')
-  putImage(upstream, 'acme/brief', brief, 'v1')
-  work = await makeTempDir('admin-release-')
-  const policyDir = join(work, 'policies')
-  await mkdir(policyDir)
-  await writeFile(join(policyDir, 'root.yaml'), ACME_NON_ROOT_POLICY)
-  customs = await startCustoms({
-    config: `${upstreamConfig('docker.io', upstream.url)}
-policy: { path: "${policyDir}", watch: false }
-admin:
-  tokens:
-    - { name: alice, sha256: "${sha256hex(VIEWER)}", role: viewer }
-    - { name: bob, sha256: "${sha256hex(APPROVER)}", role: approver }
-`,
+  env = await startWithPolicy({
+    images: [['acme/app', image], ['acme/brief', brief]],
+    tokens: [
+      { name: 'alice', secret: VIEWER, role: 'viewer' },
+      { name: 'bob', secret: APPROVER, role: 'approver' },
+    ],
   })
+  customs = env.customs
   // Both images are denied once, so that they have quarantine records.
   for (const [repository, img] of [['acme/app', image], ['acme/brief', brief]] as const) {
     const res = await pull(repository, 'v1', img.mediaType)
@@ -83,9 +71,7 @@ admin:
 })
 
 after(async () => {
-  await customs.stop()
-  await upstream.close()
-  await rm(work, { recursive: true, force: true })
+  await env.stop()
 })
 
 describe('release and revoke', () => {

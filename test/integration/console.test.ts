@@ -4,17 +4,17 @@
 // from an upstream (a label, an annotation) and from a person (a release reason).
 
 import assert from 'node:assert/strict'
-import { mkdir, rm, stat, writeFile, readFile } from 'node:fs/promises'
+import { rm, stat, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
-import { ociImage, putImage, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
+import { ociImage } from '../helpers/fake-upstream.js'
 import { makeTempDir } from '../helpers/processes.js'
 import { parseConfig } from '../../src/config/load.js'
 import type { Config } from '../../src/config/schema.js'
 import { bootstrapConsoleToken } from '../../src/console/bootstrap.js'
 import { createLogger } from '../../src/observability/logger.js'
-import { sha256hex } from '../helpers/admin.js'
+import { sha256hex, startWithPolicy, type PolicyCustoms } from '../helpers/admin.js'
 
 const VIEWER = 'viewer-token-0123456789'
 const APPROVER = 'approver-token-0123456789'
@@ -32,7 +32,7 @@ spec:
 `
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
 
-let upstream: FakeUpstream
+let env: PolicyCustoms
 let customs: CustomsHandle
 let work: string
 const image = ociImage([Buffer.from('a console layer')], {
@@ -85,30 +85,24 @@ async function recordState(): Promise<{ state: string; history?: Array<{ action:
 }
 
 before(async () => {
-  upstream = await startFakeUpstream()
-  putImage(upstream, 'acme/app', image, 'v1')
   work = await makeTempDir('console-')
-  const policyDir = join(work, 'policies')
-  await mkdir(policyDir)
-  await writeFile(join(policyDir, 'reviewed.yaml'), POLICY)
-  customs = await startCustoms({
-    config: `${upstreamConfig('docker.io', upstream.url)}
-policy: { path: "${policyDir}", watch: false }
-console: { enabled: true }
-admin:
-  tokens:
-    - { name: vera-viewer, sha256: "${sha256hex(VIEWER)}", role: viewer }
-    - { name: abe-approver, sha256: "${sha256hex(APPROVER)}", role: approver }
-`,
+  env = await startWithPolicy({
+    images: [['acme/app', image]],
+    policy: POLICY,
+    tokens: [
+      { name: 'vera-viewer', secret: VIEWER, role: 'viewer' },
+      { name: 'abe-approver', secret: APPROVER, role: 'approver' },
+    ],
+    config: 'console: { enabled: true }',
   })
+  customs = env.customs
   const res = await fetch(`${customs.url}/v2/acme/app/manifests/v1`, { headers: { Accept: image.mediaType } })
   assert.equal(res.status, 403)
   await res.body?.cancel()
 })
 
 after(async () => {
-  await customs.stop()
-  await upstream.close()
+  await env.stop()
   await rm(work, { recursive: true, force: true })
 })
 
@@ -384,7 +378,7 @@ describe('over TLS', () => {
   before(async () => {
     // The TLS files are read only by main.ts; the console sees that Customs serves HTTPS.
     secure = await startCustoms({
-      config: `${upstreamConfig('docker.io', upstream.url)}
+      config: `${upstreamConfig('docker.io', env.upstream.url)}
 console: { enabled: true }
 tls: { cert: server.crt, key: server.key }
 admin:
@@ -414,7 +408,7 @@ admin:
 
 describe('without the console', () => {
   it('answers 404 under /console/', async () => {
-    const plain = await startCustoms({ config: upstreamConfig('docker.io', upstream.url) })
+    const plain = await startCustoms({ config: upstreamConfig('docker.io', env.upstream.url) })
     try {
       const res = await fetch(`${plain.url}/console/sign-in`)
       assert.equal(res.status, 404)
