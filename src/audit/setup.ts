@@ -6,8 +6,6 @@ import type { Config } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import { stateKeys } from '../state/keys.js'
-import { FallbackStateStore } from '../state/fallback.js'
-import { MemoryStateStore } from '../state/memory.js'
 import type { StateStore } from '../state/store.js'
 import { AuditFile, AuditFileError } from './file.js'
 import { AuditLog } from './log.js'
@@ -22,20 +20,16 @@ export interface AuditSetup {
 /** The audit store that goes with `state`: Redis state keeps the chain in its Redis. */
 export async function auditStoreFor(config: Config, state: StateStore, logger?: Logger): Promise<AuditStore> {
   const retention = config.audit.retention.events
-  // Redis state comes wrapped in the in-process memory of recent verdicts (state/fallback.ts).
-  const backing = state instanceof FallbackStateStore ? state.inner : state
-  if (backing instanceof MemoryStateStore) return new MemoryAuditStore(retention)
-  // Loaded only when the state may be Redis: ioredis stays out of in-process installs.
-  const [{ RedisStateStore }, { RedisAuditStore }] = await Promise.all([import('../state/redis.js'), import('./redis-store.js')])
-  if (backing instanceof RedisStateStore) {
-    return new RedisAuditStore({
-      client: backing.client,
-      keys: stateKeys(config.state.redis.prefix),
-      retention,
-      onRewind: (seen, found) => logger?.error({ seen: seen.seq, found: found.seq }, 'audit chain head in redis went back (redis lost data); continuing from it'),
-    })
-  }
-  return new MemoryAuditStore(retention)
+  const redis = state.redis
+  if (redis === undefined) return new MemoryAuditStore(retention)
+  // Loaded only for Redis state: ioredis stays out of in-process installs.
+  const { RedisAuditStore } = await import('./redis-store.js')
+  return new RedisAuditStore({
+    client: redis.client,
+    keys: stateKeys(redis.prefix),
+    retention,
+    onRewind: (seen, found) => logger?.error({ seen: seen.seq, found: found.seq }, 'audit chain head in redis went back (redis lost data); continuing from it'),
+  })
 }
 
 /**

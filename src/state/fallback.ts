@@ -106,9 +106,9 @@ export class FallbackStateStore implements StateStore {
     this.#links = new Lru(entries)
   }
 
-  /** The store this one wraps (the audit log writes through the Redis store's own connection). */
-  get inner(): StateStore {
-    return this.#inner
+  /** The wrapped store's Redis connection, which the audit log writes through. */
+  get redis(): StateStore['redis'] {
+    return this.#inner.redis
   }
 
   /** How many entries are remembered, for tests and metrics. */

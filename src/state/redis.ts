@@ -377,9 +377,9 @@ export class RedisStateStore implements StateStore {
     }
   }
 
-  /** The connection, for the audit stream (src/audit/redis-store.ts) to share; not for state. */
-  get client(): Redis {
-    return this.#client
+  /** The connection and prefix, for the audit stream (src/audit/redis-store.ts) to share. */
+  get redis(): { client: Redis; prefix: string } {
+    return { client: this.#client, prefix: this.#options.prefix }
   }
 
   async ping(): Promise<void> {

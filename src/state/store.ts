@@ -4,6 +4,7 @@
 // (upstream, repository, ...): never by a bare name, or docker.io/x/y and ghcr.io/x/y would
 // collide.
 
+import type { Redis } from 'ioredis'
 import type { Digest } from '../oci/digest.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import type { ImageFacts } from '../inspection/facts.js'
@@ -78,6 +79,12 @@ export interface ManifestLinks {
 }
 
 export interface StateStore {
+  /**
+   * The Redis connection and key prefix a Redis-backed store works through, so that the audit log
+   * keeps its chain beside the state (audit/setup.ts); absent for in-process state.
+   */
+  readonly redis?: { readonly client: Redis; readonly prefix: string }
+
   /** Resolves when the backing store answers; throws STATE_UNAVAILABLE otherwise (for /readyz). */
   ping(): Promise<void>
 

@@ -181,7 +181,7 @@ describe('AuditStore conformance', () => {
         // As in production: each replica's audit store rides on its state store's connection.
         const state = await RedisStateStore.connect({ url: server.url, prefix })
         states.push(state)
-        return new RedisAuditStore({ client: state.client, keys: stateKeys(prefix), retention })
+        return new RedisAuditStore({ client: state.redis.client, keys: stateKeys(prefix), retention })
       }
       const store = await connect()
       return {
@@ -222,7 +222,7 @@ describe('AuditLog while Redis is away', () => {
     })
     const metrics = new Metrics()
     const path = join(dir, 'audit.jsonl')
-    const store = new RedisAuditStore({ client: state.client, keys: stateKeys(prefix), retention: 1000 })
+    const store = new RedisAuditStore({ client: state.redis.client, keys: stateKeys(prefix), retention: 1000 })
     const log = new AuditLog({
       store,
       file: await AuditFile.open(path),

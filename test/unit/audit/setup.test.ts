@@ -9,6 +9,7 @@ import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { EMPTY_HEAD, canonical, chainEvents } from '../../../src/audit/chain.js'
 import { AuditFileError, verifyAuditFile } from '../../../src/audit/file.js'
+import { MemoryAuditStore } from '../../../src/audit/memory-store.js'
 import { RedisAuditStore } from '../../../src/audit/redis-store.js'
 import { auditStoreFor, createAuditLog } from '../../../src/audit/setup.js'
 import { FallbackStateStore } from '../../../src/state/fallback.js'
@@ -65,6 +66,11 @@ describe('createAuditLog', () => {
 })
 
 describe('auditStoreFor', () => {
+  it('keeps the chain in process for in-process state', async () => {
+    const config = parseConfig('', { env: {} }) as Config
+    assert.ok((await auditStoreFor(config, new MemoryStateStore())) instanceof MemoryAuditStore)
+  })
+
   it('keeps the chain in Redis when Redis state comes wrapped in the memory of recent verdicts', async () => {
     const config = parseConfig('state: { backend: redis }', { env: {} }) as Config
     // Never connected: only the choice of store is checked here.
