@@ -52,14 +52,16 @@ export async function blobHandler(c: Context<Env>, blobs: BlobService, route: Ro
   const finish = c.get('deferAccessLog')()
   const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing
   if (outgoing !== undefined) {
-    // Straight to the socket; hono is told the answer is sent (its status is logged from `sent`).
+    // Straight to the socket. hono is told the answer is sent and sees a placeholder whose status
+    // is 200: the access log reads the real one from `sentStatus`.
     c.set('sentStatus', status)
-    const renderError = (err: unknown) => errorResponse(asBlobError(err), 'GET')
+    let failure: CustomsError | undefined
+    const renderError = (err: unknown) => errorResponse((failure = asBlobError(err)), 'GET')
     void sendRange(outgoing, status, headers, (signal) => rangeChunks(source, start, end, signal), { renderError }).then(
-      ({ sent, aborted, error, errorStatus }) => {
-        if (errorStatus !== undefined) {
+      ({ sent, aborted, errorStatus }) => {
+        if (errorStatus !== undefined && failure !== undefined) {
           c.set('sentStatus', errorStatus)
-          c.set('errorCode', asBlobError(error).code)
+          c.set('errorCode', failure.code)
         }
         finish(sent, aborted)
       }
