@@ -76,6 +76,8 @@ export interface CustomsOptions {
   profileDir?: string
   /** When set, the `trust:` section: one trusted root and named public keys. */
   trust?: CustomsTrust
+  /** Extra node flags (`--trace-gc`, say) for experiments. */
+  nodeArgs?: readonly string[]
 }
 
 /** A `trust:` section with one test root (no tlog or CT log, one timestamp) and keys. */
@@ -104,7 +106,7 @@ function trustYaml(trust: CustomsTrust): string[] {
  * waits for /healthz.
  */
 export function startCustoms(options: CustomsOptions): Promise<Service> {
-  const { dir, upstreamUrl, profileDir, trust } = options
+  const { dir, upstreamUrl, profileDir, trust, nodeArgs = [] } = options
   const launch = async (port: number): Promise<ServiceProcess> => {
     const configFile = join(dir, 'customs.yaml')
     const config = [
@@ -124,7 +126,7 @@ export function startCustoms(options: CustomsOptions): Promise<Service> {
     return spawnService({
       name: 'customs',
       command: process.execPath,
-      args: [...profile, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile],
+      args: [...nodeArgs, ...profile, join(ROOT, 'dist/main.js'), 'serve', '--config', configFile],
       dir,
       // The bench runs under tsx; Customs must not inherit loader options from NODE_OPTIONS.
       env: isolatedEnv({ NODE_OPTIONS: '' }),
