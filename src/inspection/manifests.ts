@@ -109,11 +109,17 @@ export class ManifestService {
   }
 
   async get(req: ManifestRequest): Promise<ManifestAnswer> {
-    const { digest, stale, held }: Resolution =
-      req.reference.kind === 'digest'
-        ? { digest: req.reference.digest }
-        : await this.#resolve(req.repo, req.reference.tag, req.artifact === true)
-    const record = await this.#inspected(req.repo, digest, req.artifact === true)
+    // The warm path reads state here rather than through a resolve layer and #inspected: each async
+    // layer is a promise and a microtask more on every pull, and these answer most of them.
+    let resolution: Resolution | undefined
+    if (req.reference.kind === 'digest') resolution = { digest: req.reference.digest }
+    else {
+      resolution = this.#freshTag(req.repo, await this.#deps.state.getTag(req.repo, req.reference.tag))
+      resolution ??= await this.#revalidated(req.repo, req.reference.tag, req.artifact === true)
+    }
+    const { digest, stale, held } = resolution
+    const known = await this.#deps.state.getManifest(req.repo, digest)
+    const record = known !== null && this.#fresh(known) ? known : await this.#inspected(req.repo, digest, req.artifact === true, known)
     let verdict = this.#decide(req, record)
     // A policy detains this tag's move to another signer: refused like a detained digest.
     if (held !== undefined && verdict.outcome !== 'detained') verdict = { outcome: 'detained', reasons: [held.reason] }
@@ -155,7 +161,7 @@ export class ManifestService {
     }
     // Served from what was verified before, while the upstream is failing: say so (DESIGN step 2).
     const staleness = stale ?? this.#deps.upstreams.staleness(req.repo.upstream)
-    const bytes = req.method === 'HEAD' ? undefined : await this.#bytes(req.repo, record)
+    const bytes = req.method === 'HEAD' ? undefined : (this.#deps.memory.get(digest) ?? (await this.#bytes(req.repo, record)))
     // One literal, optional members last: V8 builds `{ ...answer, bytes }` on a slow path.
     return {
       digest,
@@ -309,13 +315,14 @@ export class ManifestService {
     else this.#deps.logger.info(fields, 'audit policy would deny image')
   }
 
-  /** tag -> digest: fresh mapping from state, else a HEAD upstream, else the last cleared one. */
-  async #resolve(repo: RepoKey, tag: string, artifact: boolean): Promise<Resolution> {
-    // The warm path of every pull by tag reads state without joining the single flight: only a
-    // revalidation is worth sharing, and the run reads the mapping again when it starts, so a
-    // caller that saw it stale just before another run recorded it does not ask upstream again.
-    const fresh = this.#freshTag(repo, await this.#deps.state.getTag(repo, tag))
-    if (fresh !== undefined) return fresh
+  /**
+   * tag -> digest when the mapping get() read was not fresh: a HEAD upstream, else the last
+   * cleared one. The warm path of every pull by tag reads state without joining the single
+   * flight: only a revalidation is worth sharing, and the run reads the mapping again when it
+   * starts, so a caller that saw it stale just before another run recorded it does not ask
+   * upstream again.
+   */
+  #revalidated(repo: RepoKey, tag: string, artifact: boolean): Promise<Resolution> {
     return this.#resolutions.run(`${repo.upstream} ${repo.repository} ${tag}`, () => this.#revalidate(repo, tag, artifact))
   }
 
@@ -440,8 +447,9 @@ export class ManifestService {
    * The record under the revision in force, inspecting (once, however many ask) when needed: never
    * seen, reached under another trust revision, or an empty signature search gone stale.
    */
-  async #inspected(repo: RepoKey, digest: Digest, artifact = false): Promise<ManifestRecord> {
-    const record = await this.#deps.state.getManifest(repo, digest)
+  async #inspected(repo: RepoKey, digest: Digest, artifact = false, read?: ManifestRecord | null): Promise<ManifestRecord> {
+    // `read`: the record the caller has just read from state, not fresh; not read again.
+    const record = read !== undefined ? read : await this.#deps.state.getManifest(repo, digest)
     if (record !== null && this.#fresh(record)) return record
     return this.#inspections.run(`${repo.upstream} ${repo.repository} ${digest}`, async () => {
       // Held for a detained index under an older revision: judge the index first, so that asking
