@@ -14,6 +14,9 @@ import { statusError } from '../upstream/client.js'
 import type { UpstreamPool } from '../upstream/pool.js'
 import type { BodyStream } from '../upstream/body.js'
 
+/** Blobs from this size on are fetched on a connection of their own (upstream/wire.ts). */
+const BULK_BLOB = 1024 * 1024
+
 export interface BlobAnswer {
   readonly size: number
   /** Where the bytes come from; absent for HEAD. */
@@ -81,7 +84,9 @@ export class BlobService {
       repository: repo.repository,
       accept: MediaType.OCTET_STREAM,
       signal,
-      blob: true,
+      // A small blob stays on the kept-alive connections: a new connection (and TLS handshake)
+      // would cost it more than the copies it saves.
+      bulk: size >= BULK_BLOB,
     })
     if (res.status !== 200) throw await statusError(res, repo.upstream, `blob ${digest}`, 'BLOB_UNKNOWN')
     const declared = res.headers.get('content-length')

@@ -32,10 +32,10 @@ export interface UpstreamRequest {
   /** Aborts the request and, for streamed bodies, the body too. */
   readonly signal?: AbortSignal
   /**
-   * The body is a blob for a fill: each GET goes on a connection of its own that reads into reused
-   * memory (wire.ts), rather than through node's client, which copies every chunk.
+   * The body is large (a blob for a fill): each GET goes on a connection of its own that reads
+   * into reused memory (wire.ts), rather than through node's client, which copies every chunk.
    */
-  readonly blob?: boolean
+  readonly bulk?: boolean
 }
 
 export interface RateLimit {
@@ -301,7 +301,7 @@ export class UpstreamClient {
     const endTimer = metrics.upstreamDuration.startTimer({ upstream: this.name })
     this.#requests++
     try {
-      const res = req.blob === true && method === 'GET' ? await getStreamed(url, { headers, signal }) : await send(url, { method, headers, signal })
+      const res = req.bulk === true && method === 'GET' ? await getStreamed(url, { headers, signal }) : await send(url, { method, headers, signal })
       endTimer()
       metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
       this.#recordRateLimit(res)
