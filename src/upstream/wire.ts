@@ -83,7 +83,6 @@ function requestHead(url: URL, headers: Record<string, string>): string {
 }
 
 type Framing = { kind: 'length'; remaining: number } | { kind: 'chunked' } | { kind: 'close' } | { kind: 'none' }
-type ChunkState = 'size' | 'data' | 'data-end' | 'trailer' | 'done'
 
 /** One request's connection: the head, then the body as a BodyStream. */
 class Exchange implements BodyStream {
@@ -103,10 +102,7 @@ class Exchange implements BodyStream {
   #finished = false
   #onAbort: (() => void) | undefined
   #signal: AbortSignal | undefined
-  // Chunked decoding.
-  #chunkState: ChunkState = 'size'
-  #chunkLeft = 0
-  #line = ''
+  #chunks: ChunkedDecoder | undefined
 
   constructor(resolve: (res: UpstreamResponse) => void, reject: (err: unknown) => void) {
     this.#resolve = resolve
@@ -217,48 +213,10 @@ class Exchange implements BodyStream {
       // Bytes past the declared length are ignored: the connection closes after this answer.
       if (framing.remaining === 0) this.#complete()
     } else if (framing.kind === 'chunked') {
-      this.#chunked(bytes)
+      this.#chunks ??= new ChunkedDecoder()
+      if (this.#chunks.feed(bytes, (view) => this.#deliver(view))) this.#complete()
     } else {
       this.#deliver(bytes)
-    }
-  }
-
-  #chunked(bytes: Uint8Array): void {
-    let at = 0
-    while (at < bytes.byteLength && !this.#finished) {
-      if (this.#chunkState === 'data') {
-        const n = Math.min(bytes.byteLength - at, this.#chunkLeft)
-        this.#deliver(bytes.subarray(at, at + n))
-        at += n
-        this.#chunkLeft -= n
-        if (this.#chunkLeft === 0) this.#chunkState = 'data-end'
-        continue
-      }
-      // The other states read lines.
-      const newline = bytes.indexOf(0x0a, at)
-      const stop = newline === -1 ? bytes.byteLength : newline + 1
-      this.#line += Buffer.from(bytes.buffer, bytes.byteOffset + at, stop - at).toString('latin1')
-      at = stop
-      if (this.#line.length > MAX_LINE) throw new WireError('a chunk line is too long')
-      if (newline === -1) return
-      if (!this.#line.endsWith('\r\n')) throw new WireError('a chunk line does not end with CRLF')
-      const line = this.#line.slice(0, -2)
-      this.#line = ''
-      if (this.#chunkState === 'data-end') {
-        if (line !== '') throw new WireError('a chunk is longer than its size')
-        this.#chunkState = 'size'
-      } else if (this.#chunkState === 'size') {
-        const m = CHUNK_SIZE.exec(line)
-        if (m === null) throw new WireError('a chunk size is malformed')
-        this.#chunkLeft = Number.parseInt(m[1] as string, 16)
-        this.#chunkState = this.#chunkLeft === 0 ? 'trailer' : 'data'
-      } else if (line === '') {
-        // The empty line after the trailer fields ends the body; the fields themselves are dropped.
-        this.#chunkState = 'done'
-        this.#complete()
-      } else if (!HEADER_LINE.test(line)) {
-        throw new WireError('a trailer field is malformed')
-      }
     }
   }
 
@@ -299,6 +257,58 @@ class Exchange implements BodyStream {
     this.#resolve = undefined
     this.#reject = undefined
     if (this.#onAbort !== undefined) this.#signal?.removeEventListener('abort', this.#onAbort)
+  }
+}
+
+type ChunkState = 'size' | 'data' | 'data-end' | 'trailer' | 'done'
+
+/**
+ * Decodes a chunked body (RFC 9112 §7.1) fed in arbitrary pieces: chunk data goes out as views of
+ * what was fed; extensions and trailer fields are checked for form and dropped.
+ */
+export class ChunkedDecoder {
+  #state: ChunkState = 'size'
+  #left = 0
+  #line = ''
+
+  /** Feeds bytes; returns true once the last chunk and the trailer section have arrived. Throws WireError. */
+  feed(bytes: Uint8Array, deliver: (view: Uint8Array) => void): boolean {
+    let at = 0
+    while (at < bytes.byteLength && this.#state !== 'done') {
+      if (this.#state === 'data') {
+        const n = Math.min(bytes.byteLength - at, this.#left)
+        deliver(bytes.subarray(at, at + n))
+        at += n
+        this.#left -= n
+        if (this.#left === 0) this.#state = 'data-end'
+        continue
+      }
+      // The other states read lines.
+      const newline = bytes.indexOf(0x0a, at)
+      const stop = newline === -1 ? bytes.byteLength : newline + 1
+      this.#line += Buffer.from(bytes.buffer, bytes.byteOffset + at, stop - at).toString('latin1')
+      at = stop
+      if (this.#line.length > MAX_LINE) throw new WireError('a chunk line is too long')
+      if (newline === -1) break
+      if (!this.#line.endsWith('\r\n')) throw new WireError('a chunk line does not end with CRLF')
+      const line = this.#line.slice(0, -2)
+      this.#line = ''
+      if (this.#state === 'data-end') {
+        if (line !== '') throw new WireError('a chunk is longer than its size')
+        this.#state = 'size'
+      } else if (this.#state === 'size') {
+        const m = CHUNK_SIZE.exec(line)
+        if (m === null) throw new WireError('a chunk size is malformed')
+        this.#left = Number.parseInt(m[1] as string, 16)
+        this.#state = this.#left === 0 ? 'trailer' : 'data'
+      } else if (line === '') {
+        // The empty line after the trailer fields ends the body.
+        this.#state = 'done'
+      } else if (!HEADER_LINE.test(line)) {
+        throw new WireError('a trailer field is malformed')
+      }
+    }
+    return this.#state === 'done'
   }
 }
 
