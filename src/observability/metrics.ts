@@ -18,11 +18,23 @@ export type VerificationFailure = (typeof VERIFICATION_FAILURES)[number]
 export class Metrics {
   readonly registry = new Registry()
 
-  readonly requests = new Counter({
+  /** route -> method -> status -> requests answered, since start; see countRequest(). */
+  readonly #requestCounts = new Map<string, Map<string, Map<number, number>>>()
+
+  /** Read only: counted through countRequest(), filled in from its tally when scraped. */
+  readonly requests: Counter<'route' | 'method' | 'status'> = new Counter({
     name: 'customs_http_requests_total',
     help: 'Requests answered, by route kind, method and status',
     labelNames: ['route', 'method', 'status'] as const,
     registers: [this.registry],
+    collect: () => {
+      this.requests.reset()
+      for (const [route, methods] of this.#requestCounts) {
+        for (const [method, statuses] of methods) {
+          for (const [status, n] of statuses) this.requests.inc({ route, method, status: String(status) }, n)
+        }
+      }
+    },
   })
 
   readonly requestDuration = new Histogram({
@@ -222,5 +234,18 @@ export class Metrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? false) collectDefaultMetrics({ register: this.registry })
+  }
+
+  /**
+   * One answered request. Every request counts one, and prom-client's inc() builds and checks a
+   * key from the label object each time: counted here in nested maps instead (no key built, no
+   * object), and handed to the counter only when it is read.
+   */
+  countRequest(route: string, method: string, status: number): void {
+    let methods = this.#requestCounts.get(route)
+    if (methods === undefined) this.#requestCounts.set(route, (methods = new Map()))
+    let statuses = methods.get(method)
+    if (statuses === undefined) methods.set(method, (statuses = new Map()))
+    statuses.set(status, (statuses.get(status) ?? 0) + 1)
   }
 }

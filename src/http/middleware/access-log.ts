@@ -29,7 +29,7 @@ export function accessLog(logger: Logger, metrics: Metrics): MiddlewareHandler<E
     const write = (bytes: number | undefined, aborted: boolean) => {
       const seconds = (performance.now() - started) / 1000
       const status = c.get('sentStatus') ?? c.res.status
-      metrics.requests.inc({ route, method: c.req.method, status: String(status) })
+      metrics.countRequest(route, c.req.method, status)
       metrics.requestDuration.observe({ route }, seconds)
       if (bytes !== undefined && route === 'blob') metrics.bytesServed.inc(bytes)
       const level = status >= 500 ? 'warn' : 'info'
