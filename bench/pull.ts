@@ -4,7 +4,7 @@
 // the cost of evaluating a large policy set (in process).
 // Prints tables with targets; exits non-zero only when a download or a service failed.
 
-import { mkdir, open, writeFile } from 'node:fs/promises'
+import { mkdir, open, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
@@ -28,6 +28,7 @@ import {
   printPolicyResults,
   printResults,
   printSignatureResults,
+  type ColdPull,
   type Settings,
 } from './report.js'
 import {
@@ -78,6 +79,7 @@ const QUICK = flags.quick === true
 const SETTINGS: Settings = {
   quick: QUICK,
   big: (QUICK ? 32 : 200) * MiB,
+  coldRuns: QUICK ? 1 : 3,
   mid: (QUICK ? 16 : 64) * MiB,
   clients: 32,
   warmRuns: 5,
@@ -155,6 +157,27 @@ async function scratchDir(fallback: string): Promise<string> {
   }
 }
 
+/**
+ * Writes `bytes` of zeros to a scratch file in `dir` and removes it; returns the seconds the write
+ * took. This VM backs guest memory lazily: a page the guest never touched costs several times a
+ * recycled one on its first write (the 'disk' line shows it), and which kind a pull's writes land
+ * on otherwise depends on what ran before. Done before each cold pair, it hands both sides (curl's
+ * output on /dev/shm, Customs' cache file) recycled pages, as on a server that has been up a while.
+ */
+async function touchMemory(dir: string, bytes: number): Promise<number> {
+  const file = join(dir, 'touch.scratch')
+  const chunk = Buffer.alloc(8 * MiB)
+  const handle = await open(file, 'w')
+  const t0 = performance.now()
+  try {
+    for (let at = 0; at < bytes; at += chunk.byteLength) await handle.write(chunk, 0, chunk.byteLength, at)
+  } finally {
+    await handle.close()
+    await rm(file, { force: true })
+  }
+  return (performance.now() - t0) / 1000
+}
+
 /** GETs the image's manifest by tag through Customs, which clears it and opens the blob gate. */
 async function expectManifest(customsUrl: string, p: Prepared): Promise<void> {
   const accept = MANIFEST_ACCEPT.split(', ')
@@ -178,7 +201,7 @@ async function pullChecked(
 }
 
 async function main(): Promise<number> {
-  const { big: BIG, mid: MID, clients: CLIENTS, warmRuns, wrkSeconds, wrkConnections } = SETTINGS
+  const { big: BIG, mid: MID, clients: CLIENTS, warmRuns, wrkSeconds, wrkConnections, coldRuns } = SETTINGS
   await printHeader(SETTINGS, ROOT, flags.profile === true)
   if (flags['no-build'] !== true) {
     progress('building dist (npm run build)')
@@ -194,7 +217,12 @@ async function main(): Promise<number> {
     progress('starting docker-registry and pushing the images')
     registry = await startRegistry()
     const www = await makeDir(join(dir, 'www'))
-    const big = await prepare(registry, 'bench/big', BIG, join(www, 'big.blob'))
+    // Each cold pull takes a blob of its own: distinct repositories and bytes, one upstream fetch each.
+    const colds: Prepared[] = []
+    for (let i = 1; i <= coldRuns; i++) {
+      colds.push(await prepare(registry, `bench/cold-${i}`, BIG, join(www, `cold-${i}.blob`)))
+    }
+    const big = colds[0] as Prepared
     const mid = await prepare(registry, 'bench/mid', MID, join(www, 'mid.blob'))
     await writeFile(join(www, 'manifest.json'), big.manifest)
     const signing = await makeSigning(await makeDir(join(dir, 'trust')))
@@ -230,21 +258,26 @@ async function main(): Promise<number> {
         else window.spans.push([start, nowUs()])
       }
     }
-    const nginxBig = `${nginx.url}/big.blob`
+    const nginxBig = `${nginx.url}/cold-1.blob`
     const nginxMid = `${nginx.url}/mid.blob`
     const [n, c] = [join(scratch, 'n'), join(scratch, 'c')]
 
     progress("registry-direct pull (the upstream's own speed)")
     const direct = expectComplete(await curlGet(blobUrl(registry.url, big)), BIG, 'registry direct')
 
-    progress('1. cold pull')
+    progress(`1. cold pulls of ${coldRuns} distinct blobs`)
     sampler.phase('1. cold pull')
-    await expectManifest(proxy.url, big)
-    const nginxPull = curlGet(nginxBig, { output: n })
-    const nginxCold = await pullChecked(nginxPull, BIG, big.digest, n, 'nginx cold')
-    const coldPull = timed('1 cold pull', () => curlGet(blobUrl(proxy.url, big), { output: c }))
-    const customsCold = await pullChecked(coldPull, BIG, big.digest, c, 'Customs cold')
-    const coldGets = await settledUpstreamGets(registryLog, big.repo, big.digest)
+    const cold: ColdPull[] = []
+    for (const [i, p] of colds.entries()) {
+      await expectManifest(proxy.url, p)
+      const pretouch = await touchMemory(dir, 2 * BIG)
+      const nginxPull = curlGet(`${nginx.url}/cold-${i + 1}.blob`, { output: n })
+      const nginxCold = await pullChecked(nginxPull, BIG, p.digest, n, 'nginx cold')
+      const coldPull = timed('1 cold pull', () => curlGet(blobUrl(proxy.url, p), { output: c }))
+      const customsCold = await pullChecked(coldPull, BIG, p.digest, c, 'Customs cold')
+      const upstream = await settledUpstreamGets(registryLog, p.repo, p.digest)
+      cold.push({ customs: customsCold, nginx: nginxCold, upstream, pretouch })
+    }
 
     progress('2. warm pulls')
     sampler.phase('2. warm pulls')
@@ -300,7 +333,7 @@ async function main(): Promise<number> {
     printResults(
       {
         direct,
-        cold: { customs: customsCold, nginx: nginxCold, upstream: coldGets },
+        cold,
         warm: { customs: warmCustoms, nginx: warmNginx, upstreamWholeRun: bigGetsTotal },
         concurrent: { customs: customsMany, nginx: nginxMany, upstream: manyGets },
         rps: { customs: rpsCustoms, nginx: rpsNginx },

@@ -4,7 +4,7 @@
 
 import { mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Readable } from 'node:stream'
+import type { BodyStream } from '../upstream/body.js'
 import { hostname } from 'node:os'
 import { CustomsError } from '../errors.js'
 import type { Logger } from '../observability/logger.js'
@@ -48,7 +48,7 @@ export interface EvictionResult {
 }
 
 /** Starts the upstream transfer of a blob; throws a typed error when the upstream refuses. */
-export type BlobFetcher = (signal: AbortSignal) => Promise<Readable>
+export type BlobFetcher = (signal: AbortSignal) => Promise<BodyStream>
 
 /** How often a replica waiting on another replica's fill looks for the committed blob. */
 const FOLLOWER_POLL_MS = 100
@@ -288,7 +288,7 @@ export class BlobStore {
     return starting
   }
 
-  #run(fill: Fill, body: Readable, signal: AbortSignal, token: string): Fill {
+  #run(fill: Fill, body: BodyStream, signal: AbortSignal, token: string): Fill {
     const renew = setInterval(() => {
       this.#options.state.renewLock(lockName.fill(fill.digest), token, this.#options.lockTtl).catch(() => {})
     }, Math.max(1000, Math.floor(this.#options.lockTtl / 3)))

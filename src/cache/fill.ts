@@ -6,12 +6,12 @@
 
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import type { Readable } from 'node:stream'
 import { CustomsError } from '../errors.js'
 import { digestAlgorithm, type Digest } from '../oci/digest.js'
 import { hashPool, type HashPool } from './hasher.js'
 import { readBuffers, type Chunk } from './reader.js'
 import { Segments } from './segments.js'
+import type { BodyStream } from '../upstream/body.js'
 
 export type FillState = 'filling' | 'committed' | 'failed'
 
@@ -80,29 +80,26 @@ export class Fill {
    * Streams `body` into the temp file while hashing it, then commits or fails. Never throws; the
    * outcome is in `state`/`error`. `signal` bounds the whole fill (not any one client).
    */
-  async run(body: Readable, signal: AbortSignal, idleTimeout: number): Promise<void> {
+  async run(body: BodyStream, signal: AbortSignal, idleTimeout: number): Promise<void> {
     const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size, this.#part)
     let idle: NodeJS.Timeout | undefined
     let lastData = Date.now()
+    let settle!: (error?: Error) => void
+    const ended = new Promise<void>((resolve, reject) => {
+      settle = (error) => (error === undefined ? resolve() : reject(error))
+    })
+    ended.catch(() => {})
     // Remember why the body was stopped, so a stall or a timeout is not mistaken for a short
     // (mismatching) body or a broken connection.
     let stopped: Error | undefined
     const stop = (why: Error) => {
       stopped ??= why
-      body.destroy(why)
+      body.destroy()
+      settle(stopped)
     }
     const onAbort = () =>
       stop(new CustomsError('UPSTREAM_UNAVAILABLE', 'the blob fill timed out', { cause: signal.reason }))
     signal.addEventListener('abort', onAbort, { once: true })
-    // Listened to from the start: the body can fail while the temp file is being opened, and an
-    // 'error' nobody listens to would take the process down.
-    const ended = new Promise<void>((resolve, reject) => {
-      body.once('end', resolve)
-      body.on('error', (err) => reject(stopped ?? err))
-      // Closed without 'end' or 'error' (destroyed quietly): the body is cut short.
-      body.once('close', () => reject(stopped ?? new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream broke off the blob')))
-    })
-    ended.catch(() => {})
     try {
       await mkdir(dirname(this.#part), { recursive: true })
       this.#handle = await open(this.#part, 'wx+', 0o644)
@@ -116,13 +113,17 @@ export class Fill {
       // gathered and written with one writev, so neither side waits on the other chunk by chunk.
       const segments = this.#segments
       let received = 0
+      let paused = false
       let flushing: Promise<void> | undefined
       let writeError: unknown
       const flush = async () => {
         while (segments.unwritten > 0) {
           const { views, bytes, commit } = segments.unwrittenViews()
           // Backpressure: the upstream was paused while too much was unwritten.
-          if (body.isPaused()) body.resume()
+          if (paused) {
+            paused = false
+            body.resume()
+          }
           const { bytesWritten } = await handle.writev(views, this.#written)
           // A short write to a local file means the disk (or a quota) is full: a storage failure,
           // which makes room by eviction, not an upstream one.
@@ -146,19 +147,27 @@ export class Fill {
             if (segments.unwritten > 0 && writeError === undefined) startFlush()
           })
       }
-      // 'data' events rather than async iteration: each chunk arrives as the socket read it, where
-      // read() would concatenate (copy) whatever had queued up.
-      body.on('data', (value: Buffer) => {
-        lastData = Date.now()
-        if (received + value.byteLength > this.size) {
-          stop(new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`))
-          return
-        }
-        received += value.byteLength
-        segments.append(value)
-        this.#notify()
-        startFlush()
-        if (segments.unwritten >= MAX_UNWRITTEN) body.pause()
+      // Started only now that the file is open: until then the body keeps what arrives.
+      body.start({
+        data: (view) => {
+          if (stopped !== undefined) return
+          lastData = Date.now()
+          if (received + view.byteLength > this.size) {
+            stop(new CustomsError('DIGEST_INVALID', `upstream sent more than the ${this.size} bytes of ${this.digest}`))
+            return
+          }
+          received += view.byteLength
+          // Copied: the view's memory is the connection's, reused for its next read.
+          segments.append(view)
+          this.#notify()
+          startFlush()
+          if (segments.unwritten >= MAX_UNWRITTEN && !paused) {
+            paused = true
+            body.pause()
+          }
+        },
+        end: () => settle(),
+        error: (err) => settle(stopped ?? new CustomsError('UPSTREAM_UNAVAILABLE', 'the upstream broke off the blob', { cause: err })),
       })
       await ended
       if (stopped !== undefined) throw stopped

@@ -14,14 +14,15 @@ const MIN_GROWING_READ = 256 * 1024
 /** ...or whatever there is after waiting this long for more. */
 const GATHER_MS = 5
 /**
- * Free read buffers kept for the next reader or fill. Every MiB kept stays resident, so this is a
- * few clients' worth (two in flight each), not a busy burst's: beyond it buffers are allocated and
- * left to the collector, which costs CPU only while such a burst lasts.
+ * Free read buffers kept for the next reader or fill when idle: a few clients' worth (two in
+ * flight each), since every MiB kept stays resident.
  */
 const POOLED_BUFFERS = 8
+/** Free buffers kept while reads go on: a burst of clients, and a fill's segments. */
+const BUSY_POOLED_BUFFERS = 64
 
 /** The process's read buffers. */
-export const readBuffers = new BufferPool(READ_CHUNK, POOLED_BUFFERS)
+export const readBuffers = new BufferPool(READ_CHUNK, POOLED_BUFFERS, { busyKeep: BUSY_POOLED_BUFFERS, idleMs: 2000 })
 
 /** Where a reader's bytes come from. */
 export interface ByteSource {

@@ -2,7 +2,6 @@
 // manifest in the same (upstream, repository) references it; a miss is fetched once and streamed
 // to every waiting client while it is hashed and written.
 
-import type { Readable } from 'node:stream'
 import { CustomsError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 import { digestOf, type Digest } from '../oci/digest.js'
@@ -13,6 +12,10 @@ import type { ByteSource } from '../cache/reader.js'
 import type { RepoKey, StateStore } from '../state/store.js'
 import { statusError } from '../upstream/client.js'
 import type { UpstreamPool } from '../upstream/pool.js'
+import type { BodyStream } from '../upstream/body.js'
+
+/** Blobs from this size on are fetched on a connection of their own (upstream/wire.ts). */
+const BULK_BLOB = 1024 * 1024
 
 export interface BlobAnswer {
   readonly size: number
@@ -73,7 +76,7 @@ export class BlobService {
     return readAll(source, size, digest)
   }
 
-  async #fetch(repo: RepoKey, digest: Digest, size: number, signal: AbortSignal): Promise<Readable> {
+  async #fetch(repo: RepoKey, digest: Digest, size: number, signal: AbortSignal): Promise<BodyStream> {
     const client = this.#deps.upstreams.get(repo.upstream)
     const res = await client.send({
       method: 'GET',
@@ -81,6 +84,9 @@ export class BlobService {
       repository: repo.repository,
       accept: MediaType.OCTET_STREAM,
       signal,
+      // A small blob stays on the kept-alive connections: a new connection (and TLS handshake)
+      // would cost it more than the copies it saves.
+      bulk: size >= BULK_BLOB,
     })
     if (res.status !== 200) throw await statusError(res, repo.upstream, `blob ${digest}`, 'BLOB_UNKNOWN')
     const declared = res.headers.get('content-length')
@@ -88,11 +94,12 @@ export class BlobService {
       await res.discard()
       throw new CustomsError('UPSTREAM_INVALID', `${repo.upstream} declared ${declared.slice(0, 20)} bytes for ${digest}, whose manifest says ${size}`)
     }
-    if (res.body === null) {
+    const body = res.bodyStream()
+    if (body === null) {
       throw new CustomsError('UPSTREAM_INVALID', `${repo.upstream} answered blob ${digest} without a body`)
     }
     this.#deps.metrics.bytesFetched.inc({ upstream: repo.upstream }, size)
-    return res.body
+    return body
   }
 }
 

@@ -13,6 +13,7 @@ import { UpstreamAuth, type Credentials } from './auth.js'
 import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { parseChallenge } from './challenge.js'
 import { send, type UpstreamResponse } from './transport.js'
+import { getStreamed } from './wire.js'
 
 export const USER_AGENT = 'customs/0.1'
 
@@ -30,6 +31,11 @@ export interface UpstreamRequest {
   readonly range?: string
   /** Aborts the request and, for streamed bodies, the body too. */
   readonly signal?: AbortSignal
+  /**
+   * The body is large (a blob for a fill): each GET goes on a connection of its own that reads
+   * into reused memory (wire.ts), rather than through node's client, which copies every chunk.
+   */
+  readonly bulk?: boolean
 }
 
 export interface RateLimit {
@@ -295,7 +301,7 @@ export class UpstreamClient {
     const endTimer = metrics.upstreamDuration.startTimer({ upstream: this.name })
     this.#requests++
     try {
-      const res = await send(url, { method, headers, signal })
+      const res = req.bulk === true && method === 'GET' ? await getStreamed(url, { headers, signal }) : await send(url, { method, headers, signal })
       endTimer()
       metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
       this.#recordRateLimit(res)

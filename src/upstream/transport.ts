@@ -7,6 +7,7 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { Readable } from 'node:stream'
+import { collectBody, readableBody, type BodyStream } from './body.js'
 
 /**
  * Connections kept per agent. Idle ones are closed after a while so that an upstream's DNS change
@@ -26,16 +27,27 @@ export interface TransportRequest {
   readonly signal?: AbortSignal
 }
 
-/** An upstream's answer: status, headers, and the body as a node stream (null for HEAD). */
+/**
+ * An upstream's answer: status, headers, and the body: a node stream from node's client (null for
+ * HEAD), or a BodyStream from wire.ts (blob fills).
+ */
 export class UpstreamResponse {
   readonly status: number
   readonly headers: Headers
   readonly body: Readable | null
+  readonly #stream: BodyStream | undefined
 
-  constructor(init: { status: number; headers?: Headers; body?: Readable | null }) {
+  constructor(init: { status: number; headers?: Headers; body?: Readable | null; stream?: BodyStream }) {
     this.status = init.status
     this.headers = init.headers ?? new Headers()
     this.body = init.body ?? null
+    this.#stream = init.stream
+  }
+
+  /** The body as a BodyStream, whichever client read it; null when there is none. */
+  bodyStream(): BodyStream | null {
+    if (this.#stream !== undefined) return this.#stream
+    return this.body === null ? null : readableBody(this.body)
   }
 
   /** The answer node's client parsed; a HEAD answer has no body. */
@@ -64,6 +76,8 @@ export class UpstreamResponse {
    * or unknown one closes the connection rather than download what nobody reads.
    */
   async discard(): Promise<void> {
+    // wire.ts connections serve one answer and close: nothing is worth reading on.
+    this.#stream?.destroy()
     const body = this.body
     if (body === null || body.destroyed || body.readableEnded) return
     const declared = Number(this.headers.get('content-length') ?? NaN)
@@ -94,34 +108,17 @@ export function send(url: URL, init: TransportRequest): Promise<UpstreamResponse
 /** Reads a whole body, refusing more than `limit` bytes (declared or actual); `errors` makes the errors. */
 export async function readBody(res: UpstreamResponse, limit: number, errors: { tooLarge: () => Error; broken: (cause: unknown) => Error }): Promise<Buffer> {
   const declared = Number(res.headers.get('content-length') ?? NaN)
+  const body = res.bodyStream()
   if (Number.isFinite(declared) && declared > limit) {
-    res.body?.destroy()
+    body?.destroy()
     throw errors.tooLarge()
   }
-  const body = res.body
   if (body === null) return Buffer.alloc(0)
-  const chunks: Buffer[] = []
-  let total = 0
+  let tooLarge: Error | undefined
   try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      total += chunk.byteLength
-      if (total > limit) {
-        body.destroy()
-        throw errors.tooLarge()
-      }
-      chunks.push(chunk)
-    }
+    return await collectBody(body, limit, () => (tooLarge = errors.tooLarge()))
   } catch (cause) {
-    if (total > limit) throw cause
+    if (cause === tooLarge) throw cause
     throw errors.broken(cause)
   }
-  // Memory of its own, not Buffer.concat's: a small result would be cut from the shared 8 KiB
-  // pool, and a manifest kept in memory (cache/manifest-memory.ts) would pin the whole slab.
-  const bytes = Buffer.allocUnsafeSlow(total)
-  let at = 0
-  for (const chunk of chunks) {
-    bytes.set(chunk, at)
-    at += chunk.byteLength
-  }
-  return bytes
 }

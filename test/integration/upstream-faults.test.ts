@@ -255,50 +255,54 @@ describe('auth the upstream gets wrong', () => {
     }
   })
 
-  it('sends configured credentials only to the upstream, never to a blob CDN it redirects to', async () => {
-    const layer = Buffer.alloc(1000, 4)
-    const image = ociImage([layer])
-    putImage(upstream, 'library/x', image, 'v1')
-    const digest = sha256(layer)
-    const cdnAuth: Array<string | undefined> = []
-    const cdn: Server = createServer((req, res) => {
-      cdnAuth.push(req.headers.authorization)
-      send(res, 200, layer, 'application/octet-stream')
+  // A small blob goes through node's client, a large one on a connection of its own (wire.ts):
+  // both follow the redirect through the same client logic, which this checks on each path.
+  for (const [what, size] of [['a small blob', 1000], ['a large blob', 2 * 1024 * 1024 + 5]] as const) {
+    it(`sends configured credentials only to the upstream, never to a blob CDN it redirects to (${what})`, async () => {
+      const layer = Buffer.alloc(size, 4)
+      const image = ociImage([layer])
+      putImage(upstream, `library/x${size}`, image, 'v1')
+      const digest = sha256(layer)
+      const cdnAuth: Array<string | undefined> = []
+      const cdn: Server = createServer((req, res) => {
+        cdnAuth.push(req.headers.authorization)
+        send(res, 200, layer, 'application/octet-stream')
+      })
+      await new Promise<void>((r) => cdn.listen(0, '127.0.0.1', () => r()))
+      const cdnUrl = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`
+      upstream.intercept = (req, res, path) => {
+        if (path.startsWith('/token')) {
+          send(res, 200, JSON.stringify({ token: 'secret-token' }), 'application/json')
+          return true
+        }
+        if (req.headers.authorization !== 'Bearer secret-token') {
+          res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${upstream.url}/token",service="x"`, 'Content-Length': '0' })
+          res.end()
+          return true
+        }
+        if (path.includes(`/blobs/${digest}`)) {
+          res.writeHead(307, { Location: `${cdnUrl}/data/${digest}?sig=1`, 'Content-Length': '0' })
+          res.end()
+          return true
+        }
+        return false
+      }
+      try {
+        await start('credentials: { username: bot, password: hunter2 }')
+        assert.equal((await get(`/v2/library/x${size}/manifests/v1`)).status, 200)
+        const res = await get(`/v2/library/x${size}/blobs/${digest}`)
+        assert.equal(res.status, 200)
+        assert.equal(sha256(res.body), digest)
+        assert.deepEqual(cdnAuth, [undefined])
+        const tokenCalls = upstream.requests.filter((r) => r.path.startsWith('/token'))
+        assert.ok(tokenCalls.length >= 1)
+        assert.ok(!JSON.stringify(customs.logs).includes('hunter2'), 'the password must not be logged')
+        assert.ok(!JSON.stringify(customs.logs).includes('secret-token'), 'the token must not be logged')
+      } finally {
+        cdn.close()
+      }
     })
-    await new Promise<void>((r) => cdn.listen(0, '127.0.0.1', () => r()))
-    const cdnUrl = `http://127.0.0.1:${(cdn.address() as AddressInfo).port}`
-    upstream.intercept = (req, res, path) => {
-      if (path.startsWith('/token')) {
-        send(res, 200, JSON.stringify({ token: 'secret-token' }), 'application/json')
-        return true
-      }
-      if (req.headers.authorization !== 'Bearer secret-token') {
-        res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${upstream.url}/token",service="x"`, 'Content-Length': '0' })
-        res.end()
-        return true
-      }
-      if (path.includes(`/blobs/${digest}`)) {
-        res.writeHead(307, { Location: `${cdnUrl}/data/${digest}?sig=1`, 'Content-Length': '0' })
-        res.end()
-        return true
-      }
-      return false
-    }
-    try {
-      await start('credentials: { username: bot, password: hunter2 }')
-      assert.equal((await get('/v2/library/x/manifests/v1')).status, 200)
-      const res = await get(`/v2/library/x/blobs/${digest}`)
-      assert.equal(res.status, 200)
-      assert.equal(sha256(res.body), digest)
-      assert.deepEqual(cdnAuth, [undefined])
-      const tokenCalls = upstream.requests.filter((r) => r.path.startsWith('/token'))
-      assert.ok(tokenCalls.length >= 1)
-      assert.ok(!JSON.stringify(customs.logs).includes('hunter2'), 'the password must not be logged')
-      assert.ok(!JSON.stringify(customs.logs).includes('secret-token'), 'the token must not be logged')
-    } finally {
-      cdn.close()
-    }
-  })
+  }
 
   it('refuses a redirect to a non-http scheme', async () => {
     const layer = Buffer.alloc(10, 4)

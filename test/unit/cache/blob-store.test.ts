@@ -2,6 +2,7 @@
 // failures, LRU eviction that spares open readers, and re-opening (re-index and temp sweep).
 
 import { Readable } from 'node:stream'
+import { readableBody, type BodyStream } from '../../../src/upstream/body.js'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
@@ -79,8 +80,8 @@ async function readAll(
   }
 }
 
-function fromWeb(stream: ReadableStream<Uint8Array>): Readable {
-  return Readable.fromWeb(stream as import('node:stream/web').ReadableStream<Uint8Array>)
+function fromWeb(stream: ReadableStream<Uint8Array>): BodyStream {
+  return readableBody(Readable.fromWeb(stream as import('node:stream/web').ReadableStream<Uint8Array>))
 }
 
 /** A fetcher whose body the test feeds, counting its calls. */
@@ -109,7 +110,7 @@ function controlledFetcher() {
 function fetcherOf(content: Uint8Array, counter?: { calls: number }): BlobFetcher {
   return async () => {
     if (counter !== undefined) counter.calls++
-    return Readable.from([content], { objectMode: false })
+    return readableBody(Readable.from([content], { objectMode: false }))
   }
 }
 

@@ -35,3 +35,23 @@ describe('BufferPool', () => {
     assert.notEqual(a.buffer, b.buffer)
   })
 })
+
+describe('BufferPool while busy', () => {
+  it('keeps up to `busyKeep` free buffers, then shrinks back to `keep` once idle', (t) => {
+    // Mocked clock and timers: the shrink is decided by elapsed time, which a loaded machine stretches.
+    t.mock.timers.enable({ apis: ['setTimeout', 'Date'] })
+    const pool = new BufferPool(16, 2, { busyKeep: 5, idleMs: 1000 })
+    const taken = Array.from({ length: 7 }, () => pool.take())
+    for (const b of taken) pool.give(b)
+    assert.equal(pool.free, 5)
+    // A take before idleMs passed postpones the shrink.
+    t.mock.timers.tick(900)
+    pool.give(pool.take())
+    t.mock.timers.tick(200)
+    assert.equal(pool.free, 5)
+    t.mock.timers.tick(900)
+    assert.equal(pool.free, 2)
+    // The buffers kept are among those given back.
+    assert.ok(taken.includes(pool.take()))
+  })
+})

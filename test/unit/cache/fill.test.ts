@@ -14,6 +14,7 @@ import { Fill } from '../../../src/cache/fill.js'
 import { READ_CHUNK, fileSource, fillSource, rangeStream } from '../../../src/cache/reader.js'
 import { CustomsError, type ErrorCode } from '../../../src/errors.js'
 import { digestOf, type Digest } from '../../../src/oci/digest.js'
+import { readableBody } from '../../../src/upstream/body.js'
 
 /** An upstream body the test feeds by hand. */
 function controlledBody() {
@@ -28,7 +29,7 @@ function controlledBody() {
     },
   })
   return {
-    stream: Readable.fromWeb(stream as import('node:stream/web').ReadableStream<Uint8Array>),
+    stream: readableBody(Readable.fromWeb(stream as import('node:stream/web').ReadableStream<Uint8Array>)),
     push: (bytes: Uint8Array | string) =>
       controller.enqueue(typeof bytes === 'string' ? Buffer.from(bytes) : bytes),
     close: () => controller.close(),
