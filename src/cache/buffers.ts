@@ -13,6 +13,10 @@ export interface BufferPoolOptions {
   readonly busyKeep?: number
   /** How long after the last take the pool shrinks back to `keep`. */
   readonly idleMs?: number
+  /** Buffers readers may hold at once before they wait for one (see {@link BufferPool.acquire}). */
+  readonly lendLimit?: number
+  /** How long a reader waits for a buffer before it is given a new one anyway. */
+  readonly lendWaitMs?: number
 }
 
 /** A pool of equal-sized buffers; beyond the free ones it keeps, returned buffers are left to the GC. */
@@ -24,12 +28,20 @@ export class BufferPool {
   readonly #free: Buffer[] = []
   #lastTake = 0
   #trim: NodeJS.Timeout | undefined
+  readonly #lendLimit: number
+  readonly #lendWaitMs: number
+  /** Buffers lent to readers (acquire) and not yet released. */
+  #lent = 0
+  /** Readers waiting for a buffer to come back, oldest first. */
+  readonly #waiters: Array<(buffer: Buffer) => void> = []
 
   constructor(size: number, keep: number, options: BufferPoolOptions = {}) {
     this.size = size
     this.#keep = keep
     this.#busyKeep = Math.max(keep, options.busyKeep ?? keep)
     this.#idleMs = options.idleMs ?? 2000
+    this.#lendLimit = options.lendLimit ?? Number.POSITIVE_INFINITY
+    this.#lendWaitMs = options.lendWaitMs ?? 20
   }
 
   /** A buffer of `size` bytes with unspecified contents. */
@@ -43,9 +55,54 @@ export class BufferPool {
    * A buffer never given back is simply collected.
    */
   give(buffer: Buffer): void {
-    if (buffer.byteLength !== this.size || this.#free.length >= this.#busyKeep) return
+    if (buffer.byteLength !== this.size) return
+    const waiter = this.#waiters.shift()
+    if (waiter !== undefined) {
+      this.#lastTake = Date.now()
+      this.#lent++
+      waiter(buffer)
+      return
+    }
+    if (this.#free.length >= this.#busyKeep) return
     this.#free.push(buffer)
     if (this.#free.length > this.#keep) this.#scheduleTrim(this.#idleMs)
+  }
+
+  /**
+   * A buffer for a reader, given back with {@link release}: now while readers hold fewer than
+   * `lendLimit`, else the next one given back, or a new one after `lendWaitMs`. The wait is short
+   * and then gives way: a client that stops reading keeps its buffers, and must not stall the
+   * pulls of everyone else.
+   */
+  acquire(): Buffer | Promise<Buffer> {
+    if (this.#lent < this.#lendLimit) {
+      this.#lent++
+      return this.take()
+    }
+    return new Promise<Buffer>((resolve) => {
+      const waiter = (buffer: Buffer): void => {
+        clearTimeout(timer)
+        resolve(buffer)
+      }
+      const timer = setTimeout(() => {
+        const at = this.#waiters.indexOf(waiter)
+        if (at >= 0) this.#waiters.splice(at, 1)
+        this.#lent++
+        resolve(this.take())
+      }, this.#lendWaitMs)
+      this.#waiters.push(waiter)
+    })
+  }
+
+  /** Gives back a buffer from {@link acquire}, once nothing refers to its memory any more. */
+  release(buffer: Buffer): void {
+    this.#lent--
+    this.give(buffer)
+  }
+
+  /** Buffers lent to readers now (for tests). */
+  get lent(): number {
+    return this.#lent
   }
 
   /** Free buffers held now (for tests and metrics). */

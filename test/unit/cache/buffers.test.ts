@@ -54,4 +54,28 @@ describe('BufferPool while busy', () => {
     // The buffers kept are among those given back.
     assert.ok(taken.includes(pool.take()))
   })
+  it('lends readers up to its limit at once, then hands a waiting reader the next buffer given back', async () => {
+    const pool = new BufferPool(16, 2, { lendLimit: 2, lendWaitMs: 60_000 })
+    const a = pool.acquire()
+    const b = pool.acquire()
+    assert.ok(a instanceof Buffer && b instanceof Buffer)
+    const waiting = pool.acquire()
+    assert.ok(waiting instanceof Promise)
+    pool.release(a)
+    assert.equal(await waiting, a)
+    assert.equal(pool.lent, 2)
+    assert.equal(pool.free, 0)
+  })
+
+  it('gives a waiting reader a new buffer when none comes back, so a stalled client stalls no one else', async () => {
+    const pool = new BufferPool(16, 2, { lendLimit: 1, lendWaitMs: 1 })
+    const held = pool.acquire() as Buffer
+    const fresh = await pool.acquire()
+    assert.notEqual(fresh.buffer, held.buffer)
+    assert.equal(pool.lent, 2)
+    pool.release(fresh)
+    pool.release(held)
+    assert.equal(pool.lent, 0)
+    assert.equal(pool.free, 2)
+  })
 })

@@ -103,4 +103,18 @@ describe('HashPool', () => {
     await own.close()
     await assert.rejects(hasher.digest(), /hash worker/)
   })
+  it('stops a worker once it is idle, and starts another for the next large blob', async () => {
+    const idle = new HashPool(1, 1)
+    try {
+      const bytes = randomBytes(WORKER_HASH_MIN_BYTES + 1)
+      const expected = createHash('sha256').update(bytes).digest('hex')
+      assert.equal(await hashAsWritten(idle, bytes, [1024 * 1024]), expected)
+      // The idle timer is 1 ms; waits for it however slow the machine is.
+      while (idle.running > 0) await new Promise((resolve) => setTimeout(resolve, 5))
+      // Hashed by a new worker: this size never hashes inline.
+      assert.equal(await hashAsWritten(idle, bytes, [1024 * 1024]), expected)
+    } finally {
+      await idle.close()
+    }
+  })
 })

@@ -8,6 +8,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { describe, it } from 'node:test'
 import { promisify } from 'node:util'
+import { CUSTOMS_NODE_FLAGS } from '../../../bench/services.js'
 import { parseConfig } from '../../../src/config/load.js'
 import { copyArgs, envOf, execForm, parseDockerfile } from './dockerfile.js'
 import type { Stage } from './dockerfile.js'
@@ -92,7 +93,8 @@ describe('deploy/Dockerfile', () => {
 
   it('works in /app and starts node dist/main.js serve with a configuration file', () => {
     assert.equal(one(runtime, 'WORKDIR'), '/app')
-    assert.deepEqual(execForm(one(runtime, 'ENTRYPOINT')), ['node', 'dist/main.js'])
+    // The bench starts Customs with the image's node flags, so that it measures what is deployed.
+    assert.deepEqual(execForm(one(runtime, 'ENTRYPOINT')), ['node', ...CUSTOMS_NODE_FLAGS, 'dist/main.js'])
     assert.deepEqual(execForm(one(runtime, 'CMD')), [
       'serve',
       '--config',
