@@ -15,13 +15,8 @@ import type { BodyStream } from '../upstream/body.js'
 
 export type FillState = 'filling' | 'committed' | 'failed'
 
-/**
- * How many received bytes may wait for the disk before the upstream is paused. Writes run one at a
- * time and, on two busy cores, a 6 MiB write sometimes waited 10 ms for its turn: with 8 MiB the
- * upstream was paused through most of a cold 200 MiB pull, with 16 MiB less often (cold pulls took
- * a median of about 0.40 s against 0.45 s, six alternating pulls each).
- */
-const MAX_UNWRITTEN = 16 * 1024 * 1024
+/** How many received bytes may wait for the disk before the upstream is paused. */
+const MAX_UNWRITTEN = 8 * 1024 * 1024
 /** How much of what was just written a fill keeps in memory for the readers near its head. */
 const RECENT_BYTES = 8 * 1024 * 1024
 
