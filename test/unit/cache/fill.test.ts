@@ -11,10 +11,10 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { Fill } from '../../../src/cache/fill.js'
-import { READ_CHUNK, fileSource, fillSource, rangeStream } from '../../../src/cache/reader.js'
+import { READ_CHUNK, fileSource, fillSource, rangeStream, type ByteSource } from '../../../src/cache/reader.js'
 import { CustomsError, type ErrorCode } from '../../../src/errors.js'
 import { digestOf, type Digest } from '../../../src/oci/digest.js'
-import { readableBody } from '../../../src/upstream/body.js'
+import { readableBody, type BodyStream } from '../../../src/upstream/body.js'
 
 /** An upstream body the test feeds by hand. */
 function controlledBody() {
@@ -516,5 +516,57 @@ describe('rangeStream over a committed file', () => {
       assert.ok(error instanceof Error)
       assert.equal(bytes.toString(), 'abc')
     })
+  })
+})
+
+describe('Fill pacing', () => {
+  /** The body's pause and resume calls, in order. */
+  function tracked(body: ReturnType<typeof controlledBody>) {
+    const calls: string[] = []
+    const stream: BodyStream = {
+      start: (sink) => body.stream.start(sink),
+      pause: () => (calls.push('pause'), body.stream.pause()),
+      resume: () => (calls.push('resume'), body.stream.resume()),
+      destroy: () => body.stream.destroy(),
+    }
+    return { stream, calls }
+  }
+
+  const MiB = 1024 * 1024
+  const content = randomBytes(24 * MiB)
+
+  it('waits for a reader that keeps up, which then reads every byte from memory', async () => {
+    // A long patience: a loaded machine must not make this reader look stalled.
+    const fill = new Fill(digestOf(content), content.byteLength, join(root, 'paced', 'tmp', 'part'), join(root, 'paced', 'final'), undefined, 10_000)
+    const body = controlledBody()
+    const { stream, calls } = tracked(body)
+    const running = fill.run(stream, never(), 5000)
+    const source = fillSource(fill)
+    let fromFile = 0
+    const counted: ByteSource = { ...source, readInto: (p, t) => (fromFile++, source.readInto(p, t)) }
+    for (let at = 0; at < content.byteLength; at += MiB) body.push(content.subarray(at, at + MiB))
+    body.close()
+    // A reader slower than the body (2 ms between reads) but far from stalled.
+    const got = await collect(rangeStream(counted, 0, content.byteLength - 1), 2)
+    await running
+    assert.equal(got.error, undefined)
+    assert.ok(got.bytes.equals(content))
+    assert.equal(fill.state, 'committed')
+    assert.ok(calls.includes('pause'), 'the upstream was paused for the reader')
+    assert.equal(fromFile, 0, 'the reader never fell behind the memory window')
+  })
+
+  it('stops waiting for a reader that stalls, and completes without it', async () => {
+    const { fill } = newFill(content)
+    const body = controlledBody()
+    const running = fill.run(body.stream, never(), 5000)
+    const source = fillSource(fill)
+    for (let at = 0; at < content.byteLength; at += MiB) body.push(content.subarray(at, at + MiB))
+    body.close()
+    // The reader takes nothing: the fill waits its patience out once, then runs to its end.
+    await running
+    assert.equal(fill.state, 'committed')
+    const got = await collect(rangeStream(source, 0, content.byteLength - 1))
+    assert.ok(got.bytes.equals(content))
   })
 })
