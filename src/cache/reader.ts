@@ -110,7 +110,11 @@ export function fillSource(fill: GrowingBlob): ByteSource {
 /** Bytes for the client, and how to give their memory back once the client's socket took them. */
 export interface Chunk {
   readonly bytes: Uint8Array
-  /** Returns a pooled buffer; a consumer that keeps the bytes simply never calls it. */
+  /**
+   * Returns the memory (a lent read buffer, a fill's segment). Every consumer calls it once it is
+   * done with the bytes: a lent buffer never returned shrinks the readers' budget for good. Calling
+   * it again does nothing.
+   */
   readonly release: () => void
 }
 
@@ -209,7 +213,14 @@ async function* pump(source: ByteSource, start: number, end: number, signal: Abo
         throw new Error('the blob source returned no bytes')
       }
       position += n
-      yield { bytes: buffer.subarray(0, n), release: () => readBuffers.release(buffer) }
+      // Once only: a second release would hand the same buffer to two readers.
+      let released = false
+      const giveBack = (): void => {
+        if (released) return
+        released = true
+        readBuffers.release(buffer)
+      }
+      yield { bytes: buffer.subarray(0, n), release: giveBack }
     }
   } finally {
     signal?.removeEventListener('abort', release)

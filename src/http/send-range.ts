@@ -64,8 +64,14 @@ export async function sendRange(
   try {
     res.writeHead(status, headers)
     for (let next = first; next.done !== true; next = await source.next()) {
-      if (gone.signal.aborted) break
       const { bytes, release } = next.value
+      // A socket destroyed before its 'close' reached us takes no write and never calls the write's
+      // callback (node's _writeRaw): the chunk's memory is given back here instead.
+      if (res.socket?.destroyed === true) gone.abort()
+      if (gone.signal.aborted) {
+        release()
+        break
+      }
       const n = bytes.byteLength
       unflushed += n
       res.write(bytes, () => {

@@ -7,7 +7,7 @@ import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { READ_CHUNK, fileSource, rangeStream, readBuffers } from '../../../src/cache/reader.js'
+import { READ_CHUNK, fileSource, rangeChunks, rangeStream, readBuffers } from '../../../src/cache/reader.js'
 
 describe('rangeStream', () => {
   it('hands out copies and gives the read buffers back, so reused buffers never change what was read', async () => {
@@ -31,6 +31,32 @@ describe('rangeStream', () => {
       while (readBuffers.free > 0) pooled.push(readBuffers.take().fill(0))
       for (const buffer of pooled) readBuffers.give(buffer)
       assert.deepEqual(Buffer.concat(chunks), content)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+})
+
+describe('rangeChunks', () => {
+  it('gives a read buffer back once, however often its chunk is released', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'customs-reader-'))
+    try {
+      const content = randomBytes(READ_CHUNK + 5)
+      const path = join(dir, 'blob')
+      await writeFile(path, content)
+      const handle = await open(path, 'r')
+      const lentBefore = readBuffers.lent
+      const chunks = rangeChunks(fileSource(handle, content.byteLength, () => undefined), 0, content.byteLength - 1)
+      const first = await chunks.next()
+      assert.ok(first.done !== true)
+      assert.equal(readBuffers.lent, lentBefore + 1)
+      const freeBefore = readBuffers.free
+      first.value.release()
+      first.value.release()
+      assert.equal(readBuffers.lent, lentBefore)
+      assert.equal(readBuffers.free, freeBefore + 1, 'the buffer went back to the pool twice')
+      await chunks.return()
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

@@ -160,6 +160,7 @@ describe('sendRange', () => {
     it('stops, reports the answer aborted, and releases the source', async () => {
       const content = randomBytes(32 * READ_CHUNK)
       const { source, released } = await committed(content)
+      const lentBefore = readBuffers.lent
       const { url, outcome, server } = await serving(source, 0, content.byteLength - 1)
       try {
         const { bytes } = await download(url, { stopAfter: READ_CHUNK })
@@ -168,6 +169,8 @@ describe('sendRange', () => {
         assert.equal(result.aborted, true)
         assert.ok(result.sent < content.byteLength, `sent all ${result.sent} bytes to a client that left`)
         await until(() => released() === 1, 'the source to be released')
+        // Every lent read buffer comes back, the one in hand when the client left included.
+        await until(() => readBuffers.lent === lentBefore, 'the read buffers to be given back')
       } finally {
         server.close()
       }
