@@ -106,7 +106,7 @@ export class Fill {
   async run(body: BodyStream, signal: AbortSignal, idleTimeout: number): Promise<void> {
     const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size, this.#part)
     let idle: NodeJS.Timeout | undefined
-    const cleanups: Array<() => void> = []
+    let patience: NodeJS.Timeout | undefined
     let lastData = Date.now()
     let settle!: (error?: Error) => void
     const ended = new Promise<void>((resolve, reject) => {
@@ -143,7 +143,6 @@ export class Fill {
       let diskPaused = false
       let pacePaused = false
       let pacing = true
-      let patience: NodeJS.Timeout | undefined
       const flow = (): void => {
         const pause = diskPaused || pacePaused
         if (pause === bodyPaused || stopped !== undefined) return
@@ -159,10 +158,6 @@ export class Fill {
       this.#onReaders = () => {
         if (pacePaused && (this.#readers === 0 || received - this.#lead <= PACE_RESUME)) endPace()
       }
-      cleanups.push(() => {
-        clearTimeout(patience)
-        this.#onReaders = undefined
-      })
       let flushing: Promise<void> | undefined
       let writeError: unknown
       const flush = async () => {
@@ -254,7 +249,8 @@ export class Fill {
       await unlink(this.#part).catch(() => {})
     } finally {
       clearInterval(idle)
-      for (const cleanup of cleanups) cleanup()
+      clearTimeout(patience)
+      this.#onReaders = undefined
       signal.removeEventListener('abort', onAbort)
       this.#notify()
       this.#resolveDone()
