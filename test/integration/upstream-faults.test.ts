@@ -264,8 +264,10 @@ describe('auth the upstream gets wrong', () => {
       putImage(upstream, `library/x${size}`, image, 'v1')
       const digest = sha256(layer)
       const cdnAuth: Array<string | undefined> = []
+      const cdnConnection: Array<string | undefined> = []
       const cdn: Server = createServer((req, res) => {
         cdnAuth.push(req.headers.authorization)
+        cdnConnection.push(req.headers.connection)
         send(res, 200, layer, 'application/octet-stream')
       })
       await new Promise<void>((r) => cdn.listen(0, '127.0.0.1', () => r()))
@@ -294,6 +296,8 @@ describe('auth the upstream gets wrong', () => {
         assert.equal(res.status, 200)
         assert.equal(sha256(res.body), digest)
         assert.deepEqual(cdnAuth, [undefined])
+        // The large blob came over a connection of its own (wire.ts), the small one kept alive.
+        assert.deepEqual(cdnConnection, [size >= 1024 * 1024 ? 'close' : 'keep-alive'])
         const tokenCalls = upstream.requests.filter((r) => r.path.startsWith('/token'))
         assert.ok(tokenCalls.length >= 1)
         assert.ok(!JSON.stringify(customs.logs).includes('hunter2'), 'the password must not be logged')
