@@ -24,6 +24,7 @@ import type {
   ExpiredRelease,
   ManifestLinks,
   ManifestRecord,
+  QuarantineClearance,
   QuarantinePage,
   QuarantinePurge,
   QuarantineQuery,
@@ -31,6 +32,7 @@ import type {
   QuarantineRecord,
   QuarantineRelease,
   QuarantineRevocation,
+  QuarantineState,
   RepoKey,
   ScanPage,
   ScanQuery,
@@ -205,7 +207,7 @@ export class FallbackStateStore implements StateStore {
     return this.#inner.getParent(repo, digest)
   }
 
-  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean }> {
+  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; reopened: boolean }> {
     return this.#inner.recordDetention(repo, digest, detention)
   }
 
@@ -239,6 +241,10 @@ export class FallbackStateStore implements StateStore {
 
   purgeQuarantine(repo: RepoKey, digest: Digest, purge: QuarantinePurge): Promise<boolean> {
     return this.#inner.purgeQuarantine(repo, digest, purge)
+  }
+
+  markCleared(repo: RepoKey, digest: Digest, clearance: QuarantineClearance): Promise<{ previous: QuarantineState | null }> {
+    return this.#inner.markCleared(repo, digest, clearance)
   }
 
   acquireLock(name: string, ttlMs: number): Promise<string | null> {

@@ -18,6 +18,7 @@ import {
   type ManifestLinks,
   type ManifestRecord,
   type QuarantineAction,
+  type QuarantineClearance,
   type QuarantineClient,
   type QuarantinePage,
   type QuarantinePurge,
@@ -26,6 +27,7 @@ import {
   type QuarantineRecord,
   type QuarantineRelease,
   type QuarantineRevocation,
+  type QuarantineState,
   type RepoKey,
   type ScanPage,
   type ScanQuery,
@@ -181,7 +183,7 @@ export class MemoryStateStore implements StateStore {
     return this.#parents.get(`${repoId(repo)}\u0000${digest}`) ?? null
   }
 
-  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean }> {
+  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; reopened: boolean }> {
     const id = `${repoId(repo)}\u0000${digest}`
     const current = this.#quarantine.get(id)
     const { at, reference } = detention
@@ -193,8 +195,8 @@ export class MemoryStateStore implements StateStore {
       upstream: repo.upstream,
       repository: repo.repository,
       digest,
-      // A purged digest pulled again is detained again; revoked and released stay as they are.
-      state: current === undefined || current.state === 'purged' ? 'detained' : current.state,
+      // A purged or cleared digest refused again is detained again; revoked and released stay.
+      state: current === undefined || current.state === 'purged' || current.state === 'cleared' ? 'detained' : current.state,
       references: [reference, ...(current?.references ?? []).filter((r) => r !== reference)].slice(
         0,
         QUARANTINE_REFERENCES_LIMIT
@@ -211,7 +213,7 @@ export class MemoryStateStore implements StateStore {
               QUARANTINE_CLIENTS_LIMIT
             ),
     })
-    return { created: current === undefined }
+    return { created: current === undefined, reopened: current?.state === 'cleared' }
   }
 
   async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {
@@ -225,6 +227,7 @@ export class MemoryStateStore implements StateStore {
     release: QuarantineRelease
   ): Promise<boolean> {
     const { by, reason, expires, at } = release
+    if (this.#quarantine.get(`${repoId(repo)}\u0000${digest}`)?.state === 'cleared') return false
     return this.#act(repo, digest, { action: 'release', by, at, reason, expires }, (record) => ({
       ...record,
       state: 'released',
@@ -240,7 +243,7 @@ export class MemoryStateStore implements StateStore {
     const { by, at } = revocation
     return this.#act(repo, digest, { action: 'revoke', by, at }, ({ release: _, ...record }) => ({
       ...record,
-      state: 'detained',
+      state: record.state === 'cleared' ? 'cleared' : 'detained',
     }))
   }
 
@@ -281,6 +284,21 @@ export class MemoryStateStore implements StateStore {
       ...record,
       state: 'purged',
     }))
+  }
+
+  async markCleared(
+    repo: RepoKey,
+    digest: Digest,
+    clearance: QuarantineClearance
+  ): Promise<{ previous: QuarantineState | null }> {
+    const current = this.#quarantine.get(`${repoId(repo)}\u0000${digest}`)
+    if (current === undefined || current.state === 'cleared') return { previous: null }
+    const { at, revision } = clearance
+    this.#act(repo, digest, { action: 'cleared', by: 'customs', at, revision }, ({ release: _, ...record }) => ({
+      ...record,
+      state: 'cleared',
+    }))
+    return { previous: current.state }
   }
 
   async expireReleases(now: number, limit: number): Promise<ExpiredRelease[]> {

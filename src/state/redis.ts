@@ -20,6 +20,7 @@ import {
   type ExpiredRelease,
   type ManifestLinks,
   type ManifestRecord,
+  type QuarantineClearance,
   type QuarantineClient,
   type QuarantinePage,
   type QuarantinePurge,
@@ -28,6 +29,7 @@ import {
   type QuarantineRecord,
   type QuarantineRelease,
   type QuarantineRevocation,
+  type QuarantineState,
   type RepoKey,
   type ScanPage,
   type ScanQuery,
@@ -117,6 +119,7 @@ return 0
 // normalize() on the way out of Redis turns those back into arrays.
 // KEYS: record, index, upstream index. ARGV: upstream, repository, digest, reference, reasons
 // JSON, client JSON or '', at, references limit, clients limit.
+// Returns 1 when it made the record, 2 when it found it `cleared`, else 0.
 const RECORD_DETENTION = new Script(`
 local at = tonumber(ARGV[7])
 local raw = redis.call('GET', KEYS[1])
@@ -127,8 +130,9 @@ else
   rec = {upstream = ARGV[1], repository = ARGV[2], digest = ARGV[3], state = 'detained',
     firstSeen = at, lastSeen = at, refused = 0, references = {}, clients = {}}
 end
+local reopened = rec.state == 'cleared'
 rec.refused = rec.refused + 1
-if rec.state == 'purged' then rec.state = 'detained' end
+if rec.state == 'purged' or reopened then rec.state = 'detained' end
 if at < rec.firstSeen then rec.firstSeen = at end
 if at > rec.lastSeen then rec.lastSeen = at end
 rec.reasons = cjson.decode(ARGV[5])
@@ -149,11 +153,12 @@ end
 redis.call('SET', KEYS[1], cjson.encode(rec))
 redis.call('ZADD', KEYS[2], rec.lastSeen, KEYS[1])
 redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
-if raw then return 0 else return 1 end
+if not raw then return 1 elseif reopened then return 2 else return 0 end
 `)
 
 // Release or revoke in one read-modify-write of the record, so that a concurrent refusal (which
-// rewrites the whole record) loses neither the count nor the release. Returns 0 without a record.
+// rewrites the whole record) loses neither the count nor the release. Returns 0 without a record,
+// and for a release of a `cleared` one (checked here, so that a clearance in between is seen).
 // The release-expiry index follows in the same step: the expiry job finds releases only there.
 // KEYS: record, release-expiry index. ARGV: 'release', 'revoke' or 'purge', by, at, reason or '',
 // expires or '', history limit.
@@ -161,6 +166,7 @@ const QUARANTINE_ACTION = new Script(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local rec = cjson.decode(raw)
+if ARGV[1] == 'release' and rec.state == 'cleared' then return 0 end
 local entry = {action = ARGV[1], by = ARGV[2], at = tonumber(ARGV[3])}
 if ARGV[1] == 'release' then
   entry.reason = ARGV[4]
@@ -174,7 +180,7 @@ elseif ARGV[1] == 'purge' then
   rec.release = nil
   redis.call('ZREM', KEYS[2], KEYS[1])
 else
-  rec.state = 'detained'
+  if rec.state ~= 'cleared' then rec.state = 'detained' end
   rec.release = nil
   redis.call('ZREM', KEYS[2], KEYS[1])
 end
@@ -257,6 +263,29 @@ redis.call('SET', KEYS[1], cjson.encode(rec))
 redis.call('ZADD', KEYS[2], rec.lastSeen, KEYS[1])
 redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
 if raw then return 0 else return 1 end
+`)
+
+// The policies clear a digest again: its record, if any and not `cleared` already, says so.
+// KEYS: record, release-expiry index. ARGV: revision, at, history limit.
+// Returns the state the record left, or false when nothing changed.
+const MARK_CLEARED = new Script(`
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local rec = cjson.decode(raw)
+if rec.state == 'cleared' then return false end
+local previous = rec.state
+rec.state = 'cleared'
+rec.release = nil
+redis.call('ZREM', KEYS[2], KEYS[1])
+local history = {{action = 'cleared', by = 'customs', at = tonumber(ARGV[2]), revision = ARGV[1]}}
+if type(rec.history) == 'table' then
+  for _, h in ipairs(rec.history) do
+    if #history < tonumber(ARGV[3]) then table.insert(history, h) end
+  end
+end
+rec.history = history
+redis.call('SET', KEYS[1], cjson.encode(rec))
+return previous
 `)
 
 // Claims one due expiry and detains the record again, in one step. The index entry is the claim:
@@ -532,7 +561,7 @@ export class RedisStateStore implements StateStore {
     return this.#call('getParent', async () => (await this.#client.get(key)) as Digest | null)
   }
 
-  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean }> {
+  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; reopened: boolean }> {
     const keys = [
       this.#keys.quarantine(repo, digest),
       this.#keys.quarantineIndex(),
@@ -550,8 +579,8 @@ export class RedisStateStore implements StateStore {
       QUARANTINE_REFERENCES_LIMIT,
       QUARANTINE_CLIENTS_LIMIT,
     ]
-    const created = await this.#call('recordDetention', () => RECORD_DETENTION.run(this.#client, keys, args))
-    return { created: created === 1 }
+    const reply = await this.#call('recordDetention', () => RECORD_DETENTION.run(this.#client, keys, args))
+    return { created: reply === 1, reopened: reply === 2 }
   }
 
   async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {
@@ -610,6 +639,17 @@ export class RedisStateStore implements StateStore {
   async purgeQuarantine(repo: RepoKey, digest: Digest, purge: QuarantinePurge): Promise<boolean> {
     const args = ['purge', purge.by, Math.round(purge.at), purge.reason, '', QUARANTINE_HISTORY_LIMIT]
     return this.#act('purgeQuarantine', repo, digest, args)
+  }
+
+  async markCleared(
+    repo: RepoKey,
+    digest: Digest,
+    clearance: QuarantineClearance
+  ): Promise<{ previous: QuarantineState | null }> {
+    const keys = [this.#keys.quarantine(repo, digest), this.#keys.releaseExpiry()]
+    const args = [clearance.revision, Math.round(clearance.at), QUARANTINE_HISTORY_LIMIT]
+    const reply = await this.#call('markCleared', () => MARK_CLEARED.run(this.#client, keys, args))
+    return { previous: typeof reply === 'string' ? (reply as QuarantineState) : null }
   }
 
   async #act(

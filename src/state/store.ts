@@ -133,23 +133,30 @@ export interface StateStore {
   /**
    * Records one refused pull of a detained manifest: creates the quarantine record or updates it
    * (references, latest reasons, lastSeen, refused count, recent clients) in one atomic step.
-   * `created` tells whether this refusal made the record (the first one of this digest here).
+   * `created` tells whether this refusal made the record (the first one of this digest here);
+   * `reopened` whether it found the record `cleared` and made it `detained` again.
    */
-  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean }>
+  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; reopened: boolean }>
   /** The quarantine record of a detained manifest, if a pull of it was ever refused. */
   getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null>
   /** Quarantine records, most recently refused first, a page at a time. */
   listQuarantine(query: QuarantineQuery): Promise<QuarantinePage>
-  /** How many quarantine records there are, released ones included (a cheap count, for metrics). */
+  /**
+   * How many quarantine records there are, released and cleared ones included (a cheap count,
+   * for metrics).
+   */
   countQuarantine(): Promise<number>
   /**
    * Releases a detained manifest: state `released` with `release`, and the action added to the
-   * bounded `history`, in one atomic step. False when there is no quarantine record.
+   * bounded `history`, in one atomic step. False, changing nothing, when there is no quarantine
+   * record or it says `cleared`: the policies clear that digest, there is no detention to release,
+   * and a release would only put it back to `detained` in the record when it expired.
    */
   releaseQuarantine(repo: RepoKey, digest: Digest, release: QuarantineRelease): Promise<boolean>
   /**
    * Revokes a release: state `detained`, `release` dropped, the action added to the bounded
-   * `history`, in one atomic step. False when there is no quarantine record.
+   * `history`, in one atomic step. A `cleared` record stays `cleared` (it holds no release, and
+   * the policies serve its digest). False when there is no quarantine record.
    */
   revokeRelease(repo: RepoKey, digest: Digest, revocation: QuarantineRevocation): Promise<boolean>
   /**
@@ -172,6 +179,13 @@ export interface StateStore {
    * `detained`.
    */
   purgeQuarantine(repo: RepoKey, digest: Digest, purge: QuarantinePurge): Promise<boolean>
+  /**
+   * Resolves the record of a digest the policies now clear on their own (a re-evaluation, or an
+   * inspection under a newer revision): state `cleared`, any release dropped, a `cleared` action
+   * by `customs` with the revision in `history`, in one atomic step. Returns the state the record
+   * left, or null when nothing changed: no record (none is created), or `cleared` already.
+   */
+  markCleared(repo: RepoKey, digest: Digest, clearance: QuarantineClearance): Promise<{ previous: QuarantineState | null }>
 
   /** Takes a named lock for ttlMs; returns a token, or null when another holder has it. */
   acquireLock(name: string, ttlMs: number): Promise<string | null>
@@ -214,7 +228,7 @@ export interface QuarantineRecord {
   readonly digest: Digest
   /** As stored; what holds now is effectiveState(record, now), which sees expired releases. */
   readonly state: QuarantineState
-  /** The release in force (state `released`); absent when detained or revoked. */
+  /** The release in force (state `released`); absent in every other state. */
   readonly release?: QuarantineRelease
   /** Releases and revocations, newest first, bounded; absent until the first one. */
   readonly history?: readonly QuarantineAction[]
@@ -233,14 +247,22 @@ export interface QuarantineRecord {
 /**
  * `detained`: refused; `released`: a person's release holds (effectiveState sees its expiry);
  * `revoked`: it was cleared and a re-evaluation under a new policy or trust detained it;
- * `purged`: a person removed its cached bytes; a later refusal makes it `detained` again.
+ * `purged`: a person removed its cached bytes; a later refusal makes it `detained` again;
+ * `cleared`: the policies in force clear it on their own (it is served); the record stays, with
+ * its history, for the people who saw it detained; a later refusal makes it `detained` again.
  */
-export type QuarantineState = 'detained' | 'released' | 'revoked' | 'purged'
+export type QuarantineState = 'detained' | 'released' | 'revoked' | 'purged' | 'cleared'
 
 /** What markRevoked takes: why a re-evaluation detained cleared content, and under what. */
 export interface QuarantineReevaluation {
   readonly reasons: readonly string[]
   /** The policy and trust revision of the re-evaluation. */
+  readonly revision: string
+  readonly at: number
+}
+
+/** What markCleared takes: the revision whose policies and trust clear the digest, and when. */
+export interface QuarantineClearance {
   readonly revision: string
   readonly at: number
 }
@@ -298,14 +320,15 @@ export const EXPIRY_ACTOR = 'customs'
 export interface QuarantineAction {
   /**
    * `expire`: the release reached its expiry and Customs detained the digest again; `revoked`: a
-   * re-evaluation detained cleared content (both by `customs`); the others are a person's.
+   * re-evaluation detained cleared content; `cleared`: the policies cleared the digest again (all
+   * three by `customs`); the others are a person's.
    */
-  readonly action: 'release' | 'revoke' | 'expire' | 'revoked' | 'purge'
+  readonly action: 'release' | 'revoke' | 'expire' | 'revoked' | 'purge' | 'cleared'
   readonly by: string
   readonly at: number
   /** The release's or purge's reason. */
   readonly reason?: string
-  /** The revision a re-evaluation revoked under (`revoked` only). */
+  /** The revision the digest was revoked or cleared under (`revoked` and `cleared` only). */
   readonly revision?: string
   /** The release's expiry (releases and expiries), milliseconds since the epoch. */
   readonly expires?: number
@@ -313,14 +336,15 @@ export interface QuarantineAction {
 
 /**
  * What holds for a quarantine record at `now` (ms since the epoch): `released` only while a
- * release is recorded and has not expired (then `detained`); `revoked` and `purged` as stored.
+ * release is recorded and has not expired (then `detained`); `revoked`, `purged` and `cleared` as
+ * stored.
  * The one place that decides, so that a pull never depends on the expiry job
  * (src/quarantine/expiry.ts) having run: the pull path and the admin API both read states through
  * it; the job only makes the stored state and the events catch up.
  */
 export function effectiveState(record: QuarantineRecord, now: number): QuarantineState {
   const release = record.release
-  if (record.state === 'revoked' || record.state === 'purged') return record.state
+  if (record.state === 'revoked' || record.state === 'purged' || record.state === 'cleared') return record.state
   return record.state === 'released' && release !== undefined && release.expires > now
     ? 'released'
     : 'detained'

@@ -247,7 +247,7 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
       it('counts, moves lastSeen, keeps firstSeen, takes the latest reasons', async () => {
         const first = await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['old'], client: curl, at: 1000 })
         const second = await store.recordDetention(HUB, d(1), { reference: '1.0', reasons: ['new'], client: containerd, at: 2000 })
-        assert.deepEqual([first, second], [{ created: true }, { created: false }])
+        assert.deepEqual([first, second], [{ created: true, reopened: false }, { created: false, reopened: false }])
         await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['new'], client: curl, at: 3000 })
         const record = await store.getQuarantine(HUB, d(1))
         assert.equal(record?.refused, 3)
@@ -674,6 +674,146 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
         assert.equal(again?.state, 'detained')
         assert.equal(again?.refused, 2)
         assert.equal(again?.history?.length, 2)
+      })
+    })
+  })
+
+  describe('cleared again', () => {
+    const clearance = { revision: 'rev-3', at: 7000 }
+    const detained = async (digest: Digest): Promise<void> => {
+      await store.recordDetention(HUB, digest, { reference: 'latest', reasons: ['unsigned'], at: 1000 })
+    }
+
+    describe('when the policies clear a revoked digest again', () => {
+      it('records cleared by customs at the revision, keeping the revocation, reasons and refusals', async () => {
+        await detained(d(1))
+        await store.markRevoked(HUB, d(1), { reasons: ["policy 'p' rule 'r': unsigned"], revision: 'rev-2', at: 5000 })
+        assert.deepEqual(await store.markCleared(HUB, d(1), clearance), { previous: 'revoked' })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'cleared')
+        assert.deepEqual(record?.history, [
+          { action: 'cleared', by: 'customs', at: 7000, revision: 'rev-3' },
+          { action: 'revoked', by: 'customs', at: 5000, revision: 'rev-2' },
+        ])
+        assert.deepEqual(record?.reasons, ["policy 'p' rule 'r': unsigned"])
+        assert.equal(record?.refused, 1)
+        assert.deepEqual(record?.references, ['latest'])
+        assert.equal(record && effectiveState(record, 8000), 'cleared')
+        assert.deepEqual((await store.listQuarantine({ limit: 10 })).records.map((r) => [r.digest, r.state]), [[d(1), 'cleared']])
+        assert.equal(await store.countQuarantine(), 1)
+      })
+    })
+
+    describe('when the policies clear a detained or purged digest', () => {
+      it('records cleared and answers the state it left', async () => {
+        await detained(d(1))
+        await detained(d(2))
+        await store.purgeQuarantine(HUB, d(2), { by: 'bob', reason: 'malware', at: 3000 })
+        assert.deepEqual(await store.markCleared(HUB, d(1), clearance), { previous: 'detained' })
+        assert.deepEqual(await store.markCleared(HUB, d(2), clearance), { previous: 'purged' })
+        assert.equal((await store.getQuarantine(HUB, d(1)))?.state, 'cleared')
+        const purged = await store.getQuarantine(HUB, d(2))
+        assert.equal(purged?.state, 'cleared')
+        assert.deepEqual(purged?.history?.map((h) => h.action), ['cleared', 'purge'])
+      })
+    })
+
+    describe('when the policies clear a released digest', () => {
+      it('drops the release, which then never expires back to detained', async () => {
+        await detained(d(1))
+        await store.releaseQuarantine(HUB, d(1), { by: 'alice', reason: 'ok', expires: 9000, at: 2000 })
+        assert.deepEqual(await store.markCleared(HUB, d(1), clearance), { previous: 'released' })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'cleared')
+        assert.equal(record?.release, undefined)
+        assert.deepEqual(record?.history?.map((h) => h.action), ['cleared', 'release'])
+        assert.deepEqual(await store.expireReleases(90_000, 10), [])
+        assert.equal((await store.getQuarantine(HUB, d(1)))?.state, 'cleared')
+      })
+    })
+
+    describe('when there is nothing to resolve', () => {
+      it('creates no record for a digest never refused', async () => {
+        assert.deepEqual(await store.markCleared(HUB, d(1), clearance), { previous: null })
+        assert.equal(await store.getQuarantine(HUB, d(1)), null)
+        assert.equal(await store.countQuarantine(), 0)
+      })
+      it('leaves a cleared record as it is, its history one entry long', async () => {
+        await detained(d(1))
+        await store.markCleared(HUB, d(1), clearance)
+        assert.deepEqual(await store.markCleared(HUB, d(1), { revision: 'rev-4', at: 8000 }), { previous: null })
+        assert.deepEqual((await store.getQuarantine(HUB, d(1)))?.history, [{ action: 'cleared', by: 'customs', at: 7000, revision: 'rev-3' }])
+      })
+      it('resolves only the repository and upstream asked', async () => {
+        await detained(d(1))
+        await store.recordDetention(GHCR, d(1), { reference: 'latest', reasons: ['unsigned'], at: 1000 })
+        await store.recordDetention({ upstream: 'docker.io', repository: 'x/z' }, d(1), { reference: 'latest', reasons: ['unsigned'], at: 1000 })
+        await store.markCleared(HUB, d(1), clearance)
+        assert.equal((await store.getQuarantine(GHCR, d(1)))?.state, 'detained')
+        assert.equal((await store.getQuarantine({ upstream: 'docker.io', repository: 'x/z' }, d(1)))?.state, 'detained')
+      })
+    })
+
+    describe('when a cleared digest is refused again', () => {
+      it('is detained again, reopened once, with the refusal counted', async () => {
+        await detained(d(1))
+        await store.markCleared(HUB, d(1), clearance)
+        const first = await store.recordDetention(HUB, d(1), { reference: 'v2', reasons: ['new rule'], at: 9000 })
+        const second = await store.recordDetention(HUB, d(1), { reference: 'v2', reasons: ['new rule'], at: 9500 })
+        assert.deepEqual([first, second], [{ created: false, reopened: true }, { created: false, reopened: false }])
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'detained')
+        assert.equal(record?.refused, 3)
+        assert.deepEqual(record?.reasons, ['new rule'])
+        assert.equal(record?.history?.[0]?.action, 'cleared')
+      })
+      it('is revoked again by a re-evaluation that detains it', async () => {
+        await detained(d(1))
+        await store.markCleared(HUB, d(1), clearance)
+        assert.deepEqual(await store.markRevoked(HUB, d(1), { reasons: ['r'], revision: 'rev-4', at: 8000 }), { created: false })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'revoked')
+        assert.deepEqual(record?.history?.map((h) => h.action), ['revoked', 'cleared'])
+      })
+    })
+
+    describe('when a person acts on a cleared record', () => {
+      it('refuses a release: false, and nothing changes', async () => {
+        await detained(d(1))
+        await store.markCleared(HUB, d(1), clearance)
+        const before = await store.getQuarantine(HUB, d(1))
+        assert.equal(await store.releaseQuarantine(HUB, d(1), { by: 'alice', reason: 'r', expires: 9000, at: 8000 }), false)
+        assert.deepEqual(await store.getQuarantine(HUB, d(1)), before)
+        assert.deepEqual(await store.expireReleases(90_000, 10), [])
+      })
+      it('keeps it cleared through a revoke, with the revoke in the history', async () => {
+        await detained(d(1))
+        await store.markCleared(HUB, d(1), clearance)
+        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'bob', at: 8000 }), true)
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.equal(record?.state, 'cleared')
+        assert.deepEqual(record?.history?.map((h) => h.action), ['revoke', 'cleared'])
+      })
+      it('leaves no release behind when a clearance and a release race', async () => {
+        const digests = Array.from({ length: 10 }, (_, i) => d(`race ${i}`))
+        for (const digest of digests) await detained(digest)
+        const other = await peer(store)
+        try {
+          await Promise.all(
+            digests.flatMap((digest, i) => [
+              store.markCleared(HUB, digest, clearance),
+              other.releaseQuarantine(HUB, digest, { by: 'alice', reason: 'r', expires: 9000 + i, at: 8000 }),
+            ])
+          )
+          for (const digest of digests) {
+            const record = await store.getQuarantine(HUB, digest)
+            assert.equal(record?.state, 'cleared')
+            assert.equal(record?.release, undefined)
+          }
+          assert.deepEqual(await store.expireReleases(90_000, 100), [])
+        } finally {
+          if (other !== store) await other.close()
+        }
       })
     })
   })
