@@ -11,10 +11,14 @@ import type { QuarantineClient, VerdictOutcome } from '../state/store.js'
  * - `decision`: a manifest request answered with a verdict (GET always; HEAD only when denied,
  *   since clients HEAD before every GET and the GET is the pull).
  * - `detention`: a digest detained for the first time in its repository (a new quarantine record),
- *   or detained again after a release expired or was revoked.
+ *   or detained again after a release expired or was revoked, or refused again after its record
+ *   said `cleared` (detail: previous `cleared`).
  * - `release`, `revoke`, `purge`: a person acted on a quarantine record (actor set).
  * - `release-expired`: a release reached its expiry; the digest is detained again.
  * - `revocation`: content that was cleared is detained after a re-evaluation (`revoked`).
+ * - `clearance`: a digest with a quarantine record is cleared by the policies in force (a
+ *   re-evaluation, or an inspection under a newer revision); the record says `cleared` (detail:
+ *   previous, the state it left).
  * - `tag-move`: a tag now points at another digest (detail: from, to, and what changed).
  * - `reevaluation`: a re-evaluation of the cache started or finished (detail: counts).
  * - `admin`: any other admin action (eviction, re-evaluation trigger), with its actor.
@@ -27,6 +31,7 @@ export const EVENT_TYPES = [
   'purge',
   'release-expired',
   'revocation',
+  'clearance',
   'tag-move',
   'reevaluation',
   'admin',

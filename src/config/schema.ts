@@ -194,7 +194,7 @@ const access = z.strictObject({
 })
 
 /** The events a webhook hears when its `events` is not given: every quarantine change. */
-export const DEFAULT_WEBHOOK_EVENTS = ['detention', 'release', 'revoke', 'release-expired', 'revocation', 'tag-move', 'purge'] as const
+export const DEFAULT_WEBHOOK_EVENTS = ['detention', 'release', 'revoke', 'release-expired', 'revocation', 'clearance', 'tag-move', 'purge'] as const
 
 /** Where webhooks POST: http(s), no credentials in the URL (use the secret), no fragment. */
 const webhookUrl = z.string().max(2048).refine(

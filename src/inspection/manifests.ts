@@ -33,6 +33,7 @@ import type { Inspector } from './inspector.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import { SingleFlight } from './single-flight.js'
 import { detainUnreleased } from './detain.js'
+import { clearQuarantine } from './clearance.js'
 import { classifyTagMove, detainingPolicies, tagMoveReason, type TagMoveFinding } from './tag-moves.js'
 
 export interface ManifestRequest {
@@ -288,15 +289,25 @@ export class ManifestService {
     if (req.artifact === true) return false
     const reference = req.reference.kind === 'tag' ? req.reference.tag : req.reference.digest
     try {
-      const { created } = await this.#deps.state.recordDetention(req.repo, digest, {
+      const { created, reopened } = await this.#deps.state.recordDetention(req.repo, digest, {
         reference,
         reasons,
         at: Date.now(),
         ...(req.client !== undefined ? { client: req.client } : {}),
       })
-      if (created) {
+      if (created || reopened) {
         const { upstream, repository } = req.repo
-        this.#deps.events.emit({ type: 'detention', upstream, repository, reference, digest, reasons, verdict: 'detained', ...(req.client !== undefined ? { client: req.client } : {}) })
+        this.#deps.events.emit({
+          type: 'detention',
+          upstream,
+          repository,
+          reference,
+          digest,
+          reasons,
+          verdict: 'detained',
+          ...(req.client !== undefined ? { client: req.client } : {}),
+          ...(reopened ? { detail: { previous: 'cleared' } } : {}),
+        })
       }
       return created
     } catch (err) {
@@ -506,6 +517,8 @@ export class ManifestService {
     if (verdict.outcome !== 'detained') {
       await this.#deps.blobs.putVerified(digest, bytes)
       this.#deps.memory.set(digest, bytes)
+      // Signatures and attestations are never refused as pulls: they have no quarantine record.
+      if (!artifact) await clearQuarantine(this.#deps, repo, digest, verdict)
     }
     await this.#deps.state.recordManifest(repo, record, links)
     if (!artifact && manifest.kind === 'index' && verdict.outcome === 'detained') await this.#detainChildren(repo, record, manifest.manifests)

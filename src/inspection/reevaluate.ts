@@ -2,7 +2,8 @@
 // manifest recorded under another revision is judged again in the background, so that content
 // the new rules refuse stops being served now rather than at its next pull. What now fails is
 // detained (its blobs refused) and its quarantine record says `revoked`; what now passes is
-// cleared and linked. One walk at a time per process, and across replicas through a lock.
+// cleared and linked, and a quarantine record it has says `cleared`. One walk at a time per
+// process, and across replicas through a lock.
 
 import type { EventBus } from '../audit/events.js'
 import type { Logger } from '../observability/logger.js'
@@ -11,6 +12,7 @@ import { evaluate } from '../policy/evaluate.js'
 import type { PolicyEngine } from '../policy/engine.js'
 import type { PolicySet } from '../policy/types.js'
 import { effectiveState, type ManifestRecord, type RepoKey, type StateStore, type Verdict } from '../state/store.js'
+import { clearQuarantine } from './clearance.js'
 import type { ManifestService } from './manifests.js'
 
 export interface ReevaluationDeps {
@@ -207,6 +209,9 @@ export class Reevaluator {
     })
     const verdict: Verdict = { outcome: decision.outcome, reasons: decision.reasons, revision, decidedAt: Date.now() }
     const empty = { blobs: [], children: [] }
+    // Cleared on its own, whatever it was before (a release it stood by, or cleared already while
+    // its record said otherwise): the record follows, before the verdict is recorded.
+    if (verdict.outcome !== 'detained') await clearQuarantine(this.#deps, repo, record.digest, verdict)
     if (record.verdict.detainedFor !== undefined) {
       // Admitted by a person's release: the release decides while it holds, not the policies.
       if (verdict.outcome !== 'detained') await state.recordManifest(repo, { ...record, verdict }, empty)

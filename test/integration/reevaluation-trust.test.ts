@@ -1,6 +1,7 @@
 // Re-evaluation after a trust change: an image cleared because it is signed by the trusted key
 // `release` is detained (and its blobs refused) once Customs runs with a rotated `release` key,
 // on the same state and cache: the recorded facts are stale, so the image is inspected again.
+// Back on the original key, a walk clears it again and its quarantine record says so.
 
 import assert from 'node:assert/strict'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
@@ -41,6 +42,20 @@ let policyDir: string
 let image: BuiltImage
 const state = new MemoryStateStore()
 let customs: CustomsHandle | undefined
+
+/** Starts a walk and waits for its end; resolves with its progress. */
+async function walk(url: string): Promise<{ state: string; detained: number; cleared: number; errors: number } | undefined> {
+  const res = await fetch(`${url}/admin/v1/reevaluations`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN}` } })
+  assert.equal(res.status, 202)
+  await res.arrayBuffer()
+  let progress: { state: string; detained: number; cleared: number; errors: number } | undefined
+  for (let i = 0; i < 600 && (progress === undefined || progress.state === 'running'); i++) {
+    await sleep(50)
+    const answer = await fetch(`${url}/admin/v1/reevaluations/current`, { headers: { Authorization: `Bearer ${ADMIN}` } })
+    progress = (await answer.json()) as typeof progress
+  }
+  return progress
+}
 
 function start(key: TestKeyPair): Promise<CustomsHandle> {
   return startCustoms({
@@ -98,15 +113,7 @@ describe('re-evaluation after the trusted key is rotated', () => {
   it('detains it, refuses its layer and records it revoked after a walk under the new key', async () => {
     customs = await start(rotated)
     const url = customs.url
-    const res = await fetch(`${url}/admin/v1/reevaluations`, { method: 'POST', headers: { Authorization: `Bearer ${ADMIN}` } })
-    assert.equal(res.status, 202)
-    await res.arrayBuffer()
-    let progress: { state: string; detained: number; errors: number; trigger?: string } | undefined
-    for (let i = 0; i < 600 && (progress === undefined || progress.state === 'running'); i++) {
-      await sleep(50)
-      const answer = await fetch(`${url}/admin/v1/reevaluations/current`, { headers: { Authorization: `Bearer ${ADMIN}` } })
-      progress = (await answer.json()) as typeof progress
-    }
+    const progress = await walk(url)
     assert.equal(progress?.state, 'finished', JSON.stringify(progress))
     assert.equal(progress?.detained, 1, JSON.stringify(progress))
     assert.equal(progress?.errors, 0)
@@ -115,5 +122,24 @@ describe('re-evaluation after the trusted key is rotated', () => {
     assert.equal(await status(`${url}/v2/signed/app/manifests/v1`, image.mediaType), 403)
     const record = await state.getQuarantine({ upstream: 'docker.io', repository: 'signed/app' }, image.manifestDigest as Digest)
     assert.equal(record?.state, 'revoked')
+    await customs.stop()
+    customs = undefined
+  })
+
+  it('clears it again, serves its layer and records it cleared after a walk back under the original key', async () => {
+    customs = await start(signer)
+    const events: Array<{ type: string; digest?: string; detail?: Readonly<Record<string, unknown>> }> = []
+    customs.services.events.subscribe((event) => events.push(event))
+    const progress = await walk(customs.url)
+    assert.equal(progress?.state, 'finished', JSON.stringify(progress))
+    assert.equal(progress?.cleared, 1, JSON.stringify(progress))
+    assert.equal(progress?.errors, 0)
+    assert.equal(await status(`${customs.url}/v2/signed/app/blobs/${image.layers[0]!.digest}`), 200)
+    assert.equal(await status(`${customs.url}/v2/signed/app/manifests/v1`, image.mediaType), 200)
+    const record = await state.getQuarantine({ upstream: 'docker.io', repository: 'signed/app' }, image.manifestDigest as Digest)
+    assert.equal(record?.state, 'cleared')
+    assert.deepEqual(record?.history?.map((h) => h.action), ['cleared', 'revoked'])
+    const clearances = events.filter((e) => e.type === 'clearance')
+    assert.deepEqual(clearances.map((e) => [e.digest, e.detail?.previous]), [[image.manifestDigest, 'revoked']])
   })
 })

@@ -1,15 +1,19 @@
 // Re-evaluation against a running Customs and a real registry upstream: a policy change detains
 // content that was cleared (manifest 403, blobs refused, quarantine record `revoked`) and a
-// change back clears it again; a revoked release closes the blob gate; a purge removes the cached
-// files and a later pull detains again; the policy diff (admin route and CLI) shows the change
-// and changes nothing; bad input is refused with 400 and changes nothing.
+// change back clears it again (record `cleared`, announced); a revoked release closes the blob
+// gate; a purge removes the cached files and a later pull detains again; a detained image the
+// pull path clears under a newer revision has its record cleared too; the policy diff (admin
+// route and CLI) shows the change and changes nothing; bad input is refused with 400 and changes
+// nothing.
 
 import assert from 'node:assert/strict'
 import { access, mkdir, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { CustomsEvent } from '../../src/audit/events.js'
 import type { Digest } from '../../src/oci/digest.js'
+import { loadPolicies } from '../../src/policy/load.js'
 import { startCustoms, type CustomsHandle } from '../helpers/customs.js'
 import { buildImage, buildIndex, pushImage, pushIndex, type BuiltImage, type BuiltIndex } from '../helpers/images.js'
 import { makeTempDir, run } from '../helpers/processes.js'
@@ -103,10 +107,25 @@ const manifestUrl = (repo: string, ref: string): string => `${customs.url}/v2/${
 const blobUrl = (repo: string, digest: string): string => `${customs.url}/v2/${repo}/blobs/${digest}`
 const pullStatus = (repo: string, image: BuiltImage, ref = 'v1'): Promise<number> => status(manifestUrl(repo, ref), image.mediaType)
 
-async function quarantine(repo: string, digest: string): Promise<{ state: string; reasons: string[]; history?: Array<{ action: string }> }> {
+interface QuarantineBody {
+  state: string
+  reasons: string[]
+  release?: unknown
+  history?: Array<{ action: string; by: string; at: number; revision?: string }>
+}
+
+async function quarantine(repo: string, digest: string): Promise<QuarantineBody> {
   const res = await admin('GET', `/admin/v1/quarantine/docker.io/${digest}?repository=${repo}`, VIEWER)
   assert.equal(res.status, 200)
-  return (await res.json()) as { state: string; reasons: string[] }
+  return (await res.json()) as QuarantineBody
+}
+
+/** The audit log's events of one type about one digest, newest first. */
+async function audited(type: string, digest: string): Promise<CustomsEvent[]> {
+  const res = await admin('GET', `/admin/v1/audit?type=${type}&limit=500`, ADMIN)
+  assert.equal(res.status, 200)
+  const { entries } = (await res.json()) as { entries: Array<{ event: CustomsEvent }> }
+  return entries.map((e) => e.event).filter((e) => e.digest === digest)
 }
 
 /** Swaps the policy folder's content and reloads; resolves with the new policy revision. */
@@ -351,15 +370,33 @@ spec:
   })
 
   describe('when a set that clears it again is put in force', () => {
+    let progress: Progress
     before(async () => {
       const revision = await setPolicies({ 'held.yaml': HELD })
-      const progress = await finished(revision)
+      progress = await finished(revision)
       assert.ok(progress.cleared >= 1, JSON.stringify(progress))
     })
 
     it('serves the manifest and its blobs again', async () => {
       assert.equal(await pullStatus('reeval/app', app), 200)
       assert.equal(await status(blobUrl('reeval/app', layer())), 200)
+    })
+
+    it('records the digest as cleared again, by customs at the new revision, its revocation kept in the history', async () => {
+      const record = await quarantine('reeval/app', app.manifestDigest)
+      assert.equal(record.state, 'cleared')
+      assert.deepEqual(record.history?.map((h) => h.action), ['cleared', 'revoked'])
+      assert.deepEqual(record.history?.[0], { action: 'cleared', by: 'customs', at: record.history?.[0]?.at, revision: progress.revision })
+      assert.match(record.reasons.join(' '), /reeval-non-root/)
+    })
+
+    it('announces the clearance in the audit log, naming the state it ends', async () => {
+      const [event, ...more] = await audited('clearance', app.manifestDigest)
+      assert.equal(more.length, 0)
+      assert.deepEqual(
+        event && { type: event.type, upstream: event.upstream, repository: event.repository, revision: event.revision, verdict: event.verdict, detail: event.detail },
+        { type: 'clearance', upstream: 'docker.io', repository: 'reeval/app', revision: progress.revision, verdict: 'cleared', detail: { previous: 'revoked' } }
+      )
     })
   })
 
@@ -482,5 +519,63 @@ describe('release, revoke and purge of a detained image', () => {
       assert.equal((await quarantine('held/app', held.manifestDigest)).state, 'detained')
       assert.equal(await status(blobUrl('held/app', layer())), 404)
     })
+  })
+})
+
+describe('a detained image the pull path clears under a newer revision', () => {
+  let revision: string
+
+  before(async () => {
+    // held/app was refused again after its purge: its record says detained.
+    assert.equal((await quarantine('held/app', held.manifestDigest)).state, 'detained')
+    const dir = join(work, 'deny-only')
+    await mkdir(dir)
+    await writeFile(join(dir, 'deny.yaml'), DENY)
+    // Put in force without a reload, so that no re-evaluation runs: the pull alone clears it.
+    const set = await loadPolicies(dir, customs.services.policyLoadOptions)
+    customs.services.policies.replace(set)
+    revision = set.revision
+  })
+
+  it('serves it and records it cleared, by customs at the revision in force', async () => {
+    assert.equal(await pullStatus('held/app', held), 200)
+    assert.equal(await status(blobUrl('held/app', held.layers[0]!.digest)), 200)
+    const record = await quarantine('held/app', held.manifestDigest)
+    assert.equal(record.state, 'cleared')
+    const [entry] = record.history ?? []
+    assert.equal(entry?.action, 'cleared')
+    assert.equal(entry?.by, 'customs')
+    assert.ok(entry?.revision?.endsWith(`:${revision}`), entry?.revision)
+    const events = await audited('clearance', held.manifestDigest)
+    assert.deepEqual(events.map((e) => [e.revision, e.detail?.previous]), [[entry?.revision, 'detained']])
+  })
+
+  it('refuses a release of what the policies clear, and changes nothing', async () => {
+    const expires = new Date(Date.now() + DAY).toISOString()
+    const res = await admin('POST', `/admin/v1/quarantine/docker.io/${held.manifestDigest}/release`, APPROVER, { repository: 'held/app', reason: 'no need', expires })
+    assert.equal(res.status, 400)
+    assert.equal(((await res.json()) as OciErrorBody).errors[0]?.code, 'UNSUPPORTED')
+    const record = await quarantine('held/app', held.manifestDigest)
+    assert.equal(record.state, 'cleared')
+    assert.equal(record.release, undefined)
+  })
+
+  it('keeps it cleared through a revoke, which has no release to end', async () => {
+    const res = await admin('POST', `/admin/v1/quarantine/docker.io/${held.manifestDigest}/revoke`, APPROVER, { repository: 'held/app' })
+    assert.equal(res.status, 200)
+    assert.equal(((await res.json()) as QuarantineBody).state, 'cleared')
+    assert.equal(await pullStatus('held/app', held), 200)
+  })
+
+  it('detains it again when a newer revision refuses it, and announces the detention', async () => {
+    const set = await loadPolicies(policyDir, customs.services.policyLoadOptions)
+    customs.services.policies.replace(set)
+    assert.equal(await pullStatus('held/app', held), 403)
+    const record = await quarantine('held/app', held.manifestDigest)
+    assert.equal(record.state, 'detained')
+    assert.equal(record.history?.[0]?.action, 'revoke')
+    assert.equal(record.history?.[1]?.action, 'cleared')
+    const [detention] = await audited('detention', held.manifestDigest)
+    assert.equal(detention?.detail?.previous, 'cleared')
   })
 })

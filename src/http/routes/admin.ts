@@ -120,8 +120,8 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     const repo = { upstream, repository: body.data.repository }
     const by = c.get('admin').name
     const reason = body.data.reason
-    const found = await deps.state.releaseQuarantine(repo, digest, { by, reason, expires, at })
-    if (!found) throw noRecord(repo, digest)
+    const released = await deps.state.releaseQuarantine(repo, digest, { by, reason, expires, at })
+    if (!released) throw await notReleasable(deps.state, repo, digest)
     const fields = { action: 'release', by, upstream, repository: repo.repository, digest, reason }
     deps.logger.info({ ...fields, expires: new Date(expires).toISOString() }, 'admin action')
     deps.events.emit({
@@ -205,6 +205,14 @@ function repositoryQuery(repository: string | undefined): string {
     throw new CustomsError('NAME_INVALID', message)
   }
   return repository
+}
+
+/** Why the store refused a release: no record, or one the policies clear (nothing to release). */
+async function notReleasable(state: StateStore, repo: RepoKey, digest: Digest): Promise<CustomsError> {
+  const record = await state.getQuarantine(repo, digest)
+  if (record === null) return noRecord(repo, digest)
+  const message = `${repo.upstream}/${repo.repository}@${digest} is cleared by the policies in force: there is no detention to release`
+  return new CustomsError('REQUEST_INVALID', message)
 }
 
 async function current(

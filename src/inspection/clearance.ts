@@ -1,0 +1,46 @@
+// Resolving the quarantine record of content the policies clear again. A digest once detained,
+// revoked, released or purged that its own verdict now clears (a re-evaluation, or an inspection
+// under a newer revision) is served: its record must say so, and the security team hear of it,
+// or the console, the CLI and the audit log go on calling detained what is being served.
+
+import type { EventBus } from '../audit/events.js'
+import type { Logger } from '../observability/logger.js'
+import type { Digest } from '../oci/digest.js'
+import type { RepoKey, StateStore, Verdict } from '../state/store.js'
+
+export interface ClearanceDeps {
+  readonly state: StateStore
+  readonly events: EventBus
+  readonly logger: Logger
+}
+
+/**
+ * Marks `cleared` the quarantine record, if any, of a digest whose own verdict (not a release,
+ * not a tag's) clears it under `verdict.revision`, and announces the change (`clearance`).
+ * Callers run it before recording the verdict that admits the digest: should it fail, that
+ * verdict is not recorded either and the next inspection or walk tries both again, whereas the
+ * other order would leave the digest served under a record that says detained, with nothing left
+ * to retry it.
+ */
+export async function clearQuarantine(
+  deps: ClearanceDeps,
+  repo: RepoKey,
+  digest: Digest,
+  verdict: Pick<Verdict, 'outcome' | 'reasons' | 'revision'>
+): Promise<void> {
+  if (verdict.outcome === 'detained') throw new Error('clearQuarantine takes a verdict that clears')
+  const { previous } = await deps.state.markCleared(repo, digest, { revision: verdict.revision, at: Date.now() })
+  if (previous === null) return
+  const { upstream, repository } = repo
+  deps.events.emit({
+    type: 'clearance',
+    upstream,
+    repository,
+    digest,
+    revision: verdict.revision,
+    verdict: verdict.outcome,
+    ...(verdict.reasons.length > 0 ? { reasons: verdict.reasons } : {}),
+    detail: { previous },
+  })
+  deps.logger.info({ upstream, repository, digest, previous, revision: verdict.revision }, 'quarantined content cleared by the policies in force')
+}

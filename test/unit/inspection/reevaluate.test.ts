@@ -1,0 +1,219 @@
+// The re-evaluation walk and the quarantine record of content it clears again, judged from
+// recorded facts (a policy change, no I/O), on the in-process store and on a Redis store on a
+// real redis-server: a revoked, detained or released digest the policies clear now says
+// `cleared` and is announced; a failure to resolve the record leaves the verdict unrecorded, so
+// that the next walk tries both again.
+
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
+import { EventBus, type CustomsEvent } from '../../../src/audit/events.js'
+import type { ManifestService } from '../../../src/inspection/manifests.js'
+import { Reevaluator } from '../../../src/inspection/reevaluate.js'
+import { digestOf, type Digest } from '../../../src/oci/digest.js'
+import { createLogger } from '../../../src/observability/logger.js'
+import { PolicyEngine } from '../../../src/policy/engine.js'
+import { parsePolicyDocuments } from '../../../src/policy/load.js'
+import type { PolicySet } from '../../../src/policy/types.js'
+import { MemoryStateStore } from '../../../src/state/memory.js'
+import { RedisStateStore } from '../../../src/state/redis.js'
+import { NO_FACTS } from '../../../src/verify/facts.js'
+import type { ManifestRecord, RepoKey, StateStore, Verdict } from '../../../src/state/store.js'
+import { startRedisServer, type RedisServer } from '../../helpers/redis-server.js'
+
+const REPO: RepoKey = { upstream: 'docker.io', repository: 'acme/app' }
+const logger = createLogger({ level: 'silent' })
+
+const set = (name: string, text: string): PolicySet => parsePolicyDocuments([{ path: `${name}.yaml`, text }], { keyNames: new Set() })
+// The images below set no user: they run as root, which this set refuses and the other allows.
+const NON_ROOT = set('non-root', `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: acme-non-root }
+spec:
+  mode: enforce
+  match: [{ repository: "acme/**" }]
+  rules: { nonRoot: true }
+`)
+const ANY = set('any', `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: acme-any }
+spec:
+  mode: enforce
+  match: [{ repository: "acme/**" }]
+  rules: {}
+`)
+
+function image(name: string): { record: ManifestRecord; layer: Digest } {
+  const digest = digestOf(Buffer.from(`manifest ${name} ${randomUUID()}`))
+  const layer = digestOf(Buffer.from(`layer ${name} ${randomUUID()}`))
+  const verdict: Verdict = { outcome: 'cleared', reasons: [], revision: 'start', decidedAt: 0 }
+  return {
+    layer,
+    record: {
+      digest,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      size: 500,
+      verdict,
+      facts: NO_FACTS,
+      image: { mediaType: 'application/vnd.oci.image.manifest.v1+json', kind: 'image', labels: {}, platforms: ['linux/amd64'], layers: 1, size: 100, user: '', annotations: {} },
+    },
+  }
+}
+
+function checkReevaluation(open: () => Promise<StateStore>): void {
+  let state: StateStore
+  let policies: PolicyEngine
+  let events: CustomsEvent[]
+  let reevaluator: Reevaluator
+  /** The layer each manifest links when admitted, as the pull path's admission would. */
+  const layers = new Map<Digest, Digest>()
+
+  /** Puts `next` in force and walks the cache under it. */
+  async function walkUnder(next: PolicySet): Promise<ReturnType<Reevaluator['current']>> {
+    policies.replace(next)
+    assert.equal(reevaluator.start('test'), true)
+    await reevaluator.idle()
+    return reevaluator.current()
+  }
+
+  /** Records an image admitted under the set in force, its layer linked. */
+  async function admitted(name: string): Promise<Digest> {
+    const { record, layer } = image(name)
+    layers.set(record.digest, layer)
+    await state.recordManifest(REPO, { ...record, verdict: { ...record.verdict, revision: revision() } }, { blobs: [{ digest: layer, size: 100 }], children: [] })
+    return record.digest
+  }
+
+  /** Records an image detained under the set in force, as an inspection refusing it would. */
+  async function detained(name: string): Promise<Digest> {
+    const { record, layer } = image(name)
+    layers.set(record.digest, layer)
+    const verdict: Verdict = { outcome: 'detained', reasons: ['root'], revision: revision(), decidedAt: 0 }
+    await state.recordManifest(REPO, { ...record, verdict }, { blobs: [{ digest: layer, size: 100 }], children: [] })
+    return record.digest
+  }
+
+  const revision = (): string => `builtin-1:none:${policies.current().revision}`
+
+  beforeEach(async () => {
+    state = await open()
+    policies = new PolicyEngine(ANY)
+    events = []
+    const bus = new EventBus()
+    bus.subscribe((event) => events.push(event))
+    // Only what a walk judging from recorded facts calls: admission links the layer back.
+    const manifests = {
+      admitRecord: async (repo: RepoKey, record: ManifestRecord, verdict: Partial<Verdict>) => {
+        const layer = layers.get(record.digest) as Digest
+        await state.recordManifest(repo, { ...record, verdict: { ...record.verdict, ...verdict, decidedAt: Date.now() } }, { blobs: [{ digest: layer, size: 100 }], children: [] })
+      },
+      holdChildren: async () => undefined,
+    } as unknown as ManifestService
+    reevaluator = new Reevaluator({ state, policies, revision, manifests, events: bus, logger, lockTtl: 10_000 })
+  })
+
+  afterEach(async () => {
+    await reevaluator.close()
+    await state.close()
+  })
+
+  describe('when a revoked digest is cleared again by a walk', () => {
+    it('serves it, records it cleared at the revision and announces the clearance', async () => {
+      const digest = await admitted('revoked')
+      assert.equal((await walkUnder(NON_ROOT)).detained, 1)
+      assert.equal((await state.getQuarantine(REPO, digest))?.state, 'revoked')
+      const progress = await walkUnder(ANY)
+      assert.equal(progress.cleared, 1)
+      assert.equal(progress.errors, 0)
+      assert.equal((await state.getManifest(REPO, digest))?.verdict.outcome, 'cleared')
+      assert.notEqual(await state.getBlobLink(REPO, layers.get(digest) as Digest), null)
+      const record = await state.getQuarantine(REPO, digest)
+      assert.equal(record?.state, 'cleared')
+      assert.deepEqual(record?.history?.[0], { action: 'cleared', by: 'customs', at: record?.history?.[0]?.at, revision: revision() })
+      const clearances = events.filter((e) => e.type === 'clearance')
+      assert.deepEqual(
+        clearances.map((e) => ({ upstream: e.upstream, repository: e.repository, digest: e.digest, revision: e.revision, verdict: e.verdict, detail: e.detail })),
+        [{ upstream: 'docker.io', repository: 'acme/app', digest, revision: revision(), verdict: 'cleared', detail: { previous: 'revoked' } }]
+      )
+    })
+  })
+
+  describe('when a digest detained from the start is cleared by a walk', () => {
+    it('records it cleared if a pull of it was refused, and creates no record otherwise', async () => {
+      policies.replace(NON_ROOT)
+      const refused = await detained('refused')
+      const quiet = await detained('never refused')
+      await state.recordDetention(REPO, refused, { reference: 'v1', reasons: ['root'], at: 1000 })
+      const progress = await walkUnder(ANY)
+      assert.equal(progress.cleared, 2)
+      assert.equal((await state.getQuarantine(REPO, refused))?.state, 'cleared')
+      assert.equal(await state.getQuarantine(REPO, quiet), null)
+      assert.deepEqual(
+        events.filter((e) => e.type === 'clearance').map((e) => [e.digest, e.detail?.previous]),
+        [[refused, 'detained']]
+      )
+    })
+  })
+
+  describe('when a released digest is cleared by a walk', () => {
+    it('drops the release, so that its expiry detains nothing', async () => {
+      policies.replace(NON_ROOT)
+      const digest = await detained('released')
+      await state.recordDetention(REPO, digest, { reference: 'v1', reasons: ['root'], at: 1000 })
+      await state.releaseQuarantine(REPO, digest, { by: 'alice', reason: 'vendor fix pending', expires: Date.now() + 60_000, at: 2000 })
+      // Served by the release, as the pull path records it.
+      const held = (await state.getManifest(REPO, digest)) as ManifestRecord
+      const layer = { digest: layers.get(digest) as Digest, size: 100 }
+      await state.recordManifest(REPO, { ...held, verdict: { ...held.verdict, outcome: 'cleared-with-warnings', detainedFor: ['root'] } }, { blobs: [layer], children: [] })
+      const progress = await walkUnder(ANY)
+      assert.equal(progress.errors, 0)
+      const record = await state.getQuarantine(REPO, digest)
+      assert.equal(record?.state, 'cleared')
+      assert.equal(record?.release, undefined)
+      assert.deepEqual(record?.history?.map((h) => h.action), ['cleared', 'release'])
+      assert.equal((await state.getManifest(REPO, digest))?.verdict.detainedFor, undefined)
+      assert.deepEqual(await state.expireReleases(Date.now() + 120_000, 10), [])
+      assert.equal((await state.getQuarantine(REPO, digest))?.state, 'cleared')
+      assert.notEqual(await state.getBlobLink(REPO, layer.digest), null)
+    })
+  })
+
+  describe('when the record cannot be resolved', () => {
+    it('leaves the verdict unrecorded, and the next walk resolves both', async () => {
+      const digest = await admitted('flaky')
+      await walkUnder(NON_ROOT)
+      const markCleared = state.markCleared.bind(state)
+      state.markCleared = async () => {
+        throw new Error('state is away')
+      }
+      const failed = await walkUnder(ANY)
+      assert.equal(failed.errors, 1)
+      assert.equal((await state.getManifest(REPO, digest))?.verdict.outcome, 'detained')
+      assert.equal(await state.getBlobLink(REPO, layers.get(digest) as Digest), null)
+      state.markCleared = markCleared
+      const again = await walkUnder(ANY)
+      assert.equal(again.cleared, 1)
+      assert.equal((await state.getManifest(REPO, digest))?.verdict.outcome, 'cleared')
+      assert.equal((await state.getQuarantine(REPO, digest))?.state, 'cleared')
+    })
+  })
+}
+
+describe('re-evaluation and the quarantine record', () => {
+  describe('with the in-process store', () => {
+    checkReevaluation(async () => new MemoryStateStore())
+  })
+
+  describe('with a Redis store', () => {
+    let server: RedisServer
+    before(async () => {
+      server = await startRedisServer()
+    })
+    after(async () => {
+      if (!server.external) await server.stop()
+    })
+    checkReevaluation(() => RedisStateStore.connect({ url: server.url, prefix: `t-${randomUUID()}` }))
+  })
+})
