@@ -38,7 +38,7 @@ const MAX_LIMIT = 10_000
 const PAGE_MAX = 500
 /** Pages read while filtering by state on this side; a bound, whatever the server answers. */
 const MAX_PAGES = 200
-const STATES = ['detained', 'released', 'revoked', 'purged'] as const
+const STATES = ['detained', 'released', 'revoked', 'purged', 'cleared'] as const
 const VERDICTS = ['cleared', 'cleared-with-warnings', 'detained'] as const
 
 const COMMON = {
@@ -214,7 +214,7 @@ interface QuarantineView {
   digest?: string
   state?: string
   release?: { by?: string; reason?: string; expires?: number; at?: number }
-  history?: Array<{ action?: string; by?: string; at?: number; reason?: string; expires?: number }>
+  history?: Array<{ action?: string; by?: string; at?: number; reason?: string; expires?: number; revision?: string }>
   references?: string[]
   reasons?: string[]
   firstSeen?: number
@@ -312,7 +312,8 @@ function describeRecord(r: QuarantineView, now: number): string {
   if (history.length > 0) {
     lines.push('history (newest first):')
     for (const h of history) {
-      const detail = h.action === 'release' ? ` until ${at(h.expires)}: ${printable(h.reason)}` : ''
+      const detail =
+        h.action === 'release' ? ` until ${at(h.expires)}: ${printable(h.reason)}` : h.revision !== undefined ? ` at revision ${printable(h.revision)}` : ''
       lines.push(`  ${at(h.at)}  ${printable(h.action)} by ${printable(h.by)}${detail}`)
     }
   }

@@ -4,7 +4,7 @@
 // request and answer shapes.
 
 import assert from 'node:assert/strict'
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -14,6 +14,7 @@ import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { decisionsCommand, quarantineCommand, type AdminIo } from '../../src/cli/admin.js'
 import { certsCommand } from '../../src/cli/certs.js'
+import { loadPolicies } from '../../src/policy/load.js'
 import type { CustomsHandle } from '../helpers/customs.js'
 import { ociImage } from '../helpers/fake-upstream.js'
 import { DEAD_END, makeTempDir, removeTempDir, run, type RunResult } from '../helpers/processes.js'
@@ -205,6 +206,23 @@ describe('customs quarantine against a running Customs', () => {
     assert.ok(decisions.length >= 1)
     assert.ok(decisions.every((d) => d.verdict === 'detained' && d.digest === image.digest && d.client?.identity === PULLER.name))
   })
+
+  it('lists and shows a record the policies clear again, with the revision that cleared it', async () => {
+    // No policy at all: every image is cleared. Put in force directly, so no re-evaluation runs
+    // and the pull's inspection is what resolves the record.
+    const empty = join(work, 'no-policies')
+    await mkdir(empty)
+    const set = await loadPolicies(empty, customs.services.policyLoadOptions)
+    customs.services.policies.replace(set)
+    assert.equal((await pull()).status, 200)
+    const listed = await quarantine(['ls', '--state', 'cleared'])
+    assert.equal(listed.code, 0, listed.stderr)
+    assert.match(listed.stdout, /^cleared +docker\.io\/acme\/app /m)
+    assert.equal((await quarantine(['ls', '--state', 'detained'])).stdout, 'no quarantine records\n')
+    const shown = await quarantine(['show', REF])
+    assert.match(shown.stdout, /^state: +cleared$/m)
+    assert.match(shown.stdout, new RegExp(`^ {2}\\S+ \\(\\d+s ago\\) +cleared by customs at revision \\S+:${set.revision}$`, 'm'))
+  })
 })
 
 describe('usage problems exit 2 before any request', () => {
@@ -214,7 +232,7 @@ describe('usage problems exit 2 before any request', () => {
     ['an unknown subcommand', ['list', '--token', 't'], /unknown subcommand quarantine list/],
     ['an unknown flag', ['ls', '--token', 't', '--colour'], /Unknown option '--colour'/],
     ['a bad limit', ['ls', '--token', 't', '--limit', '0'], /--limit must be a whole number from 1 to 10000/],
-    ['a bad state', ['ls', '--token', 't', '--state', 'gone'], /--state must be one of detained, released, revoked, purged/],
+    ['a bad state', ['ls', '--token', 't', '--state', 'gone'], /--state must be one of detained, released, revoked, purged, cleared/],
     ['a reference without a digest', ['show', 'docker.io/acme/app:v1', '--token', 't'], /is not UPSTREAM\/REPOSITORY@DIGEST/],
     ['a reference with a bad digest', ['show', 'docker.io/acme/app@sha256:abc', '--token', 't'], /sha256:abc is not a digest/],
     ['a release without --reason', ['release', `docker.io/a/b@sha256:${'1'.repeat(64)}`, '--expires', '7d', '--token', 't'], /--reason TEXT is required/],

@@ -1,10 +1,11 @@
 // The console's HTTP-level guarantees, without a browser: security headers on every page, the
 // session cookie's flags, sign-in through the admin API, CSRF and Origin checks on every POST, a
-// viewer's release refused by the API itself, the two-step release, and escaping of hostile text
-// from an upstream (a label, an annotation) and from a person (a release reason).
+// viewer's release refused by the API itself, the two-step release, escaping of hostile text
+// from an upstream (a label, an annotation) and from a person (a release reason), and a record
+// the policies cleared again, listed and shown as such.
 
 import assert from 'node:assert/strict'
-import { rm, stat, readFile } from 'node:fs/promises'
+import { mkdir, rm, stat, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
@@ -14,6 +15,7 @@ import { parseConfig } from '../../src/config/load.js'
 import type { Config } from '../../src/config/schema.js'
 import { bootstrapConsoleToken } from '../../src/console/bootstrap.js'
 import { createLogger } from '../../src/observability/logger.js'
+import { loadPolicies } from '../../src/policy/load.js'
 import { sha256hex, startWithPolicy, type PolicyCustoms } from '../helpers/admin.js'
 
 const VIEWER = 'viewer-token-0123456789'
@@ -370,6 +372,44 @@ describe('health', () => {
     assert.match(html, /hit ratio/)
     // The image config was fetched to inspect it: one blob, its size against the 50 GiB default.
     assert.match(html, /<b>\d+ B \/ 50\.0 GiB<\/b> in 1 blob\(s\)/)
+  })
+})
+
+describe('when the policies clear the image again', () => {
+  let revision: string
+  before(async () => {
+    // No policy at all clears every image; put in force without a reload (no re-evaluation), so
+    // that the pull's inspection resolves the record.
+    const empty = join(work, 'no-policies')
+    await mkdir(empty)
+    const set = await loadPolicies(empty, customs.services.policyLoadOptions)
+    customs.services.policies.replace(set)
+    const res = await fetch(`${customs.url}/v2/acme/app/manifests/v1`, { headers: { Accept: image.mediaType } })
+    assert.equal(res.status, 200)
+    await res.body?.cancel()
+    revision = set.revision
+  })
+
+  it('lists it under the cleared state, and counts it there', async () => {
+    const browser = new Browser(customs.url)
+    await browser.signIn(VIEWER)
+    const html = await (await browser.get('/console/quarantine?state=cleared')).text()
+    assert.match(html, /<b>1<\/b> matching/)
+    assert.match(html, /<b>1<\/b> cleared/)
+    assert.match(html, /<span class="badge cleared">cleared<\/span>/)
+    const detained = await (await browser.get('/console/quarantine?state=detained')).text()
+    assert.match(detained, /<b>0<\/b> matching/)
+  })
+
+  it('shows it served, cleared by customs at the revision, and offers an approver no release', async () => {
+    const browser = new Browser(customs.url)
+    await browser.signIn(APPROVER)
+    const html = await (await browser.get(detail())).text()
+    assert.match(html, /class="badge cleared"/)
+    assert.match(html, /The policies in force clear this image: it is served\./)
+    assert.match(html, new RegExp(`<td>cleared</td><td>customs</td><td>at revision \\S+:${revision}</td>`))
+    assert.doesNotMatch(html, /\/release"/)
+    assert.equal((await recordState()).state, 'cleared')
   })
 })
 

@@ -15,7 +15,7 @@ export interface QuarantineFilters {
   readonly age?: string
 }
 
-export const STATES = ['detained', 'released', 'revoked', 'purged'] as const
+export const STATES = ['detained', 'released', 'revoked', 'purged', 'cleared'] as const
 export const AGES: Record<string, { label: string; ms: number }> = {
   '1h': { label: 'last hour', ms: 3600_000 },
   '1d': { label: 'last day', ms: 86_400_000 },
@@ -166,6 +166,7 @@ export const QuarantineDetail: FC<DetailProps> = ({ record: r, manifest, manifes
   const base = `/console/quarantine/${encodeURIComponent(r.upstream)}/${encodeURIComponent(r.digest)}`
   const facts = manifest?.facts
   const image = manifest?.image
+  const cleared = r.state === 'cleared' ? r.history?.find((h) => h.action === 'cleared') : undefined
   return (
     <>
       <h1>
@@ -175,6 +176,13 @@ export const QuarantineDetail: FC<DetailProps> = ({ record: r, manifest, manifes
         {r.digest}
       </p>
       {flash !== undefined && <Flash kind={flash.kind}>{flash.text}</Flash>}
+      {r.state === 'cleared' && (
+        <p class="card" data-testid="cleared">
+          The policies in force clear this image: it is served.
+          {cleared !== undefined && ` Cleared by ${cleared.by} on ${when(cleared.at)} at revision ${cleared.revision ?? 'unknown'}.`}
+          {' '}What follows is why it was detained before.
+        </p>
+      )}
       <div class="card">
         <h2>Why it was detained</h2>
         <table data-testid="reasons">
@@ -220,7 +228,7 @@ export const QuarantineDetail: FC<DetailProps> = ({ record: r, manifest, manifes
           )}
         </dl>
       </div>
-      {mayDecide(session) && (
+      {mayDecide(session) && r.state !== 'cleared' && (
         <div class="card actions" data-testid="actions">
           <form class="stack" method="post" action={`${base}/release`}>
             <CsrfField session={session} />
@@ -323,14 +331,14 @@ export const QuarantineDetail: FC<DetailProps> = ({ record: r, manifest, manifes
       </table>
       {r.history !== undefined && r.history.length > 0 && (
         <>
-          <h2>Releases and revocations</h2>
+          <h2>History</h2>
           <table data-testid="history">
             <thead>
               <tr>
                 <th>When</th>
                 <th>Action</th>
                 <th>By</th>
-                <th>Reason</th>
+                <th>Reason or revision</th>
                 <th>Until</th>
               </tr>
             </thead>
@@ -340,7 +348,7 @@ export const QuarantineDetail: FC<DetailProps> = ({ record: r, manifest, manifes
                   <td>{when(h.at)}</td>
                   <td>{h.action}</td>
                   <td>{h.by}</td>
-                  <td>{h.reason ?? ''}</td>
+                  <td>{h.reason ?? (h.revision !== undefined ? `at revision ${h.revision}` : '')}</td>
                   <td>{h.expires !== undefined ? when(h.expires) : ''}</td>
                 </tr>
               ))}
