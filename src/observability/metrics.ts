@@ -181,7 +181,7 @@ export class Metrics {
 
   readonly quarantineRecords: Gauge<string> = new Gauge({
     name: 'customs_quarantine_records',
-    help: 'Quarantine records (detained digests whose pull was refused), read from state on scrape',
+    help: 'Quarantine records (digests whose pull was refused, released and cleared ones included), read from state on scrape',
     registers: [this.registry],
     collect: async () => {
       const read = this.sources.quarantineRecords
