@@ -445,7 +445,7 @@ export class ManifestService {
     // Some registries omit the digest on HEAD: fetch by tag, and inspect those very bytes.
     const { bytes, mediaType } = await this.#fetch(repo, tag, what)
     const digest = digestOf(bytes)
-    await this.#inspect(repo, digest, bytes, mediaType, artifact)
+    await this.#inspect(repo, digest, bytes, mediaType, artifact, artifact ? null : await this.#deps.state.getManifest(repo, digest))
     return digest
   }
 
@@ -471,9 +471,9 @@ export class ManifestService {
         if (held !== undefined) return held
       }
       const cached = await this.#deps.blobs.readSmall(digest)
-      if (cached !== null && record !== null) return this.#inspect(repo, digest, cached, record.mediaType, artifact)
+      if (cached !== null && record !== null) return this.#inspect(repo, digest, cached, record.mediaType, artifact, record)
       const { bytes, mediaType } = await this.#fetch(repo, digest, describe(repo, digest))
-      return this.#inspect(repo, digest, bytes, mediaType, artifact)
+      return this.#inspect(repo, digest, bytes, mediaType, artifact, record)
     })
   }
 
@@ -493,7 +493,8 @@ export class ManifestService {
     return { digest: parentDigest, facts: parent.facts }
   }
 
-  async #inspect(repo: RepoKey, digest: Digest, bytes: Buffer, mediaType: string, artifact = false): Promise<ManifestRecord> {
+  /** Inspects and records; `before` is the record read before (null: none), for the quarantine. */
+  async #inspect(repo: RepoKey, digest: Digest, bytes: Buffer, mediaType: string, artifact: boolean, before: ManifestRecord | null): Promise<ManifestRecord> {
     const parent = artifact ? undefined : await this.#parent(repo, digest)
     const { verdict, links, manifest, facts, image } = await this.#deps.inspector.inspect({
       repo,
@@ -518,7 +519,7 @@ export class ManifestService {
       await this.#deps.blobs.putVerified(digest, bytes)
       this.#deps.memory.set(digest, bytes)
       // Signatures and attestations are never refused as pulls: they have no quarantine record.
-      if (!artifact) await clearQuarantine(this.#deps, repo, digest, verdict)
+      if (!artifact) await clearQuarantine(this.#deps, repo, digest, verdict, before)
     }
     await this.#deps.state.recordManifest(repo, record, links)
     if (!artifact && manifest.kind === 'index' && verdict.outcome === 'detained') await this.#detainChildren(repo, record, manifest.manifests)

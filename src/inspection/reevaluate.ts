@@ -209,9 +209,9 @@ export class Reevaluator {
     })
     const verdict: Verdict = { outcome: decision.outcome, reasons: decision.reasons, revision, decidedAt: Date.now() }
     const empty = { blobs: [], children: [] }
-    // Cleared on its own, whatever it was before (a release it stood by, or cleared already while
-    // its record said otherwise): the record follows, before the verdict is recorded.
-    if (verdict.outcome !== 'detained') await clearQuarantine(this.#deps, repo, record.digest, verdict)
+    // Cleared on its own: the record follows (clearance.ts says which states it may end), before
+    // the verdict is recorded.
+    if (verdict.outcome !== 'detained') await clearQuarantine(this.#deps, repo, record.digest, verdict, record)
     if (record.verdict.detainedFor !== undefined) {
       // Admitted by a person's release: the release decides while it holds, not the policies.
       if (verdict.outcome !== 'detained') await state.recordManifest(repo, { ...record, verdict }, empty)

@@ -293,6 +293,7 @@ export class MemoryStateStore implements StateStore {
   ): Promise<{ previous: QuarantineState | null }> {
     const current = this.#quarantine.get(`${repoId(repo)}\u0000${digest}`)
     if (current === undefined || current.state === 'cleared') return { previous: null }
+    if (clearance.from !== undefined && !clearance.from.includes(current.state)) return { previous: null }
     const { at, revision } = clearance
     this.#act(repo, digest, { action: 'cleared', by: 'customs', at, revision }, ({ release: _, ...record }) => ({
       ...record,

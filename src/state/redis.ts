@@ -266,13 +266,15 @@ if raw then return 0 else return 1 end
 `)
 
 // The policies clear a digest again: its record, if any and not `cleared` already, says so.
-// KEYS: record, release-expiry index. ARGV: revision, at, history limit.
+// KEYS: record, release-expiry index. ARGV: revision, at, history limit, the states it may end
+// as ',a,b,' or '' for any.
 // Returns the state the record left, or false when nothing changed.
 const MARK_CLEARED = new Script(`
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local rec = cjson.decode(raw)
 if rec.state == 'cleared' then return false end
+if ARGV[4] ~= '' and not string.find(ARGV[4], ',' .. rec.state .. ',', 1, true) then return false end
 local previous = rec.state
 rec.state = 'cleared'
 rec.release = nil
@@ -647,7 +649,8 @@ export class RedisStateStore implements StateStore {
     clearance: QuarantineClearance
   ): Promise<{ previous: QuarantineState | null }> {
     const keys = [this.#keys.quarantine(repo, digest), this.#keys.releaseExpiry()]
-    const args = [clearance.revision, Math.round(clearance.at), QUARANTINE_HISTORY_LIMIT]
+    const from = clearance.from === undefined ? '' : `,${clearance.from.join(',')},`
+    const args = [clearance.revision, Math.round(clearance.at), QUARANTINE_HISTORY_LIMIT, from]
     const reply = await this.#call('markCleared', () => MARK_CLEARED.run(this.#client, keys, args))
     return { previous: typeof reply === 'string' ? (reply as QuarantineState) : null }
   }

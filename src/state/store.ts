@@ -183,7 +183,8 @@ export interface StateStore {
    * Resolves the record of a digest the policies now clear on their own (a re-evaluation, or an
    * inspection under a newer revision): state `cleared`, any release dropped, a `cleared` action
    * by `customs` with the revision in `history`, in one atomic step. Returns the state the record
-   * left, or null when nothing changed: no record (none is created), or `cleared` already.
+   * left, or null when nothing changed: no record (none is created), `cleared` already, or in a
+   * state `clearance.from` leaves out.
    */
   markCleared(repo: RepoKey, digest: Digest, clearance: QuarantineClearance): Promise<{ previous: QuarantineState | null }>
 
@@ -265,6 +266,8 @@ export interface QuarantineReevaluation {
 export interface QuarantineClearance {
   readonly revision: string
   readonly at: number
+  /** The states it may end (others are left as they are); every state but `cleared` if absent. */
+  readonly from?: readonly QuarantineState[]
 }
 
 /** Who purged a detained manifest, why, and when (milliseconds since the epoch). */

@@ -744,6 +744,19 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
         assert.deepEqual(await store.markCleared(HUB, d(1), { revision: 'rev-4', at: 8000 }), { previous: null })
         assert.deepEqual((await store.getQuarantine(HUB, d(1)))?.history, [{ action: 'cleared', by: 'customs', at: 7000, revision: 'rev-3' }])
       })
+      it('leaves a record in a state the clearance may not end', async () => {
+        await detained(d(1))
+        await detained(d(2))
+        await store.markRevoked(HUB, d(2), { reasons: ['r'], revision: 'rev-2', at: 5000 })
+        const onlyRevoked = { ...clearance, from: ['revoked' as const] }
+        assert.deepEqual(await store.markCleared(HUB, d(1), onlyRevoked), { previous: null })
+        assert.deepEqual(await store.markCleared(HUB, d(2), onlyRevoked), { previous: 'revoked' })
+        const kept = await store.getQuarantine(HUB, d(1))
+        assert.equal(kept?.state, 'detained')
+        assert.equal(kept?.history, undefined)
+        assert.equal((await store.getQuarantine(HUB, d(2)))?.state, 'cleared')
+        assert.deepEqual(await store.markCleared(HUB, d(1), { ...clearance, from: [] }), { previous: null })
+      })
       it('resolves only the repository and upstream asked', async () => {
         await detained(d(1))
         await store.recordDetention(GHCR, d(1), { reference: 'latest', reasons: ['unsigned'], at: 1000 })

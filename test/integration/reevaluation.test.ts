@@ -579,3 +579,44 @@ describe('a detained image the pull path clears under a newer revision', () => {
     assert.equal(detention?.detail?.previous, 'cleared')
   })
 })
+
+describe('a digest served all along whose pulls by one tag a policy refuses', () => {
+  const noLatest = (name: string): string => `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: ${name} }
+spec:
+  mode: enforce
+  match: [{ repository: "tagged/**" }]
+  rules: { tags: { deny: [latest] } }
+`
+  let tagged: BuiltImage
+
+  /** Puts in force, without a reload (no re-evaluation), a set of this one policy. */
+  async function replaceWith(name: string): Promise<void> {
+    const dir = join(work, name)
+    await mkdir(dir)
+    await writeFile(join(dir, 'policy.yaml'), noLatest(name))
+    customs.services.policies.replace(await loadPolicies(dir, customs.services.policyLoadOptions))
+  }
+
+  before(async () => {
+    tagged = buildImage({ mediaType: 'oci', layers: [2048] })
+    await pushImage(registry, 'tagged/app', 'v1', tagged)
+    await pushImage(registry, 'tagged/app', 'latest', tagged)
+    await replaceWith('no-latest')
+    assert.equal(await pullStatus('tagged/app', tagged), 200)
+    assert.equal(await pullStatus('tagged/app', tagged, 'latest'), 403)
+    assert.equal((await quarantine('tagged/app', tagged.manifestDigest)).state, 'detained')
+  })
+
+  it('keeps its record detained when a newer revision inspects the digest and clears it again', async () => {
+    await replaceWith('no-latest-again')
+    assert.equal(await pullStatus('tagged/app', tagged), 200)
+    const record = await quarantine('tagged/app', tagged.manifestDigest)
+    assert.equal(record.state, 'detained')
+    assert.equal(record.history, undefined)
+    assert.deepEqual(await audited('clearance', tagged.manifestDigest), [])
+    assert.equal(await pullStatus('tagged/app', tagged, 'latest'), 403)
+  })
+})

@@ -1,8 +1,9 @@
 // The re-evaluation walk and the quarantine record of content it clears again, judged from
 // recorded facts (a policy change, no I/O), on the in-process store and on a Redis store on a
 // real redis-server: a revoked, detained or released digest the policies clear now says
-// `cleared` and is announced; a failure to resolve the record leaves the verdict unrecorded, so
-// that the next walk tries both again.
+// `cleared` and is announced; a record of content served all along is resolved only if it says
+// `revoked`; a failure to resolve the record leaves the verdict unrecorded, so that the next walk
+// tries both again.
 
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
@@ -44,6 +45,17 @@ spec:
   match: [{ repository: "acme/**" }]
   rules: {}
 `)
+
+// Another set that allows the same: a new revision under which nothing changes side.
+const ANY_AGAIN = `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: acme-any-again }
+spec:
+  mode: enforce
+  match: [{ repository: "acme/**" }]
+  rules: {}
+`
 
 function image(name: string): { record: ManifestRecord; layer: Digest } {
   const digest = digestOf(Buffer.from(`manifest ${name} ${randomUUID()}`))
@@ -177,6 +189,25 @@ function checkReevaluation(open: () => Promise<StateStore>): void {
       assert.deepEqual(await state.expireReleases(Date.now() + 120_000, 10), [])
       assert.equal((await state.getQuarantine(REPO, digest))?.state, 'cleared')
       assert.notEqual(await state.getBlobLink(REPO, layer.digest), null)
+    })
+  })
+
+  describe('when content cleared before is cleared again', () => {
+    it('leaves a detained record alone: its refusals came from a rule on the tag, which still holds', async () => {
+      const digest = await admitted('tag refused')
+      // A pull by a tag a policy bans was refused while the digest itself was served.
+      await state.recordDetention(REPO, digest, { reference: 'latest', reasons: ["policy 'no-latest' rule 'tags': latest"], at: 1000 })
+      const progress = await walkUnder(set('any-again', ANY_AGAIN))
+      assert.equal(progress.unchanged, 1)
+      assert.equal((await state.getQuarantine(REPO, digest))?.state, 'detained')
+      assert.deepEqual(events.filter((e) => e.type === 'clearance'), [])
+    })
+    it('resolves a record left revoked while the content was served', async () => {
+      const digest = await admitted('left revoked')
+      await state.markRevoked(REPO, digest, { reasons: ['root'], revision: 'an older one', at: 1000 })
+      await walkUnder(set('any-again', ANY_AGAIN))
+      assert.equal((await state.getQuarantine(REPO, digest))?.state, 'cleared')
+      assert.deepEqual(events.filter((e) => e.type === 'clearance').map((e) => e.detail?.previous), ['revoked'])
     })
   })
 
