@@ -72,6 +72,8 @@ export class Fill {
     this.size = size
     this.#part = part
     this.#final = final
+    // Made before the upstream is asked: its hash worker starts meanwhile.
+    hashes.prepare(size)
     // `done` never rejects: callers inspect `state` and `error` after it settles.
     this.done = new Promise((resolve) => (this.#resolveDone = resolve))
   }

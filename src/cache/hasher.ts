@@ -114,6 +114,20 @@ export class HashPool {
     return this.#workers.filter((w) => w !== undefined).length
   }
 
+  /**
+   * Starts the worker the next large blob's hasher will use, if it is not running: a fill calls
+   * this before it asks the upstream, so the worker's start (a few tens of milliseconds: a new
+   * isolate) overlaps the upstream's answer instead of holding the first bytes. Unused, it stops
+   * again after the idle time.
+   */
+  prepare(size: number): void {
+    if (size < WORKER_HASH_MIN_BYTES || this.#closed) return
+    const id = this.#next + 1
+    if (this.#workers[id % this.#size] !== undefined) return
+    this.#worker(id)
+    this.#holdWhileBusy(id % this.#size)
+  }
+
   /** A hasher for a blob of `size` bytes: in a worker when large enough, else inline. */
   hasher(algorithm: DigestAlgorithm, size: number): StreamHasher {
     if (size < WORKER_HASH_MIN_BYTES || this.#closed) return inlineHasher(algorithm)

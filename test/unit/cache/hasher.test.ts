@@ -130,4 +130,24 @@ describe('HashPool', () => {
       await idle.close()
     }
   })
+
+  it('starts a worker ahead of a large blob only, which the blob then uses or the idle time stops', async () => {
+    const own = new HashPool(1, 1)
+    try {
+      own.prepare(WORKER_HASH_MIN_BYTES - 1)
+      assert.equal(own.running, 0, 'a worker was started for a blob hashed inline')
+      own.prepare(WORKER_HASH_MIN_BYTES)
+      assert.equal(own.running, 1)
+      own.prepare(WORKER_HASH_MIN_BYTES)
+      assert.equal(own.running, 1, 'a second worker was started for the same slot')
+      while (own.running > 0) await new Promise((resolve) => setTimeout(resolve, 5))
+      own.prepare(WORKER_HASH_MIN_BYTES)
+      const bytes = shared(randomBytes(WORKER_HASH_MIN_BYTES))
+      assert.equal(await hashOf(own, bytes, [1024 * 1024]), sha('sha256', bytes))
+    } finally {
+      await own.close()
+    }
+    own.prepare(WORKER_HASH_MIN_BYTES)
+    assert.equal(own.running, 0, 'a closed pool started a worker')
+  })
 })
