@@ -2,8 +2,6 @@
 // retries on 408/429/5xx with backoff, and a circuit breaker, each a separate setting. It returns
 // the final Response; callers turn statuses into typed errors with `statusError`.
 
-import { lookup } from 'node:dns/promises'
-import { isIP } from 'node:net'
 import type { UpstreamConfig } from '../config/schema.js'
 import { CustomsError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../observability/logger.js'
@@ -12,6 +10,7 @@ import { Header } from '../oci/media-types.js'
 import { UpstreamAuth, type Credentials } from './auth.js'
 import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { parseChallenge } from './challenge.js'
+import { isInternalRedirect, systemLookup, type HostLookup } from './egress.js'
 import { send, type UpstreamResponse } from './transport.js'
 import { getStreamed } from './wire.js'
 
@@ -66,33 +65,6 @@ export interface UpstreamClientDeps {
   readonly credentials?: Credentials
   /** Resolves a host name to its addresses, for the redirect check; the system resolver by default. */
   readonly lookup?: HostLookup
-}
-
-/** A host name's addresses. */
-export type HostLookup = (host: string) => Promise<readonly string[]>
-
-const systemLookup: HostLookup = async (host) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address)
-
-/** Whether a redirect from an upstream on `upstreamHost` to `targetHost` leads inside the network. */
-export async function isInternalRedirect(upstreamHost: string, targetHost: string, resolve: HostLookup = systemLookup): Promise<boolean> {
-  return (await resolvesInternal(targetHost, resolve)) && !(await resolvesInternal(upstreamHost, resolve))
-}
-
-/**
- * Whether a host is internal: an internal IP literal, or a name any of whose addresses is one. A
- * name that does not resolve is not internal: the request to it fails on its own.
- */
-export async function resolvesInternal(hostname: string, resolve: HostLookup = systemLookup): Promise<boolean> {
-  if (isInternalAddress(hostname)) return true
-  const host = hostname.replace(/^\[|\]$/g, '')
-  if (isIP(host) !== 0) return false
-  let addresses: readonly string[]
-  try {
-    addresses = await resolve(host)
-  } catch {
-    return false
-  }
-  return addresses.some((a) => isInternalAddress(a))
 }
 
 export class UpstreamClient {
@@ -352,23 +324,6 @@ export async function statusError(res: UpstreamResponse, upstream: string, what:
   }
   if (s >= 500 || s === 408) return new CustomsError('UPSTREAM_UNAVAILABLE', `${upstream} answered ${s} for ${what}`)
   return new CustomsError('UPSTREAM_INVALID', `${upstream} answered ${s} for ${what}`)
-}
-
-/** Whether a host is a loopback, private, link-local or unspecified IP literal. */
-export function isInternalAddress(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
-  const version = isIP(host)
-  if (version === 4) {
-    const [a = 0, b = 0] = host.split('.').map(Number)
-    return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127)
-  }
-  if (version === 6) {
-    if (host === '::' || host === '::1') return true
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)
-    if (mapped !== null) return isInternalAddress(mapped[1] as string)
-    return /^f[cd]/.test(host) || /^fe[89ab]/.test(host)
-  }
-  return host === 'localhost' || host.endsWith('.localhost')
 }
 
 /** Retry-After in ms: delta-seconds or an HTTP date; undefined when absent or malformed. */

@@ -12,7 +12,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
 import { ociImage, putImage, send, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
-import { isInternalRedirect, resolvesInternal } from '../../src/upstream/client.js'
+import { isInternalRedirect, resolvesInternal } from '../../src/upstream/egress.js'
 
 const PASSWORD = 'pw-5ecret-Zq81'
 const TOKEN = 'tok-5ecret-Hk27'
