@@ -4,7 +4,7 @@
 // mirror on 10.x) may redirect within its network.
 
 import { lookup } from 'node:dns/promises'
-import { isIP } from 'node:net'
+import { BlockList, isIP } from 'node:net'
 
 /** A host name's addresses. */
 export type HostLookup = (host: string) => Promise<readonly string[]>
@@ -33,19 +33,31 @@ export async function resolvesInternal(hostname: string, resolve: HostLookup = s
   return addresses.some((a) => isInternalAddress(a))
 }
 
-/** Whether a host is a loopback, private, link-local or unspecified IP literal. */
+/**
+ * Loopback, private, link-local, shared (100.64/10) and unspecified addresses. A BlockList also
+ * matches an IPv4-mapped IPv6 address, in any spelling, against the IPv4 ranges: a URL writes
+ * `[::ffff:127.0.0.1]` as `[::ffff:7f00:1]`, which connects to loopback all the same.
+ */
+const INTERNAL = new BlockList()
+const RANGES = [
+  ['0.0.0.0', 8, 'ipv4'],
+  ['10.0.0.0', 8, 'ipv4'],
+  ['100.64.0.0', 10, 'ipv4'],
+  ['127.0.0.0', 8, 'ipv4'],
+  ['169.254.0.0', 16, 'ipv4'],
+  ['172.16.0.0', 12, 'ipv4'],
+  ['192.168.0.0', 16, 'ipv4'],
+  ['::', 128, 'ipv6'],
+  ['::1', 128, 'ipv6'],
+  ['fc00::', 7, 'ipv6'],
+  ['fe80::', 10, 'ipv6'],
+] as const
+for (const [network, prefix, family] of RANGES) INTERNAL.addSubnet(network, prefix, family)
+
+/** Whether a host is a loopback, private, link-local or unspecified IP literal, or `localhost`. */
 export function isInternalAddress(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
   const version = isIP(host)
-  if (version === 4) {
-    const [a = 0, b = 0] = host.split('.').map(Number)
-    return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127)
-  }
-  if (version === 6) {
-    if (host === '::' || host === '::1') return true
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)
-    if (mapped !== null) return isInternalAddress(mapped[1] as string)
-    return /^f[cd]/.test(host) || /^fe[89ab]/.test(host)
-  }
+  if (version !== 0) return INTERNAL.check(host, version === 4 ? 'ipv4' : 'ipv6')
   return host === 'localhost' || host.endsWith('.localhost')
 }
