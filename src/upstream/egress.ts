@@ -3,8 +3,9 @@
 // fail their digest, but the request would have been made. An upstream that is itself internal (a
 // mirror on 10.x) may redirect within its network.
 
+import type { LookupAddress, LookupOptions } from 'node:dns'
 import { lookup } from 'node:dns/promises'
-import { BlockList, isIP } from 'node:net'
+import { BlockList, isIP, type LookupFunction } from 'node:net'
 
 /** A host name's addresses. */
 export type HostLookup = (host: string) => Promise<readonly string[]>
@@ -60,4 +61,37 @@ export function isInternalAddress(hostname: string): boolean {
   const version = isIP(host)
   if (version !== 0) return INTERNAL.check(host, version === 4 ? 'ipv4' : 'ipv6')
   return host === 'localhost' || host.endsWith('.localhost')
+}
+
+/**
+ * A `lookup` for the sockets (node:net, node:tls, node:http) of connections an upstream on
+ * `upstreamHost` sends Customs to by a redirect. It resolves the name, judges by the redirect rule
+ * the very addresses it then hands to the socket, and fails the connection with `refuse(host)`
+ * when the rule says no. The check when the redirect arrives resolves the name on its own: had the
+ * socket resolved it again, a name could answer a public address to the check and an internal one
+ * to the connection (DNS rebinding). IP literals never reach a lookup; that check judges them.
+ */
+export function guardedLookup(upstreamHost: string, resolve: HostLookup, refuse: (host: string) => Error): LookupFunction {
+  return (hostname, options, callback) => {
+    connectable(hostname, options, upstreamHost, resolve, refuse).then(
+      (found) => {
+        if (options.all === true) callback(null, found)
+        else callback(null, (found[0] as LookupAddress).address, (found[0] as LookupAddress).family)
+      },
+      (err: NodeJS.ErrnoException) => callback(err, '')
+    )
+  }
+}
+
+/** The addresses of `host` a socket may connect to, in the resolver's order; throws when none may be. */
+async function connectable(host: string, options: LookupOptions, upstreamHost: string, resolve: HostLookup, refuse: (host: string) => Error): Promise<LookupAddress[]> {
+  const addresses = await resolve(host)
+  // Every address is judged, not only those of the family asked for: the same rule as the check.
+  if (isInternalAddress(host) || addresses.some((a) => isInternalAddress(a))) {
+    if (!(await resolvesInternal(upstreamHost, resolve))) throw refuse(host)
+  }
+  const family = options.family === 4 || options.family === 'IPv4' ? 4 : options.family === 6 || options.family === 'IPv6' ? 6 : 0
+  const found = addresses.map((address) => ({ address, family: isIP(address) })).filter((a) => a.family !== 0 && (family === 0 || a.family === family))
+  if (found.length === 0) throw Object.assign(new Error(`${host} has no address to connect to`), { code: 'ENOTFOUND', hostname: host })
+  return found
 }
