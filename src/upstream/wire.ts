@@ -17,7 +17,7 @@
 // a response that carries both Content-Length and Transfer-Encoding is refused.
 
 import { validateHeaderName, validateHeaderValue } from 'node:http'
-import { connect as netConnect, type Socket } from 'node:net'
+import { connect as netConnect, type LookupFunction, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import type { BodySink, BodyStream } from './body.js'
 import { UpstreamResponse } from './transport.js'
@@ -47,6 +47,8 @@ export interface StreamedRequest {
   readonly headers: Record<string, string>
   /** Aborts the request, and the body once it is streaming. */
   readonly signal?: AbortSignal
+  /** Resolves the host when connecting; node's resolver by default. */
+  readonly lookup?: LookupFunction
 }
 
 /**
@@ -68,9 +70,10 @@ export function getStreamed(url: URL, init: StreamedRequest, tls: ConnectionOpti
     const port = Number(url.port || (secure ? 443 : 80))
     // The function gives the memory for the read after each one (node calls it once at the start).
     const onread = { buffer: () => exchange.readInto(), callback: (n: number, buf: Uint8Array) => exchange.read(buf.subarray(0, n)) }
+    const lookup = init.lookup
     const socket = secure
-      ? tlsConnect({ ...tls, host, port, ALPNProtocols: ['http/1.1'], onread } as ConnectionOptions)
-      : netConnect({ host, port, onread })
+      ? tlsConnect({ ...tls, host, port, lookup, ALPNProtocols: ['http/1.1'], onread } as ConnectionOptions)
+      : netConnect({ host, port, lookup, onread })
     exchange.attach(socket, init.signal)
     socket.write(request)
   })
