@@ -273,8 +273,9 @@ export class BlobStore {
       // The fill is bounded by its own timeout, never by the client that happened to start it.
       const signal = AbortSignal.timeout(this.#options.fillTimeout)
       try {
+        const fill = new Fill(digest, size, this.paths.part(digest), this.paths.blob(digest))
         const body = await fetch(signal)
-        return this.#run(new Fill(digest, size, this.paths.part(digest), this.paths.blob(digest)), body, signal, token)
+        return this.#run(fill, body, signal, token)
       } catch (err) {
         await this.#unlock(digest, token)
         throw err

@@ -17,6 +17,11 @@ export interface BufferPoolOptions {
   readonly lendLimit?: number
   /** How long a reader waits for a buffer before it is given a new one anyway. */
   readonly lendWaitMs?: number
+  /**
+   * Allocate in SharedArrayBuffers, which a worker thread can read without a copy (a fill's
+   * segments are hashed in place, cache/hasher.ts). Node's fs and sockets take such buffers alike.
+   */
+  readonly shared?: boolean
 }
 
 /** A pool of equal-sized buffers; beyond the free ones it keeps, returned buffers are left to the GC. */
@@ -30,6 +35,7 @@ export class BufferPool {
   #trim: NodeJS.Timeout | undefined
   readonly #lendLimit: number
   readonly #lendWaitMs: number
+  readonly #shared: boolean
   /** Buffers lent to readers (acquire) and not yet released. */
   #lent = 0
   /** Readers waiting for a buffer to come back, oldest first. */
@@ -42,12 +48,13 @@ export class BufferPool {
     this.#idleMs = options.idleMs ?? 2000
     this.#lendLimit = options.lendLimit ?? Number.POSITIVE_INFINITY
     this.#lendWaitMs = options.lendWaitMs ?? 20
+    this.#shared = options.shared ?? false
   }
 
   /** A buffer of `size` bytes with unspecified contents. */
   take(): Buffer {
     this.#lastTake = Date.now()
-    return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.size)
+    return this.#free.pop() ?? (this.#shared ? Buffer.from(new SharedArrayBuffer(this.size)) : Buffer.allocUnsafeSlow(this.size))
   }
 
   /**

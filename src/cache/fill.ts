@@ -1,8 +1,8 @@
-// One upstream blob fill: bytes are copied into memory segments as they arrive, written to a temp
-// file and hashed from it, and every reader (the client that started it and any that joined) reads
-// at its own pace: from the segments near the fill's head, from the file behind them. The fill
-// commits by rename only when size and digest match; otherwise every reader is aborted before its
-// last byte, so no client ever receives a complete copy of bad bytes.
+// One upstream blob fill: bytes land in memory segments as they arrive, are hashed there and
+// written to a temp file from there, and every reader (the client that started it and any that
+// joined) reads at its own pace: from the segments near the fill's head, from the file behind
+// them. The fill commits by rename only when size and digest match; otherwise every reader is
+// aborted before its last byte, so no client ever receives a complete copy of bad bytes.
 
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -17,6 +17,11 @@ export type FillState = 'filling' | 'committed' | 'failed'
 
 /** How many received bytes may wait for the disk before the upstream is paused. */
 const MAX_UNWRITTEN = 8 * 1024 * 1024
+/**
+ * How many received bytes may wait for the hasher before the upstream is paused: the segments it
+ * has not read yet stay in memory. The fill cannot end before the hash does anyway.
+ */
+const MAX_UNHASHED = 8 * 1024 * 1024
 /** How much of what was just written a fill keeps in memory for the readers near its head. */
 const RECENT_BYTES = 8 * 1024 * 1024
 /**
@@ -67,6 +72,8 @@ export class Fill {
     this.size = size
     this.#part = part
     this.#final = final
+    // Made before the upstream is asked: its hash worker starts meanwhile.
+    hashes.prepare(size)
     // `done` never rejects: callers inspect `state` and `error` after it settles.
     this.done = new Promise((resolve) => (this.#resolveDone = resolve))
   }
@@ -104,7 +111,7 @@ export class Fill {
    * outcome is in `state`/`error`. `signal` bounds the whole fill (not any one client).
    */
   async run(body: BodyStream, signal: AbortSignal, idleTimeout: number): Promise<void> {
-    const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size, this.#part)
+    const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size)
     let idle: NodeJS.Timeout | undefined
     let patience: NodeJS.Timeout | undefined
     let lastData = Date.now()
@@ -141,10 +148,11 @@ export class Fill {
       // the fastest reader (pacing); it goes on when neither holds.
       let bodyPaused = false
       let diskPaused = false
+      let hashPaused = false
       let pacePaused = false
       let pacing = true
       const flow = (): void => {
-        const pause = diskPaused || pacePaused
+        const pause = diskPaused || hashPaused || pacePaused
         if (pause === bodyPaused || stopped !== undefined) return
         bodyPaused = pause
         if (pause) body.pause()
@@ -157,6 +165,29 @@ export class Fill {
       }
       this.#onReaders = () => {
         if (pacePaused && (this.#readers === 0 || received - this.#lead <= PACE_RESUME)) endPace()
+      }
+      // Segments go to the hasher as they fill up (and the rest at the end), each held until hashed.
+      let unhashed = 0
+      const hashed = (n: number): void => {
+        unhashed -= n
+        if (hashPaused && unhashed <= MAX_UNHASHED / 2) {
+          hashPaused = false
+          flow()
+        }
+      }
+      const feedHash = (all: boolean): void => {
+        for (const { bytes, release } of segments.unhashed(all)) {
+          const n = bytes.byteLength
+          unhashed += n
+          hash.update(bytes, () => {
+            release()
+            hashed(n)
+          })
+        }
+        if (unhashed >= MAX_UNHASHED && !hashPaused) {
+          hashPaused = true
+          flow()
+        }
       }
       let flushing: Promise<void> | undefined
       let writeError: unknown
@@ -175,7 +206,6 @@ export class Fill {
             throw new CustomsError('STORAGE_FAILED', `the cache could not store the blob (short write: ${bytesWritten} of ${bytes} bytes)`)
           }
           this.#written += bytes
-          hash.written(views, this.#written)
           commit()
           this.#notify()
         }
@@ -193,6 +223,8 @@ export class Fill {
       }
       // Started only now that the file is open: until then the body keeps what arrives.
       body.start({
+        // The socket reads straight into the segments: append() then finds the bytes in place.
+        target: () => segments.reserve(),
         data: (view) => {
           if (stopped !== undefined) return
           lastData = Date.now()
@@ -201,8 +233,9 @@ export class Fill {
             return
           }
           received += view.byteLength
-          // Copied: the view's memory is the connection's, reused for its next read.
+          // Copied unless read in place: other views' memory is the producer's, reused afterwards.
           segments.append(view)
+          feedHash(false)
           this.#notify()
           startFlush()
           if (segments.unwritten >= MAX_UNWRITTEN && !diskPaused) {
@@ -223,6 +256,7 @@ export class Fill {
       })
       await ended
       if (stopped !== undefined) throw stopped
+      feedHash(true)
       while (flushing !== undefined) await flushing
       if (writeError !== undefined) throw writeError
       if (this.#written !== this.size) {

@@ -28,11 +28,12 @@ const BUSY_POOLED_BUFFERS = 64
  */
 const LENT_BUFFERS = 24
 
-/** The process's read buffers. */
+/** The process's read buffers, which are also fills' segments (shared: hashed in place by a worker). */
 export const readBuffers = new BufferPool(READ_CHUNK, POOLED_BUFFERS, {
   busyKeep: BUSY_POOLED_BUFFERS,
   idleMs: 2000,
   lendLimit: LENT_BUFFERS,
+  shared: true,
 })
 
 /** Where a reader's bytes come from. */

@@ -1,13 +1,23 @@
 // A response body as the blob fill takes it: bytes handed over in views of memory the producer
-// reuses, which the consumer copies (or finishes with) before its callback returns. Upstream
-// blobs arrive this way from wire.ts, read into one buffer per connection; node streams are
-// adapted to the same shape, so a fill and the small-body readers take either.
+// reuses, which the consumer copies (or finishes with) before its callback returns, or read by
+// the producer straight into memory the consumer offers. Upstream blobs arrive this way from
+// wire.ts, read by the socket itself; node streams are adapted to the same shape, so a fill and
+// the small-body readers take either.
 
 import type { Readable } from 'node:stream'
 
 /** Where a body's bytes go. */
 export interface BodySink {
-  /** A view valid only during the call: the memory behind it is reused afterwards. */
+  /**
+   * Memory of the sink's own that a producer may read the next body bytes into, to hand them to
+   * data() as a view of its start: the sink then need not copy them. A producer may ask again
+   * before each read, and need not use it.
+   */
+  target?(): Uint8Array
+  /**
+   * A view valid only during the call: unless it is in the sink's target, the memory behind it is
+   * reused afterwards.
+   */
   data(view: Uint8Array): void
   /** The body is complete. */
   end(): void

@@ -2,8 +2,7 @@
 // retries on 408/429/5xx with backoff, and a circuit breaker, each a separate setting. It returns
 // the final Response; callers turn statuses into typed errors with `statusError`.
 
-import { lookup } from 'node:dns/promises'
-import { isIP } from 'node:net'
+import type { LookupFunction } from 'node:net'
 import type { UpstreamConfig } from '../config/schema.js'
 import { CustomsError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../observability/logger.js'
@@ -12,7 +11,8 @@ import { Header } from '../oci/media-types.js'
 import { UpstreamAuth, type Credentials } from './auth.js'
 import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { parseChallenge } from './challenge.js'
-import { send, type UpstreamResponse } from './transport.js'
+import { guardedLookup, isInternalRedirect, systemLookup, type HostLookup } from './egress.js'
+import { keepAliveAgents, send, type Agents, type UpstreamResponse } from './transport.js'
 import { getStreamed } from './wire.js'
 
 export const USER_AGENT = 'customs/0.1'
@@ -64,35 +64,11 @@ export interface UpstreamClientDeps {
   readonly metrics: Metrics
   readonly logger: Logger
   readonly credentials?: Credentials
-  /** Resolves a host name to its addresses, for the redirect check; the system resolver by default. */
+  /**
+   * Resolves a host name to its addresses, for the redirect rule and for connecting to a redirect's
+   * target; the system resolver by default.
+   */
   readonly lookup?: HostLookup
-}
-
-/** A host name's addresses. */
-export type HostLookup = (host: string) => Promise<readonly string[]>
-
-const systemLookup: HostLookup = async (host) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address)
-
-/** Whether a redirect from an upstream on `upstreamHost` to `targetHost` leads inside the network. */
-export async function isInternalRedirect(upstreamHost: string, targetHost: string, resolve: HostLookup = systemLookup): Promise<boolean> {
-  return (await resolvesInternal(targetHost, resolve)) && !(await resolvesInternal(upstreamHost, resolve))
-}
-
-/**
- * Whether a host is internal: an internal IP literal, or a name any of whose addresses is one. A
- * name that does not resolve is not internal: the request to it fails on its own.
- */
-export async function resolvesInternal(hostname: string, resolve: HostLookup = systemLookup): Promise<boolean> {
-  if (isInternalAddress(hostname)) return true
-  const host = hostname.replace(/^\[|\]$/g, '')
-  if (isIP(host) !== 0) return false
-  let addresses: readonly string[]
-  try {
-    addresses = await resolve(host)
-  } catch {
-    return false
-  }
-  return addresses.some((a) => isInternalAddress(a))
 }
 
 export class UpstreamClient {
@@ -111,6 +87,13 @@ export class UpstreamClient {
   readonly #auth: UpstreamAuth
   readonly #deps: UpstreamClientDeps
   readonly #lookup: HostLookup
+  /**
+   * How connections to any host but the upstream's own (a redirect's target) are made: resolved
+   * through this upstream's redirect rule, in agents of this client's own. A pool reuses a socket
+   * by host and port alone, so one connected without that rule (by node's resolver, or for an
+   * internal upstream) must never carry a redirect's request.
+   */
+  readonly #elsewhere: { readonly lookup: LookupFunction; readonly agents: Agents }
 
   constructor(config: UpstreamConfig, deps: UpstreamClientDeps) {
     this.#config = config
@@ -119,6 +102,12 @@ export class UpstreamClient {
     this.name = config.name
     this.#base = new URL(config.url)
     this.origin = this.#base.origin
+    const lookup = guardedLookup(
+      this.#base.hostname,
+      this.#lookup,
+      (host) => new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address: ${host.slice(0, 100)} resolved to one when connecting`)
+    )
+    this.#elsewhere = { lookup, agents: keepAliveAgents(lookup) }
     this.#auth = new UpstreamAuth({
       origin: this.origin,
       credentials: deps.credentials,
@@ -276,8 +265,9 @@ export class UpstreamClient {
     // An upstream on the internet may not send Customs to an internal address (cloud metadata,
     // the cluster network): the bytes would fail their digest, but the request would be made.
     // Names are resolved too: a literal-only check let `metadata.attacker.example` (resolving to
-    // 169.254.169.254) through. A name that changes its answer between this lookup and the
-    // connection is not caught here.
+    // 169.254.169.254) through. This refuses before any connection is made, and judges IP
+    // literals, which no resolver sees; a name that answers differently when the connection is
+    // made is judged again then (#elsewhere).
     if (to.hostname !== from.hostname && (await isInternalRedirect(this.#base.hostname, to.hostname, this.#lookup))) {
       throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address`)
     }
@@ -301,7 +291,11 @@ export class UpstreamClient {
     const endTimer = metrics.upstreamDuration.startTimer({ upstream: this.name })
     this.#requests++
     try {
-      const res = req.bulk === true && method === 'GET' ? await getStreamed(url, { headers, signal }) : await send(url, { method, headers, signal })
+      const elsewhere = url.hostname === this.#base.hostname ? undefined : this.#elsewhere
+      const res =
+        req.bulk === true && method === 'GET'
+          ? await getStreamed(url, { headers, signal, lookup: elsewhere?.lookup })
+          : await send(url, { method, headers, signal, agents: elsewhere?.agents })
       endTimer()
       metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
       this.#recordRateLimit(res)
@@ -313,6 +307,9 @@ export class UpstreamClient {
       return res
     } catch (cause) {
       metrics.upstreamRequests.inc({ upstream: this.name, method, status: 'error' })
+      // The redirect rule refused the connection: a refusal, not an outage, so neither retried
+      // nor counted against the circuit.
+      if (cause instanceof CustomsError) throw cause
       const error = new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable`, { cause })
       // A caller that gave up is not the upstream's failure.
       if (req.signal?.aborted !== true) {
@@ -352,23 +349,6 @@ export async function statusError(res: UpstreamResponse, upstream: string, what:
   }
   if (s >= 500 || s === 408) return new CustomsError('UPSTREAM_UNAVAILABLE', `${upstream} answered ${s} for ${what}`)
   return new CustomsError('UPSTREAM_INVALID', `${upstream} answered ${s} for ${what}`)
-}
-
-/** Whether a host is a loopback, private, link-local or unspecified IP literal. */
-export function isInternalAddress(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
-  const version = isIP(host)
-  if (version === 4) {
-    const [a = 0, b = 0] = host.split('.').map(Number)
-    return a === 0 || a === 10 || a === 127 || (a === 169 && b === 254) || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127)
-  }
-  if (version === 6) {
-    if (host === '::' || host === '::1') return true
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)
-    if (mapped !== null) return isInternalAddress(mapped[1] as string)
-    return /^f[cd]/.test(host) || /^fe[89ab]/.test(host)
-  }
-  return host === 'localhost' || host.endsWith('.localhost')
 }
 
 /** Retry-After in ms: delta-seconds or an HTTP date; undefined when absent or malformed. */

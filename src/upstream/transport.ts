@@ -6,6 +6,7 @@
 
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http'
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
+import type { LookupFunction } from 'node:net'
 import type { Readable } from 'node:stream'
 import { collectBody, readableBody, type BodyStream } from './body.js'
 
@@ -14,7 +15,24 @@ import { collectBody, readableBody, type BodyStream } from './body.js'
  * or a load balancer's idle cut is picked up without a failed request first.
  */
 const agentOptions = { keepAlive: true, keepAliveMsecs: 1000, maxFreeSockets: 32, timeout: 60_000, scheduling: 'lifo' as const }
-const agents = { http: new HttpAgent(agentOptions), https: new HttpsAgent(agentOptions) }
+
+/** A keep-alive pool for plain and TLS connections. */
+export interface Agents {
+  readonly http: HttpAgent
+  readonly https: HttpsAgent
+}
+
+/**
+ * A pool whose every connection resolves its host through `lookup` (node's resolver by default).
+ * A pool reuses a socket by host and port alone, so connections made under different rules for
+ * where they may go need pools of their own.
+ */
+export function keepAliveAgents(lookup?: LookupFunction): Agents {
+  const options = lookup === undefined ? agentOptions : { ...agentOptions, lookup }
+  return { http: new HttpAgent(options), https: new HttpsAgent(options) }
+}
+
+const agents = keepAliveAgents()
 
 /** Bodies up to this size are read to their end when dropped, so their connection is reused. */
 const DRAIN_LIMIT = 64 * 1024
@@ -25,6 +43,8 @@ export interface TransportRequest {
   readonly body?: string
   /** Aborts the request, and the response body once it is streaming. */
   readonly signal?: AbortSignal
+  /** The pool to connect through; a shared one, on node's resolver, by default. */
+  readonly agents?: Agents
 }
 
 /**
@@ -96,7 +116,7 @@ export function send(url: URL, init: TransportRequest): Promise<UpstreamResponse
     const req = request(url, {
       method: init.method,
       headers,
-      agent: secure ? agents.https : agents.http,
+      agent: secure ? (init.agents ?? agents).https : (init.agents ?? agents).http,
       ...(init.signal !== undefined ? { signal: init.signal } : {}),
     })
     req.once('response', (message) => resolve(UpstreamResponse.of(message, init.method)))

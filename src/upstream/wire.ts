@@ -1,6 +1,7 @@
-// One GET on a connection of its own, for blob bodies: the socket reads into one buffer per
-// connection (net.Socket's `onread`), the response head is parsed here, and the body is handed to
-// its sink as views of that buffer, which the fill copies into its segments.
+// One GET on a connection of its own, for blob bodies: the socket reads into memory the body's
+// sink offers (net.Socket's `onread` with a buffer function), so a fill's bytes land in its
+// segments with no copy on the way; the response head, chunked bodies and bytes that come before
+// the sink does are read into a buffer of the connection's and handed over as views of it.
 //
 // Why not node:http: its client copies every body chunk out of the socket's read into a new
 // Buffer, so each 64 KiB of a blob cost two fresh external allocations. For a 200 MiB cold pull
@@ -16,13 +17,16 @@
 // a response that carries both Content-Length and Transfer-Encoding is refused.
 
 import { validateHeaderName, validateHeaderValue } from 'node:http'
-import { connect as netConnect, type Socket } from 'node:net'
+import { connect as netConnect, type LookupFunction, type Socket } from 'node:net'
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
 import type { BodySink, BodyStream } from './body.js'
 import { UpstreamResponse } from './transport.js'
 
-/** Bytes one socket read may take. */
-const READ_BUFFER = 1024 * 1024
+/**
+ * The connection's own read buffer: the head, and bodies that cannot be read in place. A body
+ * that can goes into its sink's memory, so this need not be large.
+ */
+const READ_BUFFER = 64 * 1024
 /** The most a response head (status line and headers) may take. */
 const MAX_HEAD = 64 * 1024
 /** The most a chunk-size line or a trailer line may take. */
@@ -43,6 +47,8 @@ export interface StreamedRequest {
   readonly headers: Record<string, string>
   /** Aborts the request, and the body once it is streaming. */
   readonly signal?: AbortSignal
+  /** Resolves the host when connecting; node's resolver by default. */
+  readonly lookup?: LookupFunction
 }
 
 /**
@@ -62,10 +68,12 @@ export function getStreamed(url: URL, init: StreamedRequest, tls: ConnectionOpti
     const secure = url.protocol === 'https:'
     const host = url.hostname.replace(/^\[|\]$/g, '')
     const port = Number(url.port || (secure ? 443 : 80))
-    const onread = { buffer: Buffer.allocUnsafeSlow(READ_BUFFER), callback: (n: number, buf: Uint8Array) => exchange.read(buf.subarray(0, n)) }
+    // The function gives the memory for the read after each one (node calls it once at the start).
+    const onread = { buffer: () => exchange.readInto(), callback: (n: number, buf: Uint8Array) => exchange.read(buf.subarray(0, n)) }
+    const lookup = init.lookup
     const socket = secure
-      ? tlsConnect({ ...tls, host, port, ALPNProtocols: ['http/1.1'], onread } as ConnectionOptions)
-      : netConnect({ host, port, onread })
+      ? tlsConnect({ ...tls, host, port, lookup, ALPNProtocols: ['http/1.1'], onread } as ConnectionOptions)
+      : netConnect({ host, port, lookup, onread })
     exchange.attach(socket, init.signal)
     socket.write(request)
   })
@@ -103,6 +111,8 @@ class Exchange implements BodyStream {
   #onAbort: (() => void) | undefined
   #signal: AbortSignal | undefined
   #chunks: ChunkedDecoder | undefined
+  /** The connection's own read buffer, made when first needed. */
+  #own: Buffer | undefined
 
   constructor(resolve: (res: UpstreamResponse) => void, reject: (err: unknown) => void) {
     this.#resolve = resolve
@@ -120,6 +130,18 @@ class Exchange implements BodyStream {
       if (signal.aborted) this.#onAbort()
       else signal.addEventListener('abort', this.#onAbort, { once: true })
     }
+  }
+
+  /**
+   * Where the next socket read goes: the sink's memory once the body flows and every byte read is
+   * body (Content-Length or close-delimited framing), else the connection's own buffer.
+   */
+  readInto(): Uint8Array {
+    const kind = this.#framing?.kind
+    const target = kind === 'length' || kind === 'close' ? this.#sink?.target?.() : undefined
+    if (target !== undefined && target.byteLength > 0) return target
+    this.#own ??= Buffer.allocUnsafeSlow(READ_BUFFER)
+    return this.#own
   }
 
   /** One socket read; the return value keeps reading (true) or pauses the socket (false). */

@@ -7,12 +7,19 @@
 // loop; real-clients.test.ts: the token registry's password never logged.
 
 import assert from 'node:assert/strict'
+import dns, { type LookupAddress } from 'node:dns'
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { isIP, type AddressInfo } from 'node:net'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
 import { ociImage, putImage, send, sha256, startFakeUpstream, type FakeUpstream } from '../helpers/fake-upstream.js'
-import { isInternalRedirect, resolvesInternal } from '../../src/upstream/client.js'
+import { parseConfig } from '../../src/config/load.js'
+import type { UpstreamConfig } from '../../src/config/schema.js'
+import { CustomsError } from '../../src/errors.js'
+import { createLogger } from '../../src/observability/logger.js'
+import { Metrics } from '../../src/observability/metrics.js'
+import { UpstreamClient } from '../../src/upstream/client.js'
+import { isInternalRedirect, resolvesInternal, type HostLookup } from '../../src/upstream/egress.js'
 
 const PASSWORD = 'pw-5ecret-Zq81'
 const TOKEN = 'tok-5ecret-Hk27'
@@ -250,4 +257,108 @@ describe('a redirect to an internal address, from an upstream on the internet', 
     names['harbor.corp'] = ['10.9.8.7']
     for (const from of ['10.0.0.2', 'harbor.corp', 'localhost']) assert.equal(await isInternalRedirect(from, 'metadata.attacker.example', lookup), false, from)
   })
+
+  /** A client for the upstream at `url` that resolves names with `resolve`. */
+  function client(url: string, resolve: HostLookup): UpstreamClient {
+    const config = parseConfig(upstreamConfig('registry.example', url), { env: {} }).upstreams[0] as UpstreamConfig
+    return new UpstreamClient(config, { metrics: new Metrics(), logger: createLogger({ level: 'silent' }), lookup: resolve })
+  }
+
+  /** A service inside the network, on loopback, that counts the connections it is sent. */
+  async function internalService(): Promise<{ port: number; connections: () => number; close: () => Promise<void> }> {
+    let connections = 0
+    const server = createServer((_req, res) => send(res, 200, 'internal', 'text/plain'))
+    server.on('connection', () => connections++)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.2', () => resolve()))
+    return {
+      port: (server.address() as AddressInfo).port,
+      connections: () => connections,
+      async close() {
+        server.closeAllConnections()
+        await new Promise<void>((resolve) => server.close(() => resolve()))
+      },
+    }
+  }
+
+  /** The upstream redirects every blob GET to `location`. */
+  function redirectBlobsTo(location: string): void {
+    upstream.intercept = (_req, res, path) => {
+      if (!path.includes('/blobs/')) return false
+      res.writeHead(307, { Location: location, 'Content-Length': '0' })
+      res.end()
+      return true
+    }
+  }
+
+  /**
+   * Points node's own resolver at `answer` until the returned function is called. The connection to
+   * the upstream's own host resolves through it, as before; so would a redirect's target, had the
+   * client left it to node.
+   */
+  function systemResolver(answer: HostLookup): () => void {
+    const original = dns.lookup
+    const patched = (host: string, options: dns.LookupOptions | LookupCallback, callback?: LookupCallback) => {
+      const done = (typeof options === 'function' ? options : callback) as LookupCallback
+      answer(host).then(
+        (addresses) => {
+          const found = addresses.map((address) => ({ address, family: isIP(address) }))
+          if (typeof options === 'object' && options.all === true) done(null, found)
+          else done(null, found[0]?.address ?? '', found[0]?.family)
+        },
+        (err: NodeJS.ErrnoException) => done(err, '')
+      )
+    }
+    dns.lookup = patched as unknown as typeof dns.lookup
+    return () => {
+      dns.lookup = original
+    }
+  }
+  type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void
+
+  const blob = `/v2/library/x/blobs/${sha256(Buffer.from('x'))}`
+
+  for (const [how, bulk] of [["node's client (a small blob)", false], ['a connection of its own (wire.ts, a large blob)', true]] as const) {
+    it(`is refused when the name answers the check with a public address and the connection with an internal one, on ${how}`, async () => {
+      const inside = await internalService()
+      // A hostile DNS server: public the first time it is asked, loopback (127.0.0.2) after.
+      let asked = 0
+      const hostile: HostLookup = async (host) => {
+        if (host === 'rebind.attacker.example') return ++asked === 1 ? ['198.51.100.20'] : ['127.0.0.2']
+        return lookup(host)
+      }
+      // The upstream is registry.example, public to the redirect rule, and reached on loopback: the
+      // test server stands in for its public address. Every other name is the hostile server's.
+      const restore = systemResolver(async (host) => (host === 'registry.example' ? ['127.0.0.1'] : hostile(host)))
+      try {
+        redirectBlobsTo(`http://rebind.attacker.example:${inside.port}/data`)
+        const registry = client(upstream.url.replace('127.0.0.1', 'registry.example'), hostile)
+        await assert.rejects(registry.send({ method: 'GET', path: blob, repository: 'library/x', bulk }), (err) => {
+          assert.ok(err instanceof CustomsError)
+          assert.equal(err.code, 'UPSTREAM_INVALID')
+          assert.match(err.message, /rebind\.attacker\.example resolved to one when connecting/)
+          return true
+        })
+        assert.equal(upstream.count((r) => r.path === blob), 1, 'the upstream was asked once and redirected')
+        assert.equal(asked, 2, 'once for the check, once for the connection')
+        assert.equal(inside.connections(), 0)
+      } finally {
+        restore()
+        await inside.close()
+      }
+    })
+
+    it(`is followed to a name resolving inside when the upstream is itself internal, on ${how}`, async () => {
+      const inside = await internalService()
+      try {
+        redirectBlobsTo(`http://cdn.corp.example:${inside.port}/data`)
+        const registry = client(upstream.url, async (host) => (host === 'cdn.corp.example' ? ['127.0.0.2'] : lookup(host)))
+        const res = await registry.send({ method: 'GET', path: blob, repository: 'library/x', bulk })
+        assert.equal(res.status, 200)
+        await res.discard()
+        assert.equal(inside.connections(), 1)
+      } finally {
+        await inside.close()
+      }
+    })
+  }
 })

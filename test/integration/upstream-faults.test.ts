@@ -530,7 +530,7 @@ describe('Docker Hub rate-limit headers', () => {
 
 describe('a redirect to an internal address', () => {
   it('is refused when the upstream is not itself internal', async () => {
-    const { isInternalAddress } = await import('../../src/upstream/client.js')
+    const { isInternalAddress } = await import('../../src/upstream/egress.js')
     for (const host of ['169.254.169.254', '10.0.0.1', '172.20.1.1', '192.168.1.1', '127.0.0.1', '[::1]', '[fd00::1]', '[::ffff:10.0.0.1]', 'localhost']) {
       assert.equal(isInternalAddress(host), true, host)
     }

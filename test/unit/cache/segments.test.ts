@@ -1,6 +1,7 @@
-// A fill's segments: bytes copied in come out unchanged as writes and as views (readable from
-// the moment they are copied in), the window keeps only the recent ones, and a segment goes back
-// to the pool only after it left the window and its last view was released.
+// A fill's segments: bytes copied in (or read in place) come out unchanged as writes, as views
+// for readers (from the moment they arrive) and as views for the hasher; the window keeps only
+// the recent ones, and a segment goes back to the pool only after it left the window, was hashed,
+// and its last view was released.
 
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -15,8 +16,17 @@ function joined(chunks: Chunk[] | undefined): Buffer {
   return Buffer.concat((chunks ?? []).map((c) => c.bytes))
 }
 
-/** Writes everything unwritten (as a fill's flush does) and returns what was written. */
+/** Hashes what there is, releasing each view at once (an inline hasher). */
+function hashAll(segments: Segments, all = true): Buffer {
+  const chunks = segments.unhashed(all)
+  const out = joined(chunks)
+  for (const c of chunks) c.release()
+  return out
+}
+
+/** Hashes and writes everything (as a fill does) and returns what was written. */
 function writeAll(segments: Segments): Buffer {
+  hashAll(segments)
   const { views, bytes, commit } = segments.unwrittenViews()
   const out = Buffer.concat(views)
   assert.equal(out.byteLength, bytes)
@@ -107,5 +117,73 @@ describe('Segments', () => {
     for (const c of held) c.release()
     assert.equal(pool.free, 3)
     assert.equal(segments.peek(0, 1), undefined)
+  })
+
+  it('takes bytes read in place into reserved memory without a copy, and copies others', () => {
+    const pool = new BufferPool(SIZE, 16)
+    const segments = new Segments(pool, 8 * SIZE)
+    const target = segments.reserve()
+    assert.equal(target.byteLength, SIZE)
+    assert.equal(segments.reserve().byteOffset, target.byteOffset, 'asking again gave other memory')
+    target.set(Buffer.from('hello'))
+    segments.append(target.subarray(0, 5))
+    assert.equal(segments.received, 5)
+    const next = segments.reserve()
+    assert.equal(next.byteLength, SIZE - 5)
+    assert.equal(next.buffer, target.buffer, 'the rest of the segment was not offered')
+    // Not at the reserved place: copied, as any producer's view.
+    segments.append(Buffer.from(' world'))
+    next.set(Buffer.from('12'), 6)
+    segments.append(next.subarray(6, 8))
+    assert.equal(writeAll(segments).toString(), 'hello world12')
+    // A full segment: the next reservation starts a new one, at the next blob offset.
+    const rest = segments.reserve()
+    rest.fill(7)
+    segments.append(rest)
+    const fresh = segments.reserve()
+    assert.notEqual(fresh.buffer, target.buffer)
+    fresh[0] = 9
+    segments.append(fresh.subarray(0, 1))
+    assert.equal(segments.received, SIZE + 1)
+    assert.deepEqual(joined(segments.peek(SIZE - 1, 2)), Buffer.from([7, 9]))
+  })
+
+  it('gives the hasher full segments as they fill, the rest at the end, each byte once and in order', () => {
+    const segments = new Segments(new BufferPool(SIZE, 16), 8 * SIZE)
+    const content = randomBytes(3 * SIZE + 10)
+    const hashed: Buffer[] = []
+    segments.append(content.subarray(0, SIZE - 1))
+    assert.equal(segments.unhashed(false).length, 0, 'a partial segment went to the hasher early')
+    segments.append(content.subarray(SIZE - 1, 2 * SIZE + 3))
+    hashed.push(hashAll(segments, false))
+    assert.equal(hashed[0]?.byteLength, 2 * SIZE)
+    segments.append(content.subarray(2 * SIZE + 3))
+    hashed.push(hashAll(segments, false), hashAll(segments, true), hashAll(segments, true))
+    assert.deepEqual(Buffer.concat(hashed), content)
+  })
+
+  it('keeps a segment the hasher holds, and one not yet hashed, even out of the window', () => {
+    const pool = new BufferPool(SIZE, 16)
+    const segments = new Segments(pool, SIZE)
+    const content = randomBytes(SIZE)
+    segments.append(content)
+    const [held] = segments.unhashed(false)
+    assert.ok(held !== undefined)
+    segments.append(randomBytes(3 * SIZE))
+    // Written, but the three later segments not hashed yet: none of them may be dropped.
+    const { commit } = segments.unwrittenViews()
+    commit()
+    assert.deepEqual(Buffer.from(held.bytes), content)
+    const peeked = segments.peek(SIZE, 1)
+    assert.ok(peeked !== undefined, 'a segment not yet hashed was dropped')
+    for (const c of peeked) c.release()
+    hashAll(segments, false)
+    segments.append(randomBytes(1))
+    const free = pool.free
+    writeAll(segments)
+    assert.deepEqual(Buffer.from(held.bytes), content, 'a segment the hasher holds was reused')
+    assert.equal(pool.free, free + 2, 'the hashed segments out of the window did not come back')
+    held.release()
+    assert.equal(pool.free, free + 3)
   })
 })

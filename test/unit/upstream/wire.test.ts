@@ -65,6 +65,29 @@ function collect(body: BodyStream | null): Promise<Collected> {
   })
 }
 
+/**
+ * Reads a body with a sink that offers the rest of one growing buffer as the read target, as a
+ * fill's segments do; counts the bytes that arrived in place.
+ */
+function collectInPlace(body: BodyStream | null, size: number): Promise<{ bytes: Buffer; inPlace: number }> {
+  assert.ok(body !== null)
+  const memory = Buffer.alloc(size + 1024 * 1024)
+  let filled = 0
+  let inPlace = 0
+  return new Promise((resolve, reject) => {
+    body.start({
+      target: () => memory.subarray(filled),
+      data: (view) => {
+        if (view.buffer === memory.buffer && view.byteOffset === memory.byteOffset + filled) inPlace += view.byteLength
+        else memory.set(view, filled)
+        filled += view.byteLength
+      },
+      end: () => resolve({ bytes: memory.subarray(0, filled), inPlace }),
+      error: reject,
+    })
+  })
+}
+
 describe('getStreamed', () => {
   it('reads a Content-Length body and sends the request head it was given', async () => {
     const blob = randomBytes(3 * 1024 * 1024 + 17)
@@ -85,6 +108,33 @@ describe('getStreamed', () => {
     assert.equal(seen?.headers.connection, 'close')
     assert.equal(seen?.headers.authorization, 'Bearer t')
     assert.equal(seen?.headers['user-agent'], 'customs/test')
+  })
+
+  it("reads a body into the sink's memory when it offers some, and only the body", async () => {
+    const blob = randomBytes(2 * 1024 * 1024 + 5)
+    const chunkedUrl = await httpServer((_req, res) => {
+      res.writeHead(200)
+      res.end(blob)
+    })
+    const lengthUrl = await httpServer((_req, res) => {
+      res.writeHead(200, { 'Content-Length': blob.byteLength })
+      // Written in pieces, so that most reads happen after the body is started.
+      const pieces = [blob.subarray(0, 100), blob.subarray(100, 1024 * 1024), blob.subarray(1024 * 1024)]
+      void (async () => {
+        for (const piece of pieces) {
+          res.write(piece)
+          await sleep(20)
+        }
+        res.end()
+      })()
+    })
+    for (const [url, framed] of [[lengthUrl, 'length'], [chunkedUrl, 'chunked']] as const) {
+      const { bytes, inPlace } = await collectInPlace((await getStreamed(url, { headers: {} })).bodyStream(), blob.byteLength)
+      assert.deepEqual(bytes, blob, framed)
+      if (framed === 'length') assert.ok(inPlace >= blob.byteLength - 1024 * 1024, `only ${inPlace} bytes were read in place`)
+      // Chunk framing is interleaved with the body: never read into the sink's memory.
+      else assert.equal(inPlace, 0)
+    }
   })
 
   it('decodes a chunked body', async () => {
@@ -317,6 +367,15 @@ describe('getStreamed', () => {
       const got = await collect((await getStreamed(url, { headers: {} }, { ca: readFileSync(cert) })).bodyStream())
       assert.equal(got.error, undefined)
       assert.ok(got.bytes.equals(blob))
+    })
+
+    it("reads the body into the sink's memory over TLS too", async () => {
+      const blob = randomBytes(2 * 1024 * 1024 + 3)
+      const url = await tlsServer(blob)
+      const res = await getStreamed(url, { headers: {} }, { ca: readFileSync(cert) })
+      const { bytes, inPlace } = await collectInPlace(res.bodyStream(), blob.byteLength)
+      assert.ok(bytes.equals(blob))
+      assert.ok(inPlace > 0, 'no byte was read in place')
     })
 
     it('refuses a server nobody vouches for', async () => {
