@@ -71,8 +71,10 @@ function track(child: ChildProcess): void {
  */
 export function isolatedEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const proxy = `http://${DEAD_END}`
+  // The harness's own switch, not a setting: Customs refuses CUSTOMS_* variables it does not know.
+  const { CUSTOMS_KEEP_TMP: _harnessOnly, ...inherited } = process.env
   return {
-    ...process.env,
+    ...inherited,
     HTTPS_PROXY: proxy,
     HTTP_PROXY: proxy,
     https_proxy: proxy,
