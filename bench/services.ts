@@ -72,8 +72,13 @@ async function startOnFreePort(
  * --max-semi-space-size=8 halves V8's young generation (32 to 16 MiB resident): measured on the
  * bench's manifest phase, scavenges took about the same CPU per request (1.4-1.5 us of ~70 us)
  * and peak RSS fell by 11-16 MiB.
+ * --no-memory-reducer: V8's memory reducer runs memory-reducing mark-compacts once a heap has been
+ * quiet for about 8 s, and afterwards every warm manifest GET cost 45-54 us of main-thread CPU
+ * instead of 35-40 (19.6-20.9k against 26-29k requests per second, one process waiting 12 s or
+ * not before wrk, several runs), for as long as was measured. That was the bench's "slow mode":
+ * its manifest phase starts after quiet spells. The heap it would give back is a few MiB.
  */
-export const CUSTOMS_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8']
+export const CUSTOMS_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8', '--no-memory-reducer']
 
 /** Options for {@link startCustoms}. */
 export interface CustomsOptions {

@@ -102,6 +102,13 @@ describe('deploy/Dockerfile', () => {
     ])
   })
 
+  it('gives `npm start` and the installed `customs` command the same node flags as the image', () => {
+    const flags = CUSTOMS_NODE_FLAGS.join(' ')
+    const start = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start
+    assert.ok(start?.includes(`node ${flags} dist/main.js serve`), `npm start: ${start}`)
+    assert.equal(read('bin/customs.js').split('\n')[0], `#!/usr/bin/env -S node ${flags}`)
+  })
+
   it('exposes the port Customs listens on by default', () => {
     assert.deepEqual(all(runtime, 'EXPOSE'), [String(defaultPort())])
   })
