@@ -1,0 +1,102 @@
+// TLS sessions kept for wire.ts connections, so that a large blob's connection of its own resumes
+// a session instead of paying a full handshake. node:https agents cache their own sessions; this
+// is only for the connections wire.ts makes.
+//
+// Resuming skips checks a new connection makes: node takes the verification result stored in the
+// session and does not call checkServerIdentity on a resumed one (_tls_wrap.js onConnectSecure).
+// So a session is only ever offered to a connection that would verify exactly as the one that
+// earned it did: the same host, port and server name, and the same trust (CA). A session is only
+// kept from a connection that was authorized.
+
+import { createHash } from 'node:crypto'
+import type { ConnectionOptions, TLSSocket } from 'node:tls'
+
+/** What a new connection adds to its options, and how it gives back the sessions it is sent. */
+export interface Resumption {
+  readonly options: { session?: Buffer }
+  /** Keeps the newest session the socket is sent, once it is authorized. */
+  watch(socket: TLSSocket): void
+}
+
+/**
+ * The newest session per (host, port, server name, trust), for at most `capacity` of them; the
+ * least recently used goes first. Sessions are kept in memory only.
+ */
+export class TlsSessions {
+  readonly #capacity: number
+  readonly #sessions = new Map<string, Buffer>()
+
+  constructor(capacity: number) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('a session cache holds at least one session')
+    this.#capacity = capacity
+  }
+
+  get size(): number {
+    return this.#sessions.size
+  }
+
+  /**
+   * The cache's key for a connection, or undefined when its sessions must not be cached: when it
+   * does not reject an unauthorized server, or checks identity its own way, which the key cannot
+   * tell apart.
+   */
+  key(host: string, port: number, tls: ConnectionOptions): string | undefined {
+    if (tls.rejectUnauthorized === false || tls.checkServerIdentity !== undefined || tls.session !== undefined) return undefined
+    return JSON.stringify([host, port, tls.servername ?? '', trustOf(tls.ca)])
+  }
+
+  get(key: string): Buffer | undefined {
+    const session = this.#sessions.get(key)
+    if (session === undefined) return undefined
+    // Map order is insertion order: moved to the end, it is the most recently used.
+    this.#sessions.delete(key)
+    this.#sessions.set(key, session)
+    return session
+  }
+
+  set(key: string, session: Buffer): void {
+    this.#sessions.delete(key)
+    this.#sessions.set(key, session)
+    for (const oldest of this.#sessions.keys()) {
+      if (this.#sessions.size <= this.#capacity) break
+      this.#sessions.delete(oldest)
+    }
+  }
+
+  delete(key: string): void {
+    this.#sessions.delete(key)
+  }
+
+  /** For a new connection to `host:port` with `tls`: the session to offer, if any. */
+  resumption(host: string, port: number, tls: ConnectionOptions): Resumption | undefined {
+    const key = this.key(host, port, tls)
+    if (key === undefined) return undefined
+    const session = this.get(key)
+    return {
+      options: session === undefined ? {} : { session },
+      watch: (socket) => {
+        let secured = false
+        socket.once('secureConnect', () => (secured = true))
+        // TLS 1.3 sends tickets after the handshake, often two; each replaces the last. Node holds
+        // a session back until the peer is verified, but keeps emitting it when verification
+        // failed and the caller chose not to reject: `authorized` is the check that matters.
+        socket.on('session', (next: Buffer) => {
+          if (socket.authorized) this.set(key, next)
+        })
+        // A handshake that failed (a refused certificate, a ticket the server choked on) leaves
+        // nothing worth offering that host again.
+        socket.once('error', () => {
+          if (!secured) this.delete(key)
+        })
+      },
+    }
+  }
+}
+
+/** The CAs a connection trusts, as a digest; the system's by default. */
+function trustOf(ca: ConnectionOptions['ca']): string {
+  if (ca === undefined) return 'system'
+  const hash = createHash('sha256')
+  for (const one of Array.isArray(ca) ? ca : [ca]) hash.update(createHash('sha256').update(one).digest())
+  return hash.digest('hex')
+}
