@@ -13,9 +13,16 @@ import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { parseChallenge } from './challenge.js'
 import { guardedLookup, isInternalRedirect, systemLookup, type HostLookup } from './egress.js'
 import { keepAliveAgents, send, type Agents, type UpstreamResponse } from './transport.js'
+import { TlsSessions } from './tls-sessions.js'
 import { getStreamed } from './wire.js'
 
 export const USER_AGENT = 'customs/0.1'
+
+/**
+ * TLS sessions kept per upstream for its large-blob connections: one per host it sends blobs
+ * from (the registry, a CDN or two, a bucket's regional names), so a few are plenty.
+ */
+const TLS_SESSIONS = 8
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
 /** Request headers that never cross to another origin on a redirect. */
@@ -94,6 +101,8 @@ export class UpstreamClient {
    * internal upstream) must never carry a redirect's request.
    */
   readonly #elsewhere: { readonly lookup: LookupFunction; readonly agents: Agents }
+  /** Sessions for wire.ts's connections; node:https agents keep their own. */
+  readonly #sessions = new TlsSessions(TLS_SESSIONS)
 
   constructor(config: UpstreamConfig, deps: UpstreamClientDeps) {
     this.#config = config
@@ -294,7 +303,7 @@ export class UpstreamClient {
       const elsewhere = url.hostname === this.#base.hostname ? undefined : this.#elsewhere
       const res =
         req.bulk === true && method === 'GET'
-          ? await getStreamed(url, { headers, signal, lookup: elsewhere?.lookup })
+          ? await getStreamed(url, { headers, signal, lookup: elsewhere?.lookup, sessions: this.#sessions })
           : await send(url, { method, headers, signal, agents: elsewhere?.agents })
       endTimer()
       metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })

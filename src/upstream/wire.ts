@@ -14,12 +14,15 @@
 // Deliberately small: `Connection: close` (one blob per connection, so no pool and no reuse
 // bugs), GET only, no request body. The head is parsed strictly and bounded; the body is framed by
 // Content-Length, chunked encoding, or the connection's close, as RFC 9112 §6.3 orders them, and
-// a response that carries both Content-Length and Transfer-Encoding is refused.
+// a response that carries both Content-Length and Transfer-Encoding is refused. Over TLS, a
+// session the caller kept (tls-sessions.ts) is resumed, so a connection per blob is not a full
+// handshake each.
 
 import { validateHeaderName, validateHeaderValue } from 'node:http'
 import { connect as netConnect, type LookupFunction, type Socket } from 'node:net'
-import { connect as tlsConnect, type ConnectionOptions } from 'node:tls'
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls'
 import type { BodySink, BodyStream } from './body.js'
+import type { TlsSessions } from './tls-sessions.js'
 import { UpstreamResponse } from './transport.js'
 
 /**
@@ -49,6 +52,8 @@ export interface StreamedRequest {
   readonly signal?: AbortSignal
   /** Resolves the host when connecting; node's resolver by default. */
   readonly lookup?: LookupFunction
+  /** TLS sessions to resume and to keep, so that a connection per blob is not a full handshake each. */
+  readonly sessions?: TlsSessions
 }
 
 /**
@@ -71,9 +76,11 @@ export function getStreamed(url: URL, init: StreamedRequest, tls: ConnectionOpti
     // The function gives the memory for the read after each one (node calls it once at the start).
     const onread = { buffer: () => exchange.readInto(), callback: (n: number, buf: Uint8Array) => exchange.read(buf.subarray(0, n)) }
     const lookup = init.lookup
+    const resumption = secure ? init.sessions?.resumption(host, port, tls) : undefined
     const socket = secure
-      ? tlsConnect({ ...tls, host, port, lookup, ALPNProtocols: ['http/1.1'], onread } as ConnectionOptions)
+      ? tlsConnect({ ...tls, ...resumption?.options, host, port, lookup, ALPNProtocols: ['http/1.1'], onread } as ConnectionOptions)
       : netConnect({ host, port, lookup, onread })
+    resumption?.watch(socket as TLSSocket)
     exchange.attach(socket, init.signal)
     socket.write(request)
   })

@@ -1,7 +1,8 @@
 // The blob GET on a connection of its own (src/upstream/wire.ts), against real node:http, node:net
 // and TLS servers on loopback: the three ways a body is framed, interim answers, heads split
 // across reads, strict refusal of malformed heads and chunk framing, bodies cut short, aborts,
-// backpressure, bytes that arrive before the body is started, and TLS with a test CA.
+// backpressure, bytes that arrive before the body is started, and TLS with a test CA, resuming
+// kept sessions only where they were earned.
 
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -12,9 +13,10 @@ import { createServer as createNetServer, type AddressInfo, type Server, type So
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { createServer as createTlsServer } from 'node:tls'
+import { createServer as createTlsServer, type ConnectionOptions, type Server as TlsServer, type TlsOptions } from 'node:tls'
 import { after, describe, it } from 'node:test'
 import type { BodyStream } from '../../../src/upstream/body.js'
+import { TlsSessions } from '../../../src/upstream/tls-sessions.js'
 import { getStreamed, parseHead, WireError, framing } from '../../../src/upstream/wire.js'
 
 const servers: Server[] = []
@@ -381,6 +383,78 @@ describe('getStreamed', () => {
     it('refuses a server nobody vouches for', async () => {
       const url = await tlsServer(Buffer.from('x'))
       await assert.rejects(getStreamed(url, { headers: {} }), /self[- ]signed/i)
+    })
+
+    describe('when sessions are kept', () => {
+      const otherKey = join(dir, 'other-key.pem')
+      const otherCert = join(dir, 'other-cert.pem')
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', otherKey, '-out', otherCert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' })
+      const blob = randomBytes(1024 * 1024 + 9)
+
+      /** A TLS server that records, per connection, whether it resumed a session. */
+      async function resumingServer(options: TlsOptions = {}): Promise<{ url: URL; server: TlsServer; reused: boolean[] }> {
+        const reused: boolean[] = []
+        const server = createTlsServer({ key: readFileSync(key), cert: readFileSync(cert), ...options }, (socket) => {
+          reused.push(socket.isSessionReused())
+          socket.on('error', () => {})
+          socket.once('data', () => socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${blob.byteLength}\r\n\r\n`), blob])))
+        })
+        const url = await listen(server as unknown as Server)
+        url.protocol = 'https:'
+        return { url, server, reused }
+      }
+
+      async function fetchBlob(url: URL, sessions: TlsSessions, tls: ConnectionOptions = { ca: readFileSync(cert) }): Promise<void> {
+        const got = await collect((await getStreamed(url, { headers: {}, sessions }, tls)).bodyStream())
+        assert.equal(got.error, undefined)
+        assert.ok(got.bytes.equals(blob))
+      }
+
+      it('resumes the session of the last connection to the same server', async () => {
+        const { url, reused } = await resumingServer()
+        const sessions = new TlsSessions(4)
+        await fetchBlob(url, sessions)
+        assert.equal(sessions.size, 1)
+        await fetchBlob(url, sessions)
+        await fetchBlob(url, sessions)
+        assert.deepEqual(reused, [false, true, true])
+        assert.equal(sessions.size, 1)
+      })
+
+      it("offers no other port's, server name's or trust's session", async () => {
+        const a = await resumingServer()
+        // B would resume A's tickets if offered them: it decrypts them with the same keys.
+        const b = await resumingServer({ ticketKeys: a.server.getTicketKeys() })
+        const sessions = new TlsSessions(8)
+        await fetchBlob(a.url, sessions)
+        await fetchBlob(b.url, sessions)
+        await fetchBlob(b.url, sessions)
+        assert.deepEqual(b.reused, [false, true])
+        // The same host and port as before, but verified under another name, then other CAs.
+        await fetchBlob(a.url, sessions, { ca: readFileSync(cert), servername: 'localhost' })
+        await fetchBlob(a.url, sessions, { ca: [readFileSync(cert), readFileSync(otherCert)] })
+        assert.deepEqual(a.reused, [false, false, false])
+        await fetchBlob(a.url, sessions)
+        assert.deepEqual(a.reused, [false, false, false, true])
+        assert.equal(sessions.size, 4)
+      })
+
+      it('still refuses a certificate nobody vouches for when a session for that address is kept', async () => {
+        const { url, server, reused } = await resumingServer()
+        const sessions = new TlsSessions(4)
+        const tls = { ca: readFileSync(cert) }
+        await fetchBlob(url, sessions, tls)
+        const key = sessions.key(url.hostname, Number(url.port), tls)
+        assert.ok(key !== undefined && sessions.get(key) !== undefined)
+        // Another certificate (and with it, other ticket keys) at the same address.
+        server.setSecureContext({ key: readFileSync(otherKey), cert: readFileSync(otherCert) })
+        await assert.rejects(getStreamed(url, { headers: {}, sessions }, tls), /self[- ]signed/i)
+        assert.equal(sessions.size, 0)
+        assert.ok(!reused.includes(true))
+        // Nor does a connection that lets an unauthorized server through keep its session.
+        await fetchBlob(url, sessions, { ca: readFileSync(cert), rejectUnauthorized: false })
+        assert.equal(sessions.size, 0)
+      })
     })
   })
 })
