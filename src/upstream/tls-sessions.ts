@@ -83,8 +83,9 @@ export class TlsSessions {
         socket.on('session', (next: Buffer) => {
           if (socket.authorized) this.set(key, next)
         })
-        // A handshake that failed (a refused certificate, a ticket the server choked on) leaves
-        // nothing worth offering that host again.
+        // A connection that failed before its handshake completed (a refused certificate, a
+        // ticket the server choked on, or no connection at all) leaves nothing worth offering
+        // that host again: the next one starts afresh.
         socket.once('error', () => {
           if (!secured) this.delete(key)
         })
