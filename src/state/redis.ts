@@ -156,13 +156,26 @@ redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
 if not raw then return 1 elseif reopened then return 2 else return 0 end
 `)
 
+// Lua, put before the quarantine scripts that use it: a record's bounded `history` with `entry`
+// first (newest first), as every quarantine action keeps it.
+const WITH_HISTORY = `
+local function withHistory(history, entry, max)
+  local out = {entry}
+  if type(history) == 'table' then
+    for _, h in ipairs(history) do
+      if #out < max then table.insert(out, h) end
+    end
+  end
+  return out
+end`
+
 // Release or revoke in one read-modify-write of the record, so that a concurrent refusal (which
 // rewrites the whole record) loses neither the count nor the release. Returns 0 without a record,
 // and for a release of a `cleared` one (checked here, so that a clearance in between is seen).
 // The release-expiry index follows in the same step: the expiry job finds releases only there.
 // KEYS: record, release-expiry index. ARGV: 'release', 'revoke' or 'purge', by, at, reason or '',
 // expires or '', history limit.
-const QUARANTINE_ACTION = new Script(`
+const QUARANTINE_ACTION = new Script(`${WITH_HISTORY}
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local rec = cjson.decode(raw)
@@ -184,13 +197,7 @@ else
   rec.release = nil
   redis.call('ZREM', KEYS[2], KEYS[1])
 end
-local history = {entry}
-if type(rec.history) == 'table' then
-  for _, h in ipairs(rec.history) do
-    if #history < tonumber(ARGV[6]) then table.insert(history, h) end
-  end
-end
-rec.history = history
+rec.history = withHistory(rec.history, entry, tonumber(ARGV[6]))
 redis.call('SET', KEYS[1], cjson.encode(rec))
 return 1
 `)
@@ -238,7 +245,7 @@ return unlinked
 // A re-evaluation detained cleared content: create or update the record as \`revoked\` in one step.
 // KEYS: record, index, upstream index, release-expiry index. ARGV: upstream, repository, digest,
 // reasons JSON, revision, at, history limit.
-const MARK_REVOKED = new Script(`
+const MARK_REVOKED = new Script(`${WITH_HISTORY}
 local at = tonumber(ARGV[6])
 local raw = redis.call('GET', KEYS[1])
 local rec
@@ -252,13 +259,7 @@ rec.state = 'revoked'
 rec.release = nil
 redis.call('ZREM', KEYS[4], KEYS[1])
 rec.reasons = cjson.decode(ARGV[4])
-local history = {{action = 'revoked', by = 'customs', at = at, revision = ARGV[5]}}
-if type(rec.history) == 'table' then
-  for _, h in ipairs(rec.history) do
-    if #history < tonumber(ARGV[7]) then table.insert(history, h) end
-  end
-end
-rec.history = history
+rec.history = withHistory(rec.history, {action = 'revoked', by = 'customs', at = at, revision = ARGV[5]}, tonumber(ARGV[7]))
 redis.call('SET', KEYS[1], cjson.encode(rec))
 redis.call('ZADD', KEYS[2], rec.lastSeen, KEYS[1])
 redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
@@ -269,7 +270,7 @@ if raw then return 0 else return 1 end
 // KEYS: record, release-expiry index. ARGV: revision, at, history limit, the states it may end
 // as ',a,b,' or '' for any.
 // Returns the state the record left, or false when nothing changed.
-const MARK_CLEARED = new Script(`
+const MARK_CLEARED = new Script(`${WITH_HISTORY}
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
 local rec = cjson.decode(raw)
@@ -279,13 +280,7 @@ local previous = rec.state
 rec.state = 'cleared'
 rec.release = nil
 redis.call('ZREM', KEYS[2], KEYS[1])
-local history = {{action = 'cleared', by = 'customs', at = tonumber(ARGV[2]), revision = ARGV[1]}}
-if type(rec.history) == 'table' then
-  for _, h in ipairs(rec.history) do
-    if #history < tonumber(ARGV[3]) then table.insert(history, h) end
-  end
-end
-rec.history = history
+rec.history = withHistory(rec.history, {action = 'cleared', by = 'customs', at = tonumber(ARGV[2]), revision = ARGV[1]}, tonumber(ARGV[3]))
 redis.call('SET', KEYS[1], cjson.encode(rec))
 return previous
 `)
@@ -295,7 +290,7 @@ return previous
 // record whose release was revoked, or renewed to a later expiry, is left as it is.
 // KEYS: record, release-expiry index. ARGV: now, actor, history limit.
 // Returns the JSON of {upstream, repository, digest, release}, or false when not claimed.
-const EXPIRE_RELEASE = new Script(`
+const EXPIRE_RELEASE = new Script(`${WITH_HISTORY}
 if not redis.call('ZSCORE', KEYS[2], KEYS[1]) then return false end
 local now = tonumber(ARGV[1])
 local raw = redis.call('GET', KEYS[1])
@@ -315,13 +310,7 @@ if release.expires > now then
 end
 rec.state = 'detained'
 rec.release = nil
-local history = {{action = 'expire', by = ARGV[2], at = now, expires = release.expires}}
-if type(rec.history) == 'table' then
-  for _, h in ipairs(rec.history) do
-    if #history < tonumber(ARGV[3]) then table.insert(history, h) end
-  end
-end
-rec.history = history
+rec.history = withHistory(rec.history, {action = 'expire', by = ARGV[2], at = now, expires = release.expires}, tonumber(ARGV[3]))
 redis.call('SET', KEYS[1], cjson.encode(rec))
 redis.call('ZREM', KEYS[2], KEYS[1])
 return cjson.encode({upstream = rec.upstream, repository = rec.repository, digest = rec.digest, release = release})
