@@ -50,6 +50,7 @@ export async function createApp(services: Services): Promise<Hono<Env>> {
   if (services.config.console.enabled) {
     // Its pages (JSX views, styles, forms) stay out of memory in the many installs without it.
     const { consoleRoutes } = await import('./console/routes.js')
+    const { sessionStoreFor } = await import('./console/session.js')
     app.route(
       '/',
       consoleRoutes({
@@ -57,6 +58,8 @@ export async function createApp(services: Services): Promise<Hono<Env>> {
         upstreams: services.config.upstreams.map((u) => u.name),
         secure: services.config.tls !== undefined,
         logger: services.logger,
+        // With Redis state, in its Redis: a sign-in holds on whichever replica a request reaches.
+        sessions: await sessionStoreFor(services.state),
       })
     )
   }

@@ -1,5 +1,6 @@
 // The security team's web console under /console/: server-rendered pages over the admin API.
-// It holds no state of its own beyond sign-in sessions and changes nothing itself: every read and
+// It holds no state of its own beyond sign-in sessions (session.ts: in this process, or in Redis
+// for Redis state so that every replica shares them) and changes nothing itself: every read and
 // every release or revocation is an admin API call made with the signed-in person's token
 // (api.ts), so the API's roles, validation, logs and events apply unchanged.
 //
@@ -53,6 +54,7 @@ export interface ConsoleDeps {
   /** Customs serves HTTPS: the cookie is then Secure (and __Host- prefixed). */
   readonly secure: boolean
   readonly logger: Logger
+  /** Where sign-in sessions live (session.ts); in this process unless given. */
   readonly sessions?: SessionStore
 }
 
@@ -153,8 +155,8 @@ export function consoleRoutes(deps: ConsoleDeps): Hono<ConsoleEnv> {
   // Every POST: from this origin, with a bounded form body.
   app.post('/console/*', sameOrigin(), readForm())
 
-  app.get('/console/sign-in', (c) => {
-    if (sessions.get(getCookie(c, cookieName)) !== undefined) return c.redirect('/console/quarantine', 303)
+  app.get('/console/sign-in', async (c) => {
+    if ((await sessions.get(getCookie(c, cookieName))) !== undefined) return c.redirect('/console/quarantine', 303)
     return page(c, 'Sign in', 'none', undefined, <SignIn />)
   })
 
@@ -168,7 +170,10 @@ export function consoleRoutes(deps: ConsoleDeps): Hono<ConsoleEnv> {
       const message = who.status === 401 ? 'That token is not accepted.' : who.message
       return page(c, 'Sign in', 'none', undefined, <SignIn error={message} />, who.status === 401 ? 401 : 502)
     }
-    const session = sessions.create({ token, name: who.data.name, role: who.data.role })
+    // A fresh id at every sign-in; the session the browser held before, if any, ends here.
+    const previous = getCookie(c, cookieName)
+    if (previous !== undefined) await sessions.delete(previous)
+    const session = await sessions.create({ token, name: who.data.name, role: who.data.role })
     setCookie(c, cookieName, session.id, {
       httpOnly: true,
       sameSite: 'Strict',
@@ -181,7 +186,7 @@ export function consoleRoutes(deps: ConsoleDeps): Hono<ConsoleEnv> {
 
   // Everything below needs a session.
   app.use('/console/*', async (c, next) => {
-    const session = sessions.get(getCookie(c, cookieName))
+    const session = await sessions.get(getCookie(c, cookieName))
     if (session === undefined) {
       deleteCookie(c, cookieName, { path: cookiePath, secure: deps.secure })
       return c.redirect('/console/sign-in', 303)
@@ -201,8 +206,8 @@ export function consoleRoutes(deps: ConsoleDeps): Hono<ConsoleEnv> {
   app.get('/console', (c) => c.redirect('/console/quarantine', 303))
   app.get('/console/', (c) => c.redirect('/console/quarantine', 303))
 
-  app.post('/console/sign-out', (c) => {
-    sessions.delete(c.get('session').id)
+  app.post('/console/sign-out', async (c) => {
+    await sessions.delete(c.get('session').id)
     deleteCookie(c, cookieName, { path: cookiePath, secure: deps.secure })
     return c.redirect('/console/sign-in', 303)
   })

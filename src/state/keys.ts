@@ -17,6 +17,8 @@
 //   |-- quarantine-index:<u>           zset    the same, for upstream <u> only
 //   |-- release-expiry                 zset    quarantine record keys of releases, scored by expires (ms)
 //   |-- lock:<name>                    string  random holder token, with a PX expiry
+//   |-- console-session:<h>            string  JSON StoredSession of the console session whose id
+//   |                                          hashes (SHA-256, hex) to <h>; PX of its lifetime
 //   |-- audit                          stream  audit entries, id <seq>-0, field e = entry JSON
 //   `-- audit-head                     string  "<seq> <hash>" of the newest audit entry
 //
@@ -59,6 +61,8 @@ export interface StateKeys {
   /** Quarantine records with a release, by the release's expiry; members are quarantine() keys. */
   releaseExpiry(): string
   lock(name: string): string
+  /** A console session, by the SHA-256 of its id (src/console/redis-sessions.ts). */
+  consoleSession(idHash: string): string
   /** The audit chain (src/audit/redis-store.ts). */
   auditStream(): string
   /** The audit chain's head, moved only together with an append. */
@@ -115,6 +119,7 @@ export function stateKeys(prefix: string): StateKeys {
     quarantineUpstreamIndex: (upstream: string) => `${ns}:quarantine-index:${enc(upstream)}`,
     releaseExpiry: () => `${ns}:release-expiry`,
     lock: (name: string) => `${ns}:lock:${enc(name)}`,
+    consoleSession: (idHash: string) => `${ns}:console-session:${enc(idHash)}`,
     auditStream: () => `${ns}:audit`,
     auditHead: () => `${ns}:audit-head`,
   })
