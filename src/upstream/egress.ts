@@ -52,15 +52,67 @@ const RANGES = [
   ['::1', 128, 'ipv6'],
   ['fc00::', 7, 'ipv6'],
   ['fe80::', 10, 'ipv6'],
+  // NAT64's local-use prefix (RFC 8215): a translator of the organisation's own, into its network.
+  ['64:ff9b:1::', 48, 'ipv6'],
 ] as const
 for (const [network, prefix, family] of RANGES) INTERNAL.addSubnet(network, prefix, family)
+
+/**
+ * IPv6 forms that carry an IPv4 address a translator or relay delivers to, by where it sits in
+ * the 16 bytes: NAT64's well-known prefix 64:ff9b::/96 (RFC 6052; an IPv6-only cluster's DNS64
+ * and NAT64 reach IPv4 this way, so `[64:ff9b::a9fe:a9fe]` is the cloud metadata address), the
+ * deprecated IPv4-compatible ::/96, and 6to4's 2002::/16 (RFC 3056). Each is judged by the IPv4
+ * address it carries; the prefixes themselves are public.
+ */
+const EMBEDDING: ReadonlyArray<{ readonly prefix: readonly number[]; readonly at: number }> = [
+  { prefix: [0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0], at: 12 },
+  // IPv4-compatible addresses never began with 0: `::` and `::1` are the ranges' own, `::2` nothing.
+  { prefix: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], at: 12 },
+  { prefix: [0x20, 0x02], at: 2 },
+]
 
 /** Whether a host is a loopback, private, link-local or unspecified IP literal, or `localhost`. */
 export function isInternalAddress(hostname: string): boolean {
   const host = hostname.replace(/^\[|\]$/g, '').toLowerCase()
   const version = isIP(host)
-  if (version !== 0) return INTERNAL.check(host, version === 4 ? 'ipv4' : 'ipv6')
+  if (version === 4) return INTERNAL.check(host, 'ipv4')
+  if (version === 6) {
+    if (INTERNAL.check(host, 'ipv6')) return true
+    const embedded = embeddedIPv4(host)
+    return embedded !== undefined && INTERNAL.check(embedded, 'ipv4')
+  }
   return host === 'localhost' || host.endsWith('.localhost')
+}
+
+/** The IPv4 address an IPv6 literal carries for a translator or relay (EMBEDDING), if any. */
+function embeddedIPv4(ipv6: string): string | undefined {
+  const bytes = ipv6Bytes(ipv6)
+  if (bytes === undefined) return undefined
+  for (const { prefix, at } of EMBEDDING) {
+    if (!prefix.every((b, i) => bytes[i] === b)) continue
+    return at === 12 && prefix[0] === 0 && bytes[12] === 0 ? undefined : bytes.slice(at, at + 4).join('.')
+  }
+  return undefined
+}
+
+/** The 16 bytes of a valid IPv6 literal (isIP said 6): `::` expanded, a dotted IPv4 tail read. */
+function ipv6Bytes(ipv6: string): number[] | undefined {
+  let text = ipv6.split('%')[0] as string
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text)
+  if (dotted !== null) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number]
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  const [head = '', tail] = text.split('::')
+  const groups = (part: string | undefined): string[] => (part === undefined || part === '' ? [] : part.split(':'))
+  const left = groups(head)
+  const right = groups(tail)
+  const all = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right]
+  if (all.length !== 8) return undefined
+  return all.flatMap((g) => {
+    const n = Number.parseInt(g, 16)
+    return [n >> 8, n & 0xff]
+  })
 }
 
 /**

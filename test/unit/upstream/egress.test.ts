@@ -54,6 +54,19 @@ describe('isInternalAddress', () => {
     assert.equal(isInternalAddress('[::ffff:808:808]'), false, 'a mapped public address is public')
   })
 
+  it('judges the IPv4 address that NAT64, IPv4-compatible and 6to4 forms carry', () => {
+    // As a URL writes them: NAT64's well-known prefix to the metadata address, through DNS64 in an
+    // IPv6-only cluster, is `[64:ff9b::a9fe:a9fe]`.
+    const url = (host: string): string => new URL(`http://[${host}]/`).hostname
+    for (const host of [url('64:ff9b::169.254.169.254'), url('64:ff9b::10.0.0.1'), url('::127.0.0.1'), '[2002:a00:1::1]', '[2002:7f00:1::]', '[64:ff9b:1::1]', '[64:ff9b:1:ffff::1]']) {
+      assert.equal(isInternalAddress(host), true, host)
+    }
+    for (const host of [url('64:ff9b::8.8.8.8'), url('::8.8.8.8'), '[2002:808:808::1]', '[64:ff9b:2::1]', '[2003:a00:1::1]']) {
+      assert.equal(isInternalAddress(host), false, host)
+    }
+    assert.equal(url('64:ff9b::169.254.169.254'), '[64:ff9b::a9fe:a9fe]')
+  })
+
   it('draws the ranges at their edges', () => {
     for (const host of ['0.0.0.0', '100.64.0.0', '100.127.255.255', '172.16.0.0', '172.31.255.255', '169.254.0.1', '[::]', '[fe80::1]', '[febf::1]', '[fc00::1]']) {
       assert.equal(isInternalAddress(host), true, host)
