@@ -65,6 +65,13 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  readonly tlsHandshakes = new Counter({
+    name: 'customs_upstream_tls_handshakes_total',
+    help: 'TLS handshakes of large-blob connections to upstreams and their CDNs, by whether a kept session was resumed',
+    labelNames: ['upstream', 'resumed'] as const,
+    registers: [this.registry],
+  })
+
   readonly upstreamRequests = new Counter({
     name: 'customs_upstream_requests_total',
     help: 'Requests sent to upstreams, by method and status (error for transport failures)',

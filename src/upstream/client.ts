@@ -102,7 +102,7 @@ export class UpstreamClient {
    */
   readonly #elsewhere: { readonly lookup: LookupFunction; readonly agents: Agents }
   /** Sessions for wire.ts's connections; node:https agents keep their own. */
-  readonly #sessions = new TlsSessions(TLS_SESSIONS)
+  readonly #sessions: TlsSessions
 
   constructor(config: UpstreamConfig, deps: UpstreamClientDeps) {
     this.#config = config
@@ -117,6 +117,7 @@ export class UpstreamClient {
       (host) => new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address: ${host.slice(0, 100)} resolved to one when connecting`)
     )
     this.#elsewhere = { lookup, agents: keepAliveAgents(lookup) }
+    this.#sessions = new TlsSessions(TLS_SESSIONS, (resumed) => deps.metrics.tlsHandshakes.inc({ upstream: config.name, resumed: String(resumed) }))
     this.#auth = new UpstreamAuth({
       origin: this.origin,
       credentials: deps.credentials,

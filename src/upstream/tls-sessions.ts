@@ -25,10 +25,16 @@ export interface Resumption {
 export class TlsSessions {
   readonly #capacity: number
   readonly #sessions = new Map<string, Buffer>()
+  readonly #onHandshake: ((resumed: boolean) => void) | undefined
 
-  constructor(capacity: number) {
+  /**
+   * `onHandshake` hears of every completed handshake of a watched connection, resumed or full: an
+   * operator's only way to see that resumption works against a real CDN (a metric).
+   */
+  constructor(capacity: number, onHandshake?: (resumed: boolean) => void) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('a session cache holds at least one session')
     this.#capacity = capacity
+    this.#onHandshake = onHandshake
   }
 
   get size(): number {
@@ -76,7 +82,10 @@ export class TlsSessions {
       options: session === undefined ? {} : { session },
       watch: (socket) => {
         let secured = false
-        socket.once('secureConnect', () => (secured = true))
+        socket.once('secureConnect', () => {
+          secured = true
+          this.#onHandshake?.(socket.isSessionReused())
+        })
         // TLS 1.3 sends tickets after the handshake, often two; each replaces the last. Node holds
         // a session back until the peer is verified, but keeps emitting it when verification
         // failed and the caller chose not to reject: `authorized` is the check that matters.
