@@ -145,7 +145,10 @@ class Exchange implements BodyStream {
    */
   readInto(): Uint8Array {
     const kind = this.#framing?.kind
-    const target = kind === 'length' || kind === 'close' ? this.#sink?.target?.() : undefined
+    // Node asks for the next read's memory even after the read that ended the body: the sink is
+    // not asked then, so a fill takes no segment it will never fill.
+    const flowing = !this.#finished && (kind === 'length' || kind === 'close')
+    const target = flowing ? this.#sink?.target?.() : undefined
     if (target !== undefined && target.byteLength > 0) return target
     this.#own ??= Buffer.allocUnsafeSlow(READ_BUFFER)
     return this.#own

@@ -76,15 +76,24 @@ function collectInPlace(body: BodyStream | null, size: number): Promise<{ bytes:
   const memory = Buffer.alloc(size + 1024 * 1024)
   let filled = 0
   let inPlace = 0
+  let ended = false
   return new Promise((resolve, reject) => {
     body.start({
-      target: () => memory.subarray(filled),
+      target: () => {
+        // A fill would take a segment for a read that never comes.
+        if (ended) reject(new Error('the sink was asked for memory after the body ended'))
+        return memory.subarray(filled)
+      },
       data: (view) => {
         if (view.buffer === memory.buffer && view.byteOffset === memory.byteOffset + filled) inPlace += view.byteLength
         else memory.set(view, filled)
         filled += view.byteLength
       },
-      end: () => resolve({ bytes: memory.subarray(0, filled), inPlace }),
+      end: () => {
+        ended = true
+        // A moment for the read callback that ended the body to return, and node to ask again.
+        setImmediate(() => resolve({ bytes: memory.subarray(0, filled), inPlace }))
+      },
       error: reject,
     })
   })
