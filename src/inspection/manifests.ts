@@ -149,7 +149,7 @@ export class ManifestService {
       })
     }
     if (verdict.outcome === 'detained') {
-      const created = await this.#recordDetention(req, digest, verdict.reasons)
+      const created = await this.#recordDetention(req, digest, verdict.reasons, record.verdict.revision)
       if (held !== undefined && created) await this.#announceMove(req.repo, held.tag, held.from, record, 'detained', held.finding)
       const asked = req.reference.kind === 'tag' ? `${req.repo.upstream}/${req.repo.repository}:${req.reference.tag} (${digest})` : describe(req.repo, digest)
       throw new CustomsError('DENIED', `${asked} is denied: ${verdict.reasons.join('; ')}`, {
@@ -284,18 +284,22 @@ export class ManifestService {
   async #recordDetention(
     req: ManifestRequest,
     digest: Digest,
-    reasons: readonly string[]
+    reasons: readonly string[],
+    revision: string
   ): Promise<boolean> {
     if (req.artifact === true) return false
     const reference = req.reference.kind === 'tag' ? req.reference.tag : req.reference.digest
     try {
-      const { created, reopened } = await this.#deps.state.recordDetention(req.repo, digest, {
+      const { created, previous } = await this.#deps.state.recordDetention(req.repo, digest, {
         reference,
         reasons,
+        revision,
         at: Date.now(),
         ...(req.client !== undefined ? { client: req.client } : {}),
       })
-      if (created || reopened) {
+      // A new record, or one the refusal moved back to `detained`: announced, so that whoever
+      // follows the record's state by events sees every change of it.
+      if (created || previous !== null) {
         const { upstream, repository } = req.repo
         this.#deps.events.emit({
           type: 'detention',
@@ -306,7 +310,7 @@ export class ManifestService {
           reasons,
           verdict: 'detained',
           ...(req.client !== undefined ? { client: req.client } : {}),
-          ...(reopened ? { detail: { previous: 'cleared' } } : {}),
+          ...(previous !== null ? { detail: { previous } } : {}),
         })
       }
       return created

@@ -207,7 +207,7 @@ export class FallbackStateStore implements StateStore {
     return this.#inner.getParent(repo, digest)
   }
 
-  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; reopened: boolean }> {
+  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; previous: QuarantineState | null }> {
     return this.#inner.recordDetention(repo, digest, detention)
   }
 

@@ -183,20 +183,29 @@ export class MemoryStateStore implements StateStore {
     return this.#parents.get(`${repoId(repo)}\u0000${digest}`) ?? null
   }
 
-  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; reopened: boolean }> {
+  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; previous: QuarantineState | null }> {
     const id = `${repoId(repo)}\u0000${digest}`
     const current = this.#quarantine.get(id)
-    const { at, reference } = detention
+    const { at, reference, revision } = detention
     const client: QuarantineClient | undefined =
       detention.client === undefined ? undefined : { ...detention.client }
+    // A purged or cleared digest refused again is detained again; revoked and released stay.
+    const previous = current?.state === 'purged' || current?.state === 'cleared' ? current.state : null
+    const action: QuarantineAction = {
+      action: 'detained',
+      by: 'customs',
+      at,
+      reasons: [...detention.reasons],
+      ...(revision !== undefined ? { revision } : {}),
+    }
     this.#quarantine.set(id, {
       // A release and its history outlive further refusals (of an expired release, say).
       ...current,
       upstream: repo.upstream,
       repository: repo.repository,
       digest,
-      // A purged or cleared digest refused again is detained again; revoked and released stay.
-      state: current === undefined || current.state === 'purged' || current.state === 'cleared' ? 'detained' : current.state,
+      state: current === undefined || previous !== null ? 'detained' : current.state,
+      ...(previous !== null ? { history: [action, ...(current?.history ?? [])].slice(0, QUARANTINE_HISTORY_LIMIT) } : {}),
       references: [reference, ...(current?.references ?? []).filter((r) => r !== reference)].slice(
         0,
         QUARANTINE_REFERENCES_LIMIT
@@ -213,7 +222,7 @@ export class MemoryStateStore implements StateStore {
               QUARANTINE_CLIENTS_LIMIT
             ),
     })
-    return { created: current === undefined, reopened: current?.state === 'cleared' }
+    return { created: current === undefined, previous }
   }
 
   async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {
@@ -241,9 +250,11 @@ export class MemoryStateStore implements StateStore {
     revocation: QuarantineRevocation
   ): Promise<boolean> {
     const { by, at } = revocation
+    const current = this.#quarantine.get(`${repoId(repo)}\u0000${digest}`)
+    if (current?.state !== 'released' || current.release === undefined || current.release.expires <= at) return false
     return this.#act(repo, digest, { action: 'revoke', by, at }, ({ release: _, ...record }) => ({
       ...record,
-      state: record.state === 'cleared' ? 'cleared' : 'detained',
+      state: 'detained',
     }))
   }
 

@@ -114,13 +114,27 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 
+// Lua, put before the quarantine scripts that use it: a record's bounded `history` with `entry`
+// first (newest first), as every quarantine action keeps it.
+const WITH_HISTORY = `
+local function withHistory(history, entry, max)
+  local out = {entry}
+  if type(history) == 'table' then
+    for _, h in ipairs(history) do
+      if #out < max then table.insert(out, h) end
+    end
+  end
+  return out
+end`
+
 // Read, merge and write a quarantine record and both its index entries in one step, so that two
 // replicas refusing the same digest at once both count. cjson encodes an empty array as {}:
 // normalize() on the way out of Redis turns those back into arrays.
 // KEYS: record, index, upstream index. ARGV: upstream, repository, digest, reference, reasons
-// JSON, client JSON or '', at, references limit, clients limit.
-// Returns 1 when it made the record, 2 when it found it `cleared`, else 0.
-const RECORD_DETENTION = new Script(`
+// JSON, client JSON or '', at, references limit, clients limit, revision or '', history limit.
+// Returns 1 when it made the record, the state it left when it found it `cleared` or `purged`
+// (detained again, with a `detained` history entry), else 0.
+const RECORD_DETENTION = new Script(`${WITH_HISTORY}
 local at = tonumber(ARGV[7])
 local raw = redis.call('GET', KEYS[1])
 local rec
@@ -130,9 +144,15 @@ else
   rec = {upstream = ARGV[1], repository = ARGV[2], digest = ARGV[3], state = 'detained',
     firstSeen = at, lastSeen = at, refused = 0, references = {}, clients = {}}
 end
-local reopened = rec.state == 'cleared'
+local previous = nil
+if rec.state == 'purged' or rec.state == 'cleared' then previous = rec.state end
 rec.refused = rec.refused + 1
-if rec.state == 'purged' or reopened then rec.state = 'detained' end
+if previous then
+  rec.state = 'detained'
+  local entry = {action = 'detained', by = 'customs', at = at, reasons = cjson.decode(ARGV[5])}
+  if ARGV[10] ~= '' then entry.revision = ARGV[10] end
+  rec.history = withHistory(rec.history, entry, tonumber(ARGV[11]))
+end
 if at < rec.firstSeen then rec.firstSeen = at end
 if at > rec.lastSeen then rec.lastSeen = at end
 rec.reasons = cjson.decode(ARGV[5])
@@ -153,25 +173,13 @@ end
 redis.call('SET', KEYS[1], cjson.encode(rec))
 redis.call('ZADD', KEYS[2], rec.lastSeen, KEYS[1])
 redis.call('ZADD', KEYS[3], rec.lastSeen, KEYS[1])
-if not raw then return 1 elseif reopened then return 2 else return 0 end
+if not raw then return 1 elseif previous then return previous else return 0 end
 `)
-
-// Lua, put before the quarantine scripts that use it: a record's bounded `history` with `entry`
-// first (newest first), as every quarantine action keeps it.
-const WITH_HISTORY = `
-local function withHistory(history, entry, max)
-  local out = {entry}
-  if type(history) == 'table' then
-    for _, h in ipairs(history) do
-      if #out < max then table.insert(out, h) end
-    end
-  end
-  return out
-end`
 
 // Release or revoke in one read-modify-write of the record, so that a concurrent refusal (which
 // rewrites the whole record) loses neither the count nor the release. Returns 0 without a record,
-// and for a release of a `cleared` one (checked here, so that a clearance in between is seen).
+// for a release of a `cleared` one, and for a revoke of one holding no release in force at `at`
+// (checked here, so that a clearance, expiry or other revoke in between is seen).
 // The release-expiry index follows in the same step: the expiry job finds releases only there.
 // KEYS: record, release-expiry index. ARGV: 'release', 'revoke' or 'purge', by, at, reason or '',
 // expires or '', history limit.
@@ -180,6 +188,10 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local rec = cjson.decode(raw)
 if ARGV[1] == 'release' and rec.state == 'cleared' then return 0 end
+if ARGV[1] == 'revoke' then
+  local release = rec.release
+  if rec.state ~= 'released' or type(release) ~= 'table' or release.expires <= tonumber(ARGV[3]) then return 0 end
+end
 local entry = {action = ARGV[1], by = ARGV[2], at = tonumber(ARGV[3])}
 if ARGV[1] == 'release' then
   entry.reason = ARGV[4]
@@ -193,7 +205,7 @@ elseif ARGV[1] == 'purge' then
   rec.release = nil
   redis.call('ZREM', KEYS[2], KEYS[1])
 else
-  if rec.state ~= 'cleared' then rec.state = 'detained' end
+  rec.state = 'detained'
   rec.release = nil
   redis.call('ZREM', KEYS[2], KEYS[1])
 end
@@ -552,7 +564,7 @@ export class RedisStateStore implements StateStore {
     return this.#call('getParent', async () => (await this.#client.get(key)) as Digest | null)
   }
 
-  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; reopened: boolean }> {
+  async recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; previous: QuarantineState | null }> {
     const keys = [
       this.#keys.quarantine(repo, digest),
       this.#keys.quarantineIndex(),
@@ -569,9 +581,11 @@ export class RedisStateStore implements StateStore {
       Math.round(detention.at),
       QUARANTINE_REFERENCES_LIMIT,
       QUARANTINE_CLIENTS_LIMIT,
+      detention.revision ?? '',
+      QUARANTINE_HISTORY_LIMIT,
     ]
     const reply = await this.#call('recordDetention', () => RECORD_DETENTION.run(this.#client, keys, args))
-    return { created: reply === 1, reopened: reply === 2 }
+    return { created: reply === 1, previous: typeof reply === 'string' ? (reply as QuarantineState) : null }
   }
 
   async getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null> {
@@ -783,6 +797,9 @@ function normalize(record: QuarantineRecord): QuarantineRecord {
     references: list(record.references),
     reasons: list(record.reasons),
     clients: list(record.clients),
+    ...(record.history !== undefined
+      ? { history: record.history.map((h) => (h.reasons !== undefined ? { ...h, reasons: list(h.reasons) } : h)) }
+      : {}),
   }
 }
 

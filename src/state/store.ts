@@ -133,10 +133,12 @@ export interface StateStore {
   /**
    * Records one refused pull of a detained manifest: creates the quarantine record or updates it
    * (references, latest reasons, lastSeen, refused count, recent clients) in one atomic step.
-   * `created` tells whether this refusal made the record (the first one of this digest here);
-   * `reopened` whether it found the record `cleared` and made it `detained` again.
+   * `created` tells whether this refusal made the record (the first one of this digest here).
+   * A record found `cleared` or `purged` is made `detained` again, with a `detained` action by
+   * `customs` (the reasons, and the revision when given) in its history, so that the record
+   * itself says why it is detained; `previous` is then the state it left, else null.
    */
-  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; reopened: boolean }>
+  recordDetention(repo: RepoKey, digest: Digest, detention: Detention): Promise<{ created: boolean; previous: QuarantineState | null }>
   /** The quarantine record of a detained manifest, if a pull of it was ever refused. */
   getQuarantine(repo: RepoKey, digest: Digest): Promise<QuarantineRecord | null>
   /** Quarantine records, most recently refused first, a page at a time. */
@@ -155,8 +157,11 @@ export interface StateStore {
   releaseQuarantine(repo: RepoKey, digest: Digest, release: QuarantineRelease): Promise<boolean>
   /**
    * Revokes a release: state `detained`, `release` dropped, the action added to the bounded
-   * `history`, in one atomic step. A `cleared` record stays `cleared` (it holds no release, and
-   * the policies serve its digest). False when there is no quarantine record.
+   * `history`, in one atomic step. False, changing nothing, when there is no quarantine record or
+   * it holds no release in force at `revocation.at` (`detained`, `revoked`, `purged`, `cleared`,
+   * or a release that expired): there is nothing to revoke, and a `revoke` entry would bury the
+   * state the record says (a `revoked` record, say) under a `detained` one. An expired release is
+   * the expiry job's to end, with its `expire` entry.
    */
   revokeRelease(repo: RepoKey, digest: Digest, revocation: QuarantineRevocation): Promise<boolean>
   /**
@@ -217,6 +222,8 @@ export interface Detention {
   readonly reference: string
   /** Why it was refused: the failing policy/rule/reason strings of the verdict. */
   readonly reasons: readonly string[]
+  /** The revision of the verdict refused; kept in a `detained` history entry. */
+  readonly revision?: string
   readonly client?: QuarantineClient
   /** Milliseconds since the epoch. */
   readonly at: number
@@ -231,7 +238,7 @@ export interface QuarantineRecord {
   readonly state: QuarantineState
   /** The release in force (state `released`); absent in every other state. */
   readonly release?: QuarantineRelease
-  /** Releases and revocations, newest first, bounded; absent until the first one. */
+  /** Every change of state after the record was made, newest first, bounded; absent until the first one. */
   readonly history?: readonly QuarantineAction[]
   /** The tags and digests it was asked for, most recently asked first, bounded. */
   readonly references: readonly string[]
@@ -323,15 +330,21 @@ export const EXPIRY_ACTOR = 'customs'
 export interface QuarantineAction {
   /**
    * `expire`: the release reached its expiry and Customs detained the digest again; `revoked`: a
-   * re-evaluation detained cleared content; `cleared`: the policies cleared the digest again (all
-   * three by `customs`); the others are a person's.
+   * re-evaluation detained cleared content; `cleared`: the policies cleared the digest again;
+   * `detained`: a refused pull detained again a `cleared` or `purged` record (all four by
+   * `customs`); the others (`release`, `revoke`, `purge`) are a person's.
    */
-  readonly action: 'release' | 'revoke' | 'expire' | 'revoked' | 'purge' | 'cleared'
+  readonly action: 'release' | 'revoke' | 'expire' | 'revoked' | 'purge' | 'cleared' | 'detained'
   readonly by: string
   readonly at: number
   /** The release's or purge's reason. */
   readonly reason?: string
-  /** The revision the digest was revoked or cleared under (`revoked` and `cleared` only). */
+  /** The refusal's reasons (`detained` only). */
+  readonly reasons?: readonly string[]
+  /**
+   * The revision the digest was revoked or cleared under (`revoked`, `cleared`), or of the verdict
+   * a `detained` refusal was reached under, when known.
+   */
   readonly revision?: string
   /** The release's expiry (releases and expiries), milliseconds since the epoch. */
   readonly expires?: number
@@ -372,7 +385,7 @@ export interface QuarantinePage {
 export const QUARANTINE_REFERENCES_LIMIT = 50
 /** How many recent clients a quarantine record keeps. */
 export const QUARANTINE_CLIENTS_LIMIT = 20
-/** How many releases and revocations a quarantine record's history keeps. */
+/** How many actions (changes of state) a quarantine record's history keeps. */
 export const QUARANTINE_HISTORY_LIMIT = 50
 
 /** Where a page of a listing ordered by (lastSeen desc, id desc) ended; `id` is store-specific. */

@@ -247,7 +247,7 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
       it('counts, moves lastSeen, keeps firstSeen, takes the latest reasons', async () => {
         const first = await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['old'], client: curl, at: 1000 })
         const second = await store.recordDetention(HUB, d(1), { reference: '1.0', reasons: ['new'], client: containerd, at: 2000 })
-        assert.deepEqual([first, second], [{ created: true, reopened: false }, { created: false, reopened: false }])
+        assert.deepEqual([first, second], [{ created: true, previous: null }, { created: false, previous: null }])
         await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['new'], client: curl, at: 3000 })
         const record = await store.getQuarantine(HUB, d(1))
         assert.equal(record?.refused, 3)
@@ -395,6 +395,38 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
           { action: 'release', by: 'alice', at: 2000, reason: release.reason, expires: 50_000 },
         ])
         assert.equal(record && effectiveState(record, 2500), 'detained')
+      })
+    })
+
+    describe('when a record holds no release in force', () => {
+      it('refuses a revoke of a detained record: false, and nothing changes', async () => {
+        const before = await store.getQuarantine(HUB, d(1))
+        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'bob', at: 3000 }), false)
+        assert.deepEqual(await store.getQuarantine(HUB, d(1)), before)
+      })
+      it('refuses a revoke of a revoked record, which keeps saying revoked', async () => {
+        await store.markRevoked(HUB, d(1), { reasons: ['r'], revision: 'rev-2', at: 2500 })
+        const before = await store.getQuarantine(HUB, d(1))
+        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'bob', at: 3000 }), false)
+        assert.deepEqual(await store.getQuarantine(HUB, d(1)), before)
+        assert.equal(before?.state, 'revoked')
+      })
+      it('refuses a revoke of a release that expired, leaving its expiry to the expiry job', async () => {
+        await store.releaseQuarantine(HUB, d(1), release)
+        const before = await store.getQuarantine(HUB, d(1))
+        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'bob', at: release.expires }), false)
+        assert.deepEqual(await store.getQuarantine(HUB, d(1)), before)
+        assert.deepEqual((await store.expireReleases(release.expires, 10)).map((e) => e.digest), [d(1)])
+        assert.deepEqual((await store.getQuarantine(HUB, d(1)))?.history?.map((h) => h.action), ['expire', 'release'])
+      })
+      it('refuses a second revoke of the same release', async () => {
+        await store.releaseQuarantine(HUB, d(1), release)
+        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'bob', at: 3000 }), true)
+        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'carol', at: 3500 }), false)
+        assert.deepEqual((await store.getQuarantine(HUB, d(1)))?.history?.map((h) => [h.action, h.by]), [
+          ['revoke', 'bob'],
+          ['release', 'alice'],
+        ])
       })
     })
 
@@ -669,11 +701,16 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
         assert.equal(purged?.release, undefined)
         assert.deepEqual(purged?.history?.[0], { action: 'purge', by: 'bob', at: 3000, reason: 'malware' })
         assert.equal(purged && effectiveState(purged, 4000), 'purged')
-        await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['unsigned'], at: 4000 })
+        const refused = await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['unsigned'], revision: 'rev-1', at: 4000 })
+        assert.deepEqual(refused, { created: false, previous: 'purged' })
         const again = await store.getQuarantine(HUB, d(1))
         assert.equal(again?.state, 'detained')
         assert.equal(again?.refused, 2)
-        assert.equal(again?.history?.length, 2)
+        assert.deepEqual(again?.history?.map((h) => h.action), ['detained', 'purge', 'release'])
+        assert.deepEqual(again?.history?.[0], { action: 'detained', by: 'customs', at: 4000, reasons: ['unsigned'], revision: 'rev-1' })
+        const later = await store.recordDetention(HUB, d(1), { reference: 'latest', reasons: ['unsigned'], at: 5000 })
+        assert.deepEqual(later, { created: false, previous: null })
+        assert.equal((await store.getQuarantine(HUB, d(1)))?.history?.length, 3)
       })
     })
   })
@@ -768,17 +805,27 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
     })
 
     describe('when a cleared digest is refused again', () => {
-      it('is detained again, reopened once, with the refusal counted', async () => {
+      it('is detained again, once, with the refusal counted and a detained entry by customs', async () => {
         await detained(d(1))
         await store.markCleared(HUB, d(1), clearance)
-        const first = await store.recordDetention(HUB, d(1), { reference: 'v2', reasons: ['new rule'], at: 9000 })
-        const second = await store.recordDetention(HUB, d(1), { reference: 'v2', reasons: ['new rule'], at: 9500 })
-        assert.deepEqual([first, second], [{ created: false, reopened: true }, { created: false, reopened: false }])
+        const first = await store.recordDetention(HUB, d(1), { reference: 'v2', reasons: ['new rule'], revision: 'rev-4', at: 9000 })
+        const second = await store.recordDetention(HUB, d(1), { reference: 'v2', reasons: ['new rule'], revision: 'rev-4', at: 9500 })
+        assert.deepEqual([first, second], [{ created: false, previous: 'cleared' }, { created: false, previous: null }])
         const record = await store.getQuarantine(HUB, d(1))
         assert.equal(record?.state, 'detained')
         assert.equal(record?.refused, 3)
         assert.deepEqual(record?.reasons, ['new rule'])
-        assert.equal(record?.history?.[0]?.action, 'cleared')
+        assert.deepEqual(record?.history, [
+          { action: 'detained', by: 'customs', at: 9000, reasons: ['new rule'], revision: 'rev-4' },
+          { action: 'cleared', by: 'customs', at: 7000, revision: 'rev-3' },
+        ])
+      })
+      it('keeps empty reasons and a missing revision as they came', async () => {
+        await detained(d(1))
+        await store.markCleared(HUB, d(1), clearance)
+        await store.recordDetention(HUB, d(1), { reference: 'v2', reasons: [], at: 9000 })
+        const record = await store.getQuarantine(HUB, d(1))
+        assert.deepEqual(record?.history?.[0], { action: 'detained', by: 'customs', at: 9000, reasons: [] })
       })
       it('is revoked again by a re-evaluation that detains it', async () => {
         await detained(d(1))
@@ -799,13 +846,12 @@ function checkStateStore(open: () => Promise<StateStore>, peer: (store: StateSto
         assert.deepEqual(await store.getQuarantine(HUB, d(1)), before)
         assert.deepEqual(await store.expireReleases(90_000, 10), [])
       })
-      it('keeps it cleared through a revoke, with the revoke in the history', async () => {
+      it('refuses a revoke: false, and nothing changes', async () => {
         await detained(d(1))
         await store.markCleared(HUB, d(1), clearance)
-        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'bob', at: 8000 }), true)
-        const record = await store.getQuarantine(HUB, d(1))
-        assert.equal(record?.state, 'cleared')
-        assert.deepEqual(record?.history?.map((h) => h.action), ['revoke', 'cleared'])
+        const before = await store.getQuarantine(HUB, d(1))
+        assert.equal(await store.revokeRelease(HUB, d(1), { by: 'bob', at: 8000 }), false)
+        assert.deepEqual(await store.getQuarantine(HUB, d(1)), before)
       })
       it('leaves no release behind when a clearance and a release race', async () => {
         const digests = Array.from({ length: 10 }, (_, i) => d(`race ${i}`))
