@@ -307,6 +307,7 @@ export class ManifestService {
           repository,
           reference,
           digest,
+          revision,
           reasons,
           verdict: 'detained',
           ...(req.client !== undefined ? { client: req.client } : {}),

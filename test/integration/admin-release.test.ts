@@ -165,6 +165,24 @@ describe('release and revoke', () => {
     }
   })
 
+  it('refuses to revoke again, with 400 UNSUPPORTED naming the state, and changes nothing', async () => {
+    const before = await record('acme/app', image.digest)
+    const res = await post(revoke(image.digest), { repository: 'acme/app' })
+    assert.equal(res.status, 400)
+    const error = ((await res.json()) as OciErrorBody & { errors: Array<{ detail?: unknown }> }).errors[0]
+    assert.equal(error?.code, 'UNSUPPORTED')
+    assert.equal(error?.message, `docker.io/acme/app@${image.digest} holds no release to revoke: it is detained`)
+    assert.deepEqual(error?.detail, { state: 'detained' })
+    assert.deepEqual(await record('acme/app', image.digest), before)
+    assert.equal(customs.logs.filter((l) => l.msg === 'admin action' && l.action === 'revoke').length, 1)
+  })
+
+  it('answers 404 MANIFEST_UNKNOWN to a revoke of a digest never refused', async () => {
+    const res = await post(revoke(image.digest), { repository: 'acme/other' })
+    assert.equal(res.status, 404)
+    assert.equal(((await res.json()) as OciErrorBody).errors[0]?.code, 'MANIFEST_UNKNOWN')
+  })
+
   it('answers 400 for an unknown field on revoke', async () => {
     const res = await post(revoke(image.digest), { repository: 'acme/app', reason: 'x' })
     assert.equal(res.status, 400)

@@ -111,7 +111,7 @@ interface QuarantineBody {
   state: string
   reasons: string[]
   release?: unknown
-  history?: Array<{ action: string; by: string; at: number; revision?: string }>
+  history?: Array<{ action: string; by: string; at: number; revision?: string; reasons?: string[] }>
 }
 
 async function quarantine(repo: string, digest: string): Promise<QuarantineBody> {
@@ -514,9 +514,15 @@ describe('release, revoke and purge of a detained image', () => {
       }
     })
 
-    it('detains a later pull again', async () => {
+    it('detains a later pull again, and says so in the history and the events', async () => {
       assert.equal(await pullStatus('held/app', held), 403)
-      assert.equal((await quarantine('held/app', held.manifestDigest)).state, 'detained')
+      const record = await quarantine('held/app', held.manifestDigest)
+      assert.equal(record.state, 'detained')
+      const [detained, purged] = record.history ?? []
+      assert.deepEqual([detained?.action, detained?.by, detained?.reasons], ['detained', 'customs', record.reasons])
+      assert.equal(purged?.action, 'purge')
+      const detentions = await audited('detention', held.manifestDigest)
+      assert.deepEqual(detentions.filter((e) => e.detail?.previous !== undefined).map((e) => e.detail?.previous), ['purged'])
       assert.equal(await status(blobUrl('held/app', layer())), 404)
     })
   })
@@ -560,10 +566,14 @@ describe('a detained image the pull path clears under a newer revision', () => {
     assert.equal(record.release, undefined)
   })
 
-  it('keeps it cleared through a revoke, which has no release to end', async () => {
+  it('refuses a revoke, which has no release to end, and changes nothing', async () => {
+    const before = await quarantine('held/app', held.manifestDigest)
     const res = await admin('POST', `/admin/v1/quarantine/docker.io/${held.manifestDigest}/revoke`, APPROVER, { repository: 'held/app' })
-    assert.equal(res.status, 200)
-    assert.equal(((await res.json()) as QuarantineBody).state, 'cleared')
+    assert.equal(res.status, 400)
+    const error = ((await res.json()) as OciErrorBody).errors[0]
+    assert.equal(error?.code, 'UNSUPPORTED')
+    assert.match(error?.message ?? '', /holds no release to revoke: it is cleared$/)
+    assert.deepEqual(await quarantine('held/app', held.manifestDigest), before)
     assert.equal(await pullStatus('held/app', held), 200)
   })
 
@@ -573,10 +583,13 @@ describe('a detained image the pull path clears under a newer revision', () => {
     assert.equal(await pullStatus('held/app', held), 403)
     const record = await quarantine('held/app', held.manifestDigest)
     assert.equal(record.state, 'detained')
-    assert.equal(record.history?.[0]?.action, 'revoke')
-    assert.equal(record.history?.[1]?.action, 'cleared')
+    const [detained, cleared] = record.history ?? []
+    assert.deepEqual([detained?.action, detained?.by, detained?.reasons], ['detained', 'customs', record.reasons])
+    assert.notEqual(detained?.revision, cleared?.revision)
+    assert.equal(cleared?.action, 'cleared')
     const [detention] = await audited('detention', held.manifestDigest)
     assert.equal(detention?.detail?.previous, 'cleared')
+    assert.equal(detention?.revision, detained?.revision)
   })
 })
 

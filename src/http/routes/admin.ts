@@ -14,6 +14,7 @@ import type { PolicyEngine } from '../../policy/engine.js'
 import type { ReloadResult } from '../../policy/reload.js'
 import {
   decodeQuarantineCursor,
+  effectiveState,
   type QuarantineRecord,
   type RepoKey,
   type StateStore,
@@ -143,8 +144,10 @@ export function adminRoutes(deps: AdminDeps): Hono<Env> {
     if (!body.success) throw invalidBody(body.error)
     const repo = { upstream, repository: body.data.repository }
     const by = c.get('admin').name
-    const found = await deps.state.revokeRelease(repo, digest, { by, at: Date.now() })
-    if (!found) throw noRecord(repo, digest)
+    const at = Date.now()
+    const revoked = await deps.state.revokeRelease(repo, digest, { by, at })
+    // Refused with nothing changed, so neither the blob gate nor the events move either.
+    if (!revoked) throw await notRevocable(deps.state, repo, digest, at)
     // The release opened the gate of its blobs: close it now, not at the digest's next pull.
     await detainUnreleased(deps.state, repo, digest)
     deps.logger.info(
@@ -213,6 +216,22 @@ async function notReleasable(state: StateStore, repo: RepoKey, digest: Digest): 
   if (record === null) return noRecord(repo, digest)
   const message = `${repo.upstream}/${repo.repository}@${digest} is cleared by the policies in force: there is no detention to release`
   return new CustomsError('REQUEST_INVALID', message)
+}
+
+/**
+ * Why the store refused a revoke: no record, or no release in force to revoke (never released,
+ * revoked already, expired, or a state a release does not apply to).
+ */
+async function notRevocable(state: StateStore, repo: RepoKey, digest: Digest, at: number): Promise<CustomsError> {
+  const record = await state.getQuarantine(repo, digest)
+  if (record === null) return noRecord(repo, digest)
+  const release = record.release
+  const why =
+    release !== undefined && release.expires <= at
+      ? `its release expired at ${new Date(release.expires).toISOString()}`
+      : `it is ${effectiveState(record, at)}`
+  const message = `${repo.upstream}/${repo.repository}@${digest} holds no release to revoke: ${why}`
+  return new CustomsError('REQUEST_INVALID', message, { detail: { state: effectiveState(record, at) } })
 }
 
 async function current(
