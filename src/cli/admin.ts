@@ -214,7 +214,7 @@ interface QuarantineView {
   digest?: string
   state?: string
   release?: { by?: string; reason?: string; expires?: number; at?: number }
-  history?: Array<{ action?: string; by?: string; at?: number; reason?: string; expires?: number; revision?: string }>
+  history?: Array<{ action?: string; by?: string; at?: number; reason?: string; reasons?: string[]; expires?: number; revision?: string }>
   references?: string[]
   reasons?: string[]
   firstSeen?: number
@@ -312,8 +312,12 @@ function describeRecord(r: QuarantineView, now: number): string {
   if (history.length > 0) {
     lines.push('history (newest first):')
     for (const h of history) {
+      // A purge's reason and a refusal's reasons are what an auditor reads the line for.
+      const why = h.reason ?? (h.reasons !== undefined && h.reasons.length > 0 ? h.reasons.join('; ') : undefined)
       const detail =
-        h.action === 'release' ? ` until ${at(h.expires)}: ${printable(h.reason)}` : h.revision !== undefined ? ` at revision ${printable(h.revision)}` : ''
+        h.action === 'release'
+          ? ` until ${at(h.expires)}: ${printable(h.reason)}`
+          : `${h.revision !== undefined ? ` at revision ${printable(h.revision)}` : ''}${why !== undefined ? `: ${printable(why)}` : ''}`
       lines.push(`  ${at(h.at)}  ${printable(h.action)} by ${printable(h.by)}${detail}`)
     }
   }

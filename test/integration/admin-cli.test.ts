@@ -168,6 +168,13 @@ describe('customs quarantine against a running Customs', () => {
     assert.equal((await pull()).status, 403)
   })
 
+  it('shows the server’s refusal of a revoke when no release holds, and exits 1', async () => {
+    const out = await quarantine(['revoke', REF], APPROVER)
+    assert.equal(out.code, 1)
+    assert.equal(out.stderr, `customs: 400 UNSUPPORTED: ${REF} holds no release to revoke: it is detained\n`)
+    assert.equal(out.stdout, '')
+  })
+
   it('answers a record that does not exist with the server’s message', async () => {
     const out = await quarantine(['show', `docker.io/acme/other@${image.digest}`])
     assert.equal(out.code, 1)
@@ -321,6 +328,15 @@ async function startStandIn(tlsDir: string): Promise<StandIn> {
     if (body.repository !== 'acme/app') return error(404, 'MANIFEST_UNKNOWN', 'no such record')
     return c.json({ upstream: c.req.param('upstream'), repository: body.repository, digest: c.req.param('digest'), state: 'purged' })
   })
+  app.get('/admin/v1/quarantine/:upstream/:digest', (c) => {
+    const history = [
+      { action: 'detained', by: 'customs', at: T0 - 60_000, reasons: ["policy 'p' rule 'r': unsigned", 'too old'], revision: 'rev-3' },
+      { action: 'cleared', by: 'customs', at: T0 - 120_000, revision: 'rev-2' },
+      { action: 'purge', by: 'adam', at: T0 - 180_000, reason: 'malware found' },
+    ]
+    const digest = c.req.param('digest')
+    return c.json({ upstream: c.req.param('upstream'), repository: c.req.query('repository'), digest, state: 'detained', history })
+  })
   app.get('/admin/v1/decisions', (c) => {
     const q = c.req.query()
     let events = EVENTS.filter((e) => (q.upstream === undefined || e.upstream === q.upstream) && (q.verdict === undefined || e.verdict === q.verdict))
@@ -380,6 +396,17 @@ describe('purge and decisions against the CONTRACT STAND-IN, over HTTPS with mTL
     assert.equal(request?.path, `/admin/v1/quarantine/docker.io/${DIGEST_A}/purge`)
     assert.deepEqual(request?.body, { repository: 'acme/app', reason: 'malware confirmed' })
     assert.equal(request?.cn, 'oncall-laptop', 'the client certificate was presented')
+  })
+
+  it('shows each history entry with its revision and its reason or reasons', async () => {
+    const out = await cli(quarantineCommand, ['show', `docker.io/acme/app@${DIGEST_A}`, '--token', VIEWER, ...tlsFlags], {}, T0)
+    assert.equal(out.code, 0, out.stderr)
+    const history = out.stdout.slice(out.stdout.indexOf('history (newest first):\n')).trimEnd().split('\n').slice(1)
+    assert.deepEqual(history, [
+      `  ${new Date(T0 - 60_000).toISOString()} (1m ago)  detained by customs at revision rev-3: policy 'p' rule 'r': unsigned; too old`,
+      `  ${new Date(T0 - 120_000).toISOString()} (2m ago)  cleared by customs at revision rev-2`,
+      `  ${new Date(T0 - 180_000).toISOString()} (3m ago)  purge by adam: malware found`,
+    ])
   })
 
   it('shows the refusal of a purge by an approver and exits 1', async () => {
