@@ -348,7 +348,7 @@ export const QuarantineDetail: FC<DetailProps> = ({ record: r, manifest, manifes
                   <td>{when(h.at)}</td>
                   <td>{h.action}</td>
                   <td>{h.by}</td>
-                  <td>{h.reason ?? (h.revision !== undefined ? `at revision ${h.revision}` : '')}</td>
+                  <td>{historyDetail(h)}</td>
                   <td>{h.expires !== undefined ? when(h.expires) : ''}</td>
                 </tr>
               ))}
@@ -358,6 +358,13 @@ export const QuarantineDetail: FC<DetailProps> = ({ record: r, manifest, manifes
       )}
     </>
   )
+}
+
+/** A history entry's reason (release, purge) or revision, with a refusal's reasons (`detained`). */
+function historyDetail(h: NonNullable<QuarantineRecord['history']>[number]): string {
+  const revision = h.revision !== undefined ? `at revision ${h.revision}` : ''
+  const why = h.reason ?? (h.reasons !== undefined && h.reasons.length > 0 ? h.reasons.join('; ') : '')
+  return revision !== '' && why !== '' ? `${revision}: ${why}` : revision || why
 }
 
 const FactTable: FC<{ facts: readonly (SignatureFact | AttestationFact)[]; attestations: boolean; testid: string }> = ({
