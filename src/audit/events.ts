@@ -10,9 +10,10 @@ import type { QuarantineClient, VerdictOutcome } from '../state/store.js'
  * The kinds of event:
  * - `decision`: a manifest request answered with a verdict (GET always; HEAD only when denied,
  *   since clients HEAD before every GET and the GET is the pull).
- * - `detention`: a digest detained for the first time in its repository (a new quarantine record),
- *   or detained again after a release expired or was revoked, or refused again after its record
- *   said `cleared` (detail: previous `cleared`).
+ * - `detention`: a refused pull made a quarantine record: the digest was refused for the first
+ *   time in its repository; or it moved a record that said `cleared` or `purged` back to
+ *   `detained` (detail: previous, the state it left). The revision of the refused verdict is set.
+ *   A release that ends is announced by `revoke` or `release-expired`, not by a detention.
  * - `release`, `revoke`, `purge`: a person acted on a quarantine record (actor set).
  * - `release-expired`: a release reached its expiry; the digest is detained again.
  * - `revocation`: content that was cleared is detained after a re-evaluation (`revoked`).
