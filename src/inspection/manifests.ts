@@ -126,7 +126,9 @@ export class ManifestService {
     if (held !== undefined && verdict.outcome !== 'detained') verdict = { outcome: 'detained', reasons: [held.reason] }
     // A tag-scoped policy admitted what the digest alone did not: open the gate for its blobs, and
     // keep the tag, by which a re-evaluation judges the record again rather than by its digest.
-    if (verdict.outcome !== 'detained') await this.#admitByTag(req, record, verdict)
+    // Most pulls change nothing here: no await for them, every pull passes this way.
+    const admission = verdict.outcome !== 'detained' ? this.#admissionByTag(req, record, verdict) : undefined
+    if (admission !== undefined) await this.#admit(req.repo, record, admission)
     if (verdict.outcome === 'detained' && req.artifact !== true) {
       // A person may have released this digest: served with a warning while the release holds.
       // A child detained for its index is released with the index.
@@ -228,22 +230,21 @@ export class ManifestService {
   }
 
   /**
-   * Records a digest detained on its own as admitted by the tag of `req`, whose pull `verdict`
-   * cleared (a tag-scoped policy admits it); or adds that tag to those that admit it already.
+   * What to record when a pull's clearing `verdict` admits a digest detained on its own (a
+   * tag-scoped policy admits it by the tag of `req`), or adds that tag to those that admit it
+   * already; undefined when there is nothing to record.
    */
-  async #admitByTag(req: ManifestRequest, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons'>): Promise<void> {
+  #admissionByTag(req: ManifestRequest, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons'>): Admission | undefined {
     const tags = record.verdict.admittedByTags
-    if (req.reference.kind !== 'tag') {
-      if (record.verdict.outcome === 'detained') await this.#admit(req.repo, record, verdict)
-      return
-    }
+    if (req.reference.kind !== 'tag') return record.verdict.outcome === 'detained' ? verdict : undefined
     const tag = req.reference.tag
-    if (record.verdict.outcome === 'detained') await this.#admit(req.repo, record, { ...verdict, admittedByTags: [tag] })
+    if (record.verdict.outcome === 'detained') return { ...verdict, admittedByTags: [tag] }
     // Past the bound a tag is not remembered: a walk may then detain the digest, and the next
     // pull by that tag admits it again (fail closed, never open).
-    else if (tags !== undefined && !tags.includes(tag) && tags.length < MAX_ADMITTING_TAGS) {
-      await this.#admit(req.repo, record, { outcome: record.verdict.outcome, reasons: record.verdict.reasons, admittedByTags: [...tags, tag] })
+    if (tags !== undefined && !tags.includes(tag) && tags.length < MAX_ADMITTING_TAGS) {
+      return { outcome: record.verdict.outcome, reasons: record.verdict.reasons, admittedByTags: [...tags, tag] }
     }
+    return undefined
   }
 
   /**
