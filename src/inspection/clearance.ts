@@ -51,14 +51,15 @@ export async function clearQuarantine(
 
 /**
  * The record states a clearance may end, from what the digest's own verdict was before: any of
- * them (undefined) when it was refused on its own or never judged; only `revoked` when it was
- * cleared already. Then a `detained` record comes from pulls a tag rule refused (a banned
+ * them (undefined) when it was refused on its own (admitted only by a release or a tag) or never
+ * judged; only `revoked` when it was cleared already. Then a `detained` record comes from pulls a tag rule refused (a banned
  * `latest`): those refusals still hold, and resolving it would only flip it back at the next one.
  * A `revoked` record is Customs' word that the digest itself was detained: always resolved, which
  * also mends records left revoked while their content was served.
  */
 function endable(before: ManifestRecord | null): readonly QuarantineState[] | undefined {
   if (before === null) return undefined
-  const refusedOnItsOwn = before.verdict.outcome === 'detained' || before.verdict.detainedFor !== undefined
+  const { outcome, detainedFor, admittedByTags } = before.verdict
+  const refusedOnItsOwn = outcome === 'detained' || detainedFor !== undefined || admittedByTags !== undefined
   return refusedOnItsOwn ? undefined : ['revoked']
 }

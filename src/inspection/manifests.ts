@@ -124,8 +124,11 @@ export class ManifestService {
     let verdict = this.#decide(req, record)
     // A policy detains this tag's move to another signer: refused like a detained digest.
     if (held !== undefined && verdict.outcome !== 'detained') verdict = { outcome: 'detained', reasons: [held.reason] }
-    // A tag-scoped policy admitted what the digest alone did not: open the gate for its blobs.
-    if (verdict.outcome !== 'detained' && record.verdict.outcome === 'detained') await this.#admit(req.repo, record, verdict)
+    // A tag-scoped policy admitted what the digest alone did not: open the gate for its blobs, and
+    // keep the tag, by which a re-evaluation judges the record again rather than by its digest.
+    // Most pulls change nothing here: no await for them, every pull passes this way.
+    const admission = verdict.outcome !== 'detained' ? this.#admissionByTag(req, record, verdict) : undefined
+    if (admission !== undefined) await this.#admit(req.repo, record, admission)
     if (verdict.outcome === 'detained' && req.artifact !== true) {
       // A person may have released this digest: served with a warning while the release holds.
       // A child detained for its index is released with the index.
@@ -193,7 +196,7 @@ export class ManifestService {
   }
 
   /** Records a detained manifest as admitted under `verdict`, opening the gate of its blobs. */
-  admitRecord(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'> & Partial<Pick<Verdict, 'revision'>>): Promise<void> {
+  admitRecord(repo: RepoKey, record: ManifestRecord, verdict: Admission): Promise<void> {
     return this.#admit(repo, record, verdict)
   }
 
@@ -227,10 +230,28 @@ export class ManifestService {
   }
 
   /**
-   * Records a digest detained on its own as admitted, with its links, because a pull by tag
-   * cleared it (a tag-scoped policy admits it): its blobs must then be served too.
+   * What to record when a pull's clearing `verdict` admits a digest detained on its own (a
+   * tag-scoped policy admits it by the tag of `req`), or adds that tag to those that admit it
+   * already; undefined when there is nothing to record.
    */
-  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons' | 'detainedFor'> & Partial<Pick<Verdict, 'revision'>>): Promise<void> {
+  #admissionByTag(req: ManifestRequest, record: ManifestRecord, verdict: Pick<Verdict, 'outcome' | 'reasons'>): Admission | undefined {
+    const tags = record.verdict.admittedByTags
+    if (req.reference.kind !== 'tag') return record.verdict.outcome === 'detained' ? verdict : undefined
+    const tag = req.reference.tag
+    if (record.verdict.outcome === 'detained') return { ...verdict, admittedByTags: [tag] }
+    // Past the bound a tag is not remembered: a walk may then detain the digest, and the next
+    // pull by that tag admits it again (fail closed, never open).
+    if (tags !== undefined && !tags.includes(tag) && tags.length < MAX_ADMITTING_TAGS) {
+      return { outcome: record.verdict.outcome, reasons: record.verdict.reasons, admittedByTags: [...tags, tag] }
+    }
+    return undefined
+  }
+
+  /**
+   * Records a digest detained on its own as admitted, with its links, because a pull by tag
+   * cleared it (a tag-scoped policy admits it) or a release holds: its blobs must then be served too.
+   */
+  async #admit(repo: RepoKey, record: ManifestRecord, verdict: Admission): Promise<void> {
     const bytes = await this.#bytes(repo, record)
     const manifest = parseManifest(bytes, record.mediaType)
     const links = manifest.kind === 'index'
@@ -591,6 +612,12 @@ export class ManifestService {
   }
 
 }
+
+/** The verdict that admits a digest detained on its own, and why (a release, tags). */
+type Admission = Pick<Verdict, 'outcome' | 'reasons'> & Partial<Pick<Verdict, 'revision' | 'detainedFor' | 'admittedByTags'>>
+
+/** Tags remembered as admitting one digest; a digest is rarely pulled by more. */
+const MAX_ADMITTING_TAGS = 32
 
 /** An index lists at most this many children to detain with it; the rest are judged alone. */
 const MAX_CHILDREN_DETAINED = 1024

@@ -197,7 +197,7 @@ export class Reevaluator {
     // Held for a detained index: the pull path judges the index first, then the child.
     if (record.verdict.detainedByIndex !== undefined) return 'unchanged'
     const wasAdmitted = record.verdict.outcome !== 'detained'
-    if (!sameTrust(record.verdict.revision, revision)) return this.#reinspect(repo, record, wasAdmitted)
+    if (!sameTrust(record.verdict.revision, revision)) return this.#reinspect(repo, record, wasAdmitted, set)
     if (record.image === undefined) return 'unchanged'
     const { state, manifests } = this.#deps
     const decision = evaluate(set, {
@@ -207,11 +207,13 @@ export class Reevaluator {
       image: record.image,
       verification: record.facts,
     })
-    const verdict: Verdict = { outcome: decision.outcome, reasons: decision.reasons, revision, decidedAt: Date.now() }
+    const own: Verdict = { outcome: decision.outcome, reasons: decision.reasons, revision, decidedAt: Date.now() }
     const empty = { blobs: [], children: [] }
     // Cleared on its own: the record follows (clearance.ts says which states it may end), before
     // the verdict is recorded.
-    if (verdict.outcome !== 'detained') await clearQuarantine(this.#deps, repo, record.digest, verdict, record)
+    if (own.outcome !== 'detained') await clearQuarantine(this.#deps, repo, record.digest, own, record)
+    // Admitted by tags, not by its digest: judged by those tags, as their pulls would be.
+    const verdict = own.outcome === 'detained' && wasAdmitted ? (byTags(set, repo, record, revision) ?? own) : own
     if (record.verdict.detainedFor !== undefined) {
       // Admitted by a person's release: the release decides while it holds, not the policies.
       if (verdict.outcome !== 'detained') await state.recordManifest(repo, { ...record, verdict }, empty)
@@ -235,9 +237,18 @@ export class Reevaluator {
   }
 
   /** The trust changed: facts are stale, so the manifest is inspected again (I/O). */
-  async #reinspect(repo: RepoKey, before: ManifestRecord, wasAdmitted: boolean): Promise<Change> {
+  async #reinspect(repo: RepoKey, before: ManifestRecord, wasAdmitted: boolean, set: PolicySet): Promise<Change> {
     const after = await this.#deps.manifests.reinspect(repo, before.digest)
-    const isAdmitted = after.verdict.outcome !== 'detained'
+    let isAdmitted = after.verdict.outcome !== 'detained'
+    if (wasAdmitted && !isAdmitted && before.verdict.admittedByTags !== undefined) {
+      // Re-inspection records the digest's own verdict; a tag that still admits it, judged on the
+      // new facts, admits it again.
+      const tagged = byTags(set, repo, { ...after, verdict: { ...after.verdict, admittedByTags: before.verdict.admittedByTags } }, after.verdict.revision)
+      if (tagged !== undefined) {
+        await this.#deps.manifests.admitRecord(repo, after, tagged)
+        isAdmitted = true
+      }
+    }
     if (before.verdict.detainedFor !== undefined && !isAdmitted) {
       // Re-inspection records the digest's own verdict; a release that still holds admits it again.
       const quarantine = await this.#deps.state.getQuarantine(repo, before.digest)
@@ -269,6 +280,33 @@ export class Reevaluator {
 export function sameTrust(a: string, b: string): boolean {
   const cut = (r: string): string => r.slice(0, r.lastIndexOf(':'))
   return a.includes(':') && cut(a) === cut(b)
+}
+
+/**
+ * The verdict of a record detained on its own but admitted by tags (`admittedByTags`), judged by
+ * each of them from the recorded facts as a pull by that tag would be: admitted by those that
+ * still admit it, with the first one's reasons; undefined when none does (or it has no tags).
+ */
+function byTags(set: PolicySet, repo: RepoKey, record: ManifestRecord, revision: string): Verdict | undefined {
+  const tags = record.verdict.admittedByTags
+  if (tags === undefined || record.image === undefined || record.facts === undefined) return undefined
+  let first: Pick<Verdict, 'outcome' | 'reasons'> | undefined
+  const admitting: string[] = []
+  for (const tag of tags) {
+    const decision = evaluate(set, {
+      upstream: repo.upstream,
+      repository: repo.repository,
+      tag,
+      digest: record.digest,
+      image: record.image,
+      verification: record.facts,
+    })
+    if (decision.outcome === 'detained') continue
+    first ??= decision
+    admitting.push(tag)
+  }
+  if (first === undefined) return undefined
+  return { outcome: first.outcome, reasons: first.reasons, revision, decidedAt: Date.now(), admittedByTags: admitting }
 }
 
 /** Runs `work` over `items`, at most `limit` at a time. */

@@ -37,6 +37,12 @@ export interface Verdict {
    * revision judges the index again before it.
    */
   readonly detainedByIndex?: Digest
+  /**
+   * Present when the outcome stands only because tag-scoped policies admit pulls by these tags
+   * (the digest alone is detained): a re-evaluation judges the record by them, as the pull path
+   * would, rather than by the digest alone, which would revoke what a tag still admits.
+   */
+  readonly admittedByTags?: readonly string[]
 }
 
 /** What Customs knows of one manifest (image, index or artifact) in one repository. */

@@ -4,7 +4,8 @@
 // gate; a purge removes the cached files and a later pull detains again; a detained image the
 // pull path clears under a newer revision has its record cleared too; the policy diff (admin
 // route and CLI) shows the change and changes nothing; bad input is refused with 400 and changes
-// nothing.
+// nothing; a digest admitted only by a tag-scoped policy stays admitted through a reload that
+// changes nothing about it, and is detained once no policy admits it any more.
 
 import assert from 'node:assert/strict'
 import { access, mkdir, rm, writeFile } from 'node:fs/promises'
@@ -631,5 +632,110 @@ spec:
     assert.equal(record.history, undefined)
     assert.deepEqual(await audited('clearance', tagged.manifestDigest), [])
     assert.equal(await pullStatus('tagged/app', tagged, 'latest'), 403)
+  })
+})
+
+// Under `unmatched: deny`, the digest alone is admitted by no policy: only pulls by a `v*` tag are.
+const settingsDenyUnmatched = `
+apiVersion: customs.dev/v1
+kind: PolicySettings
+metadata: { name: settings }
+spec: { unmatched: deny }
+`
+const tagScoped = (tags: string): string => `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: tag-admits }
+spec:
+  mode: enforce
+  match: [{ repository: "tagadmit/**", tags: [${tags}] }]
+  authorities: [{ name: any, static: pass }]
+`
+// A policy about other repositories: reloading with it makes a new revision and changes nothing here.
+const OTHER = `
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: other-non-root }
+spec:
+  mode: enforce
+  match: [{ repository: "other/**" }]
+  rules: { nonRoot: true }
+`
+
+describe('a digest admitted only by a tag-scoped policy', () => {
+  let image: BuiltImage
+  const repo = 'tagadmit/app'
+  const layer = (): string => image.layers[0]!.digest
+
+  async function quarantineStatus(): Promise<number> {
+    const res = await admin('GET', `/admin/v1/quarantine/docker.io/${image.manifestDigest}?repository=${repo}`, VIEWER)
+    await res.arrayBuffer()
+    return res.status
+  }
+
+  before(async () => {
+    image = buildImage({ mediaType: 'oci', layers: [2048] })
+    await pushImage(registry, repo, 'v1', image)
+    const revision = await setPolicies({ 'held.yaml': HELD, 'settings.yaml': settingsDenyUnmatched, 'tags.yaml': tagScoped('"v*"') })
+    await finished(revision)
+    assert.equal(await pullStatus(repo, image), 200)
+  })
+
+  it('serves it by tag, by digest (as containerd asks after resolving the tag) and its blobs', async () => {
+    assert.equal(await pullStatus(repo, image, image.manifestDigest), 200)
+    assert.equal(await status(blobUrl(repo, layer())), 200)
+    assert.equal(await status(blobUrl(repo, image.configDigest)), 200)
+    assert.equal(await quarantineStatus(), 404)
+  })
+
+  describe('after a reload that changes nothing about it', () => {
+    let progress: Progress
+    before(async () => {
+      const revision = await setPolicies({ 'held.yaml': HELD, 'settings.yaml': settingsDenyUnmatched, 'tags.yaml': tagScoped('"v*"'), 'other.yaml': OTHER })
+      progress = await finished(revision)
+    })
+
+    it('does not revoke it: the walk counts nothing detained', () => {
+      assert.equal(progress.state, 'finished')
+      assert.equal(progress.errors, 0)
+      assert.equal(progress.detained, 0)
+    })
+
+    it('serves its blobs and its manifest by digest, before any pull by tag', async () => {
+      assert.equal(await status(blobUrl(repo, layer())), 200)
+      assert.equal(await status(blobUrl(repo, image.configDigest)), 200)
+      assert.equal(await pullStatus(repo, image, image.manifestDigest), 200)
+    })
+
+    it('serves it by tag', async () => {
+      assert.equal(await pullStatus(repo, image), 200)
+    })
+
+    it('has no quarantine record, and no revocation in the audit log', async () => {
+      assert.equal(await quarantineStatus(), 404)
+      assert.deepEqual(await audited('revocation', image.manifestDigest), [])
+      assert.deepEqual(await audited('detention', image.manifestDigest), [])
+    })
+  })
+
+  describe('after a reload under which no policy admits it any more', () => {
+    let progress: Progress
+    before(async () => {
+      const revision = await setPolicies({ 'held.yaml': HELD, 'settings.yaml': settingsDenyUnmatched, 'tags.yaml': tagScoped('"v2*"') })
+      progress = await finished(revision)
+    })
+
+    it('detains it (fail closed): its blobs are unknown, its manifest denied by digest and by tag', async () => {
+      assert.equal(progress.detained, 1)
+      assert.equal(await status(blobUrl(repo, layer())), 404)
+      assert.equal(await status(blobUrl(repo, image.configDigest)), 404)
+      assert.equal(await pullStatus(repo, image, image.manifestDigest), 403)
+      assert.equal(await pullStatus(repo, image), 403)
+    })
+
+    it('records it revoked and announces the revocation', async () => {
+      assert.equal((await quarantine(repo, image.manifestDigest)).state, 'revoked')
+      assert.equal((await audited('revocation', image.manifestDigest)).length, 1)
+    })
   })
 })

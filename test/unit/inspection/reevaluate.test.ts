@@ -3,7 +3,8 @@
 // real redis-server: a revoked, detained or released digest the policies clear now says
 // `cleared` and is announced; a record of content served all along is resolved only if it says
 // `revoked`; a failure to resolve the record leaves the verdict unrecorded, so that the next walk
-// tries both again.
+// tries both again; a digest admitted only by tag-scoped policies is judged by its tags, kept
+// while one still admits it and revoked once none does.
 
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
@@ -14,6 +15,7 @@ import { Reevaluator } from '../../../src/inspection/reevaluate.js'
 import { digestOf, type Digest } from '../../../src/oci/digest.js'
 import { createLogger } from '../../../src/observability/logger.js'
 import { PolicyEngine } from '../../../src/policy/engine.js'
+import { evaluate } from '../../../src/policy/evaluate.js'
 import { parsePolicyDocuments } from '../../../src/policy/load.js'
 import type { PolicySet } from '../../../src/policy/types.js'
 import { MemoryStateStore } from '../../../src/state/memory.js'
@@ -56,6 +58,22 @@ spec:
   match: [{ repository: "acme/**" }]
   rules: {}
 `
+
+// Under unmatched: deny the digest alone is admitted by no policy; pulls by the tags named are.
+const tagScoped = (name: string, tags: string): PolicySet => set(name, `
+apiVersion: customs.dev/v1
+kind: PolicySettings
+metadata: { name: settings }
+spec: { unmatched: deny }
+---
+apiVersion: customs.dev/v1
+kind: ImagePolicy
+metadata: { name: ${name} }
+spec:
+  mode: enforce
+  match: [{ repository: "acme/**", tags: [${tags}] }]
+  authorities: [{ name: any, static: pass }]
+`)
 
 function image(name: string): { record: ManifestRecord; layer: Digest } {
   const digest = digestOf(Buffer.from(`manifest ${name} ${randomUUID()}`))
@@ -122,6 +140,16 @@ function checkReevaluation(open: () => Promise<StateStore>): void {
         await state.recordManifest(repo, { ...record, verdict: { ...record.verdict, ...verdict, decidedAt: Date.now() } }, { blobs: [{ digest: layer, size: 100 }], children: [] })
       },
       holdChildren: async () => undefined,
+      // A re-inspection under new trust records the digest's own verdict from the same facts.
+      reinspect: async (repo: RepoKey, digest: Digest) => {
+        const before = (await state.getManifest(repo, digest)) as ManifestRecord
+        const { admittedByTags: _tags, ...rest } = before.verdict
+        const own = evaluate(policies.current(), { upstream: repo.upstream, repository: repo.repository, digest, image: before.image!, verification: NO_FACTS })
+        const after: ManifestRecord = { ...before, verdict: { ...rest, outcome: own.outcome, reasons: own.reasons, revision: revision(), decidedAt: Date.now() } }
+        if (own.outcome === 'detained') await state.detainManifest(repo, after)
+        else await state.recordManifest(repo, after, { blobs: [{ digest: layers.get(digest) as Digest, size: 100 }], children: [] })
+        return after
+      },
     } as unknown as ManifestService
     reevaluator = new Reevaluator({ state, policies, revision, manifests, events: bus, logger, lockTtl: 10_000 })
   })
@@ -208,6 +236,82 @@ function checkReevaluation(open: () => Promise<StateStore>): void {
       await walkUnder(set('any-again', ANY_AGAIN))
       assert.equal((await state.getQuarantine(REPO, digest))?.state, 'cleared')
       assert.deepEqual(events.filter((e) => e.type === 'clearance').map((e) => e.detail?.previous), ['revoked'])
+    })
+  })
+
+  describe('when a digest is admitted only by a tag-scoped policy', () => {
+    /** Records an image the pull path admitted by these tags, its digest alone detained. */
+    async function admittedByTags(name: string, tags: readonly string[]): Promise<Digest> {
+      const digest = await admitted(name)
+      const record = (await state.getManifest(REPO, digest)) as ManifestRecord
+      await state.recordManifest(REPO, { ...record, verdict: { ...record.verdict, admittedByTags: tags } }, { blobs: [{ digest: layers.get(digest) as Digest, size: 100 }], children: [] })
+      return digest
+    }
+
+    beforeEach(() => {
+      policies.replace(tagScoped('tags-v', '"v*"'))
+    })
+
+    it('keeps it admitted through a new revision that changes nothing about it', async () => {
+      const digest = await admittedByTags('by tag', ['v1'])
+      const progress = await walkUnder(tagScoped('tags-v-again', '"v*"'))
+      assert.deepEqual([progress.detained, progress.unchanged, progress.errors], [0, 1, 0])
+      const record = await state.getManifest(REPO, digest)
+      assert.equal(record?.verdict.outcome, 'cleared')
+      assert.equal(record?.verdict.revision, revision())
+      assert.deepEqual(record?.verdict.admittedByTags, ['v1'])
+      assert.notEqual(await state.getBlobLink(REPO, layers.get(digest) as Digest), null)
+      assert.equal(await state.getQuarantine(REPO, digest), null)
+      assert.deepEqual(events.filter((e) => e.type === 'revocation'), [])
+    })
+
+    it('keeps it admitted when the trust changed and a re-inspection finds its digest detained', async () => {
+      const digest = await admittedByTags('new trust', ['v1'])
+      const record = (await state.getManifest(REPO, digest)) as ManifestRecord
+      await state.recordManifest(REPO, { ...record, verdict: { ...record.verdict, revision: `builtin-1:other-trust:${policies.current().revision}` } }, { blobs: [{ digest: layers.get(digest) as Digest, size: 100 }], children: [] })
+      const progress = await walkUnder(policies.current())
+      assert.deepEqual([progress.detained, progress.errors], [0, 0])
+      const after = await state.getManifest(REPO, digest)
+      assert.equal(after?.verdict.outcome, 'cleared')
+      assert.deepEqual(after?.verdict.admittedByTags, ['v1'])
+      assert.notEqual(await state.getBlobLink(REPO, layers.get(digest) as Digest), null)
+      assert.equal(await state.getQuarantine(REPO, digest), null)
+      assert.deepEqual(events.filter((e) => e.type === 'revocation'), [])
+    })
+
+    it('keeps only the tags that still admit it', async () => {
+      const digest = await admittedByTags('two tags', ['v1', 'main'])
+      const progress = await walkUnder(tagScoped('tags-main', '"main"'))
+      assert.equal(progress.detained, 0)
+      assert.deepEqual((await state.getManifest(REPO, digest))?.verdict.admittedByTags, ['main'])
+      assert.notEqual(await state.getBlobLink(REPO, layers.get(digest) as Digest), null)
+    })
+
+    it('revokes it once none of its tags is admitted any more', async () => {
+      const digest = await admittedByTags('tag dropped', ['v1'])
+      const progress = await walkUnder(tagScoped('tags-release', '"release-*"'))
+      assert.equal(progress.detained, 1)
+      const record = await state.getManifest(REPO, digest)
+      assert.equal(record?.verdict.outcome, 'detained')
+      assert.equal(record?.verdict.admittedByTags, undefined)
+      assert.equal(await state.getBlobLink(REPO, layers.get(digest) as Digest), null)
+      assert.equal((await state.getQuarantine(REPO, digest))?.state, 'revoked')
+      assert.deepEqual(events.filter((e) => e.type === 'revocation').map((e) => e.digest), [digest])
+    })
+
+    it('revokes, as before, content cleared by its digest that no tag was recorded for', async () => {
+      const digest = await admitted('by digest')
+      const progress = await walkUnder(tagScoped('tags-v-again', '"v*"'))
+      assert.equal(progress.detained, 1)
+      assert.equal((await state.getQuarantine(REPO, digest))?.state, 'revoked')
+    })
+
+    it('ends a detained record once the digest clears on its own: it was refused on its own', async () => {
+      const digest = await admittedByTags('cleared later', ['v1'])
+      await state.recordDetention(REPO, digest, { reference: digest, reasons: ['unmatched'], at: 1000 })
+      await walkUnder(ANY)
+      assert.equal((await state.getQuarantine(REPO, digest))?.state, 'cleared')
+      assert.equal((await state.getManifest(REPO, digest))?.verdict.admittedByTags, undefined)
     })
   })
 
