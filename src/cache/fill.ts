@@ -275,12 +275,14 @@ export class Fill {
       this.#state = 'committed'
     } catch (err) {
       hash.abort()
-      this.#state = 'failed'
-      this.#error = toFillError(err, signal)
       // An upstream that sends past the size (or anything else that fails the fill) must not keep
       // its connection: without this, an endless body held the socket until the fill timeout.
       body.destroy()
+      // Removed before the failure is told: a reader cut short by it finds no partial file left.
+      // Until then readers see a fill that has not verified, so none can have its last byte.
       await unlink(this.#part).catch(() => {})
+      this.#error = toFillError(err, signal)
+      this.#state = 'failed'
     } finally {
       clearInterval(idle)
       clearTimeout(patience)
