@@ -10,6 +10,7 @@
 // form target from elsewhere; every value is escaped by the JSX renderer.
 
 import { Hono, type Context, type MiddlewareHandler } from 'hono'
+import { CustomsError } from '../errors.js'
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie'
 import { secureHeaders } from 'hono/secure-headers'
 import type { Child } from 'hono/jsx'
@@ -363,6 +364,13 @@ export function consoleRoutes(deps: ConsoleDeps): Hono<ConsoleEnv> {
   app.onError((err, c) => {
     deps.logger.error({ err: err.message, path: c.req.path.slice(0, 512) }, 'console page failed')
     const session = c.get('session') as Session | undefined
+    if (err instanceof CustomsError && err.code === 'STATE_UNAVAILABLE') {
+      // Redis away: sessions and records cannot be read. Said as such, and as passing, so that a
+      // person in the middle of an incident does not take it for a bug in the page.
+      c.header('Retry-After', '5')
+      const message = "Customs cannot reach its state store (Redis), where sign-in sessions and quarantine records are kept. Try again in a moment; the error is in Customs' log."
+      return page(c, 'Unavailable', 'none', session, <Problem title="The state store is unavailable" message={message} />, 503)
+    }
     const body = <Problem title="Something went wrong" message="The page could not be rendered; the error is in Customs' log." />
     return page(c, 'Error', 'none', session, body, 500)
   })
