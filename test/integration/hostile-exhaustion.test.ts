@@ -134,13 +134,15 @@ describe('hostile clients', () => {
     const reader = await hold(customs, `GET /v2/library/big/blobs/${digest} HTTP/1.1\r\nHost: x\r\n\r\n`)
     let bytes = 0
     reader.socket.on('data', (d: string) => (bytes += d.length))
+    // Read nothing after the first bytes, from that very read on: polling for them first let a
+    // fast fill deliver all 24 MiB before the pause, and there was then nothing left to stall.
+    reader.socket.once('data', () => reader.socket.pause())
     try {
       await waitUntil('the first bytes of the answer', () => reader.received.length > 0)
       assert.match(reader.received, /^HTTP\/1\.1 200 /)
       // Read nothing for several idle timeouts: the server's writes stall on the full socket and
       // it closes the connection. A paused socket cannot see that, so read again afterwards: the
       // stream ends short of the blob.
-      reader.socket.pause()
       await sleep(3 * IDLE_MS)
       reader.socket.resume()
       await waitUntil('the connection ends', () => reader.closed)
