@@ -52,8 +52,9 @@ export async function clearQuarantine(
 /**
  * The record states a clearance may end, from what the digest's own verdict was before: any of
  * them (undefined) when it was refused on its own (admitted only by a release or a tag) or never
- * judged; only `revoked` when it was cleared already. Then a `detained` record comes from pulls a tag rule refused (a banned
- * `latest`): those refusals still hold, and resolving it would only flip it back at the next one.
+ * judged; only `revoked` when it was cleared already. Then a `detained` record comes from pulls a
+ * tag rule refused (a banned `latest`): those refusals still hold, and resolving it would only
+ * flip it back at the next one.
  * A `revoked` record is Customs' word that the digest itself was detained: always resolved, which
  * also mends records left revoked while their content was served.
  */

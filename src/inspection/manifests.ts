@@ -23,7 +23,6 @@ import {
   type TagRecord,
   type Verdict,
 } from '../state/store.js'
-import { evaluate } from '../policy/evaluate.js'
 import type { PolicyEngine } from '../policy/engine.js'
 import type { PolicySet } from '../policy/types.js'
 import { readBounded } from '../upstream/auth.js'
@@ -32,6 +31,7 @@ import type { UpstreamPool } from '../upstream/pool.js'
 import type { Inspector } from './inspector.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import { SingleFlight } from './single-flight.js'
+import { judgeRecord } from './judge.js'
 import { detainUnreleased } from './detain.js'
 import { clearQuarantine } from './clearance.js'
 import { classifyTagMove, detainingPolicies, tagMoveReason, type TagMoveFinding } from './tag-moves.js'
@@ -213,14 +213,7 @@ export class ManifestService {
     const key = `${req.repo.upstream} ${req.repo.repository} ${record.digest} ${req.reference.tag} ${record.verdict.revision}`
     let decided = this.#tagDecisions.get(key)
     if (decided === undefined) {
-      const decision = evaluate(set, {
-        upstream: req.repo.upstream,
-        repository: req.repo.repository,
-        tag: req.reference.tag,
-        digest: record.digest,
-        image: record.image,
-        ...(record.facts !== undefined ? { verification: record.facts } : {}),
-      })
+      const decision = judgeRecord(set, req.repo, record, record.image, req.reference.tag)
       decided = { outcome: decision.outcome, reasons: decision.reasons }
       if (this.#tagDecisions.size >= TAG_DECISIONS_MAX) this.#tagDecisions.clear()
       this.#tagDecisions.set(key, decided)

@@ -8,7 +8,7 @@
 import type { EventBus } from '../audit/events.js'
 import type { Logger } from '../observability/logger.js'
 import type { Digest } from '../oci/digest.js'
-import { evaluate } from '../policy/evaluate.js'
+import { judgeRecord } from './judge.js'
 import type { PolicyEngine } from '../policy/engine.js'
 import type { PolicySet } from '../policy/types.js'
 import { effectiveState, type ManifestRecord, type RepoKey, type StateStore, type Verdict } from '../state/store.js'
@@ -200,13 +200,7 @@ export class Reevaluator {
     if (!sameTrust(record.verdict.revision, revision)) return this.#reinspect(repo, record, wasAdmitted, set)
     if (record.image === undefined) return 'unchanged'
     const { state, manifests } = this.#deps
-    const decision = evaluate(set, {
-      upstream: repo.upstream,
-      repository: repo.repository,
-      digest: record.digest,
-      image: record.image,
-      verification: record.facts,
-    })
+    const decision = judgeRecord(set, repo, record, record.image)
     const own: Verdict = { outcome: decision.outcome, reasons: decision.reasons, revision, decidedAt: Date.now() }
     const empty = { blobs: [], children: [] }
     // Cleared on its own: the record follows (clearance.ts says which states it may end), before
@@ -289,18 +283,12 @@ export function sameTrust(a: string, b: string): boolean {
  */
 function byTags(set: PolicySet, repo: RepoKey, record: ManifestRecord, revision: string): Verdict | undefined {
   const tags = record.verdict.admittedByTags
-  if (tags === undefined || record.image === undefined || record.facts === undefined) return undefined
+  const image = record.image
+  if (tags === undefined || image === undefined) return undefined
   let first: Pick<Verdict, 'outcome' | 'reasons'> | undefined
   const admitting: string[] = []
   for (const tag of tags) {
-    const decision = evaluate(set, {
-      upstream: repo.upstream,
-      repository: repo.repository,
-      tag,
-      digest: record.digest,
-      image: record.image,
-      verification: record.facts,
-    })
+    const decision = judgeRecord(set, repo, record, image, tag)
     if (decision.outcome === 'detained') continue
     first ??= decision
     admitting.push(tag)
