@@ -205,7 +205,7 @@ export class MemoryStateStore implements StateStore {
       repository: repo.repository,
       digest,
       state: current === undefined || previous !== null ? 'detained' : current.state,
-      ...(previous !== null ? { history: [action, ...(current?.history ?? [])].slice(0, QUARANTINE_HISTORY_LIMIT) } : {}),
+      ...(previous !== null ? { history: withHistory(current?.history, action) } : {}),
       references: [reference, ...(current?.references ?? []).filter((r) => r !== reference)].slice(
         0,
         QUARANTINE_REFERENCES_LIMIT
@@ -323,8 +323,7 @@ export class MemoryStateStore implements StateStore {
     return due.map(({ id, r, release }) => {
       const action: QuarantineAction = { action: 'expire', by: EXPIRY_ACTOR, at: now, expires: release.expires }
       const { release: _, ...rest } = r
-      const history = [action, ...(r.history ?? [])].slice(0, QUARANTINE_HISTORY_LIMIT)
-      this.#quarantine.set(id, { ...rest, state: 'detained', history })
+      this.#quarantine.set(id, { ...rest, state: 'detained', history: withHistory(r.history, action) })
       return { upstream: r.upstream, repository: r.repository, digest: r.digest, release: { ...release } }
     })
   }
@@ -339,8 +338,7 @@ export class MemoryStateStore implements StateStore {
     const id = `${repoId(repo)}\u0000${digest}`
     const current = this.#quarantine.get(id)
     if (current === undefined) return false
-    const history = [action, ...(current.history ?? [])].slice(0, QUARANTINE_HISTORY_LIMIT)
-    this.#quarantine.set(id, { ...change(current), history })
+    this.#quarantine.set(id, { ...change(current), history: withHistory(current.history, action) })
     return true
   }
 
@@ -393,4 +391,9 @@ export class MemoryStateStore implements StateStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** A quarantine record's bounded history with `action` first (newest first), as redis.ts keeps it. */
+function withHistory(history: readonly QuarantineAction[] | undefined, action: QuarantineAction): QuarantineAction[] {
+  return [action, ...(history ?? [])].slice(0, QUARANTINE_HISTORY_LIMIT)
 }
