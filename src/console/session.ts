@@ -12,6 +12,7 @@
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { AdminRole } from '../config/schema.js'
 import type { StateStore } from '../state/store.js'
+import { Lru } from '../lru.js'
 
 export interface Session {
   readonly id: string
@@ -166,17 +167,13 @@ export class SessionStore {
   }
 }
 
-/**
- * Sessions in this process, bounded in number: a Map keeps insertion order, so re-inserting on
- * use makes the first entry the least recently used, the one to drop.
- */
+/** Sessions in this process, bounded in number: the least recently used is dropped first. */
 export class MemorySessionBackend implements SessionBackend {
-  readonly #entries = new Map<string, { record: StoredSession; expiresAt: number }>()
-  readonly #max: number
+  readonly #entries: Lru<{ record: StoredSession; expiresAt: number }>
   readonly #now: () => number
 
   constructor(max: number = SESSION_LIMITS.max, now: () => number = Date.now) {
-    this.#max = max
+    this.#entries = new Lru(max)
     this.#now = now
   }
 
@@ -185,11 +182,6 @@ export class MemorySessionBackend implements SessionBackend {
   }
 
   async put(key: string, record: StoredSession, expiresAt: number): Promise<void> {
-    this.#entries.delete(key)
-    while (this.#entries.size >= this.#max) {
-      const oldest = this.#entries.keys().next().value as string
-      this.#entries.delete(oldest)
-    }
     this.#entries.set(key, { record, expiresAt })
   }
 
@@ -205,9 +197,7 @@ export class MemorySessionBackend implements SessionBackend {
 
   async touch(key: string, record: StoredSession): Promise<void> {
     const entry = this.#entries.get(key)
-    if (entry === undefined) return
-    this.#entries.delete(key)
-    this.#entries.set(key, { record, expiresAt: entry.expiresAt })
+    if (entry !== undefined) this.#entries.set(key, { record, expiresAt: entry.expiresAt })
   }
 
   async delete(key: string): Promise<void> {

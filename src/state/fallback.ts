@@ -40,42 +40,10 @@ import type {
   TagMove,
   TagRecord,
 } from './store.js'
+import { Lru } from '../lru.js'
 
 /** How many entries each of the three memories keeps (least recently used dropped first). */
 export const FALLBACK_ENTRIES = 10_000
-
-/** A Map used as a least-recently-used list, bounded in entries. */
-class Lru<V> {
-  readonly #entries = new Map<string, V>()
-  readonly #limit: number
-
-  constructor(limit: number) {
-    this.#limit = limit
-  }
-
-  get(key: string): V | undefined {
-    const value = this.#entries.get(key)
-    if (value !== undefined) {
-      this.#entries.delete(key)
-      this.#entries.set(key, value)
-    }
-    return value
-  }
-
-  set(key: string, value: V): void {
-    this.#entries.delete(key)
-    this.#entries.set(key, value)
-    if (this.#entries.size > this.#limit) this.#entries.delete(this.#entries.keys().next().value as string)
-  }
-
-  delete(key: string): void {
-    this.#entries.delete(key)
-  }
-
-  get size(): number {
-    return this.#entries.size
-  }
-}
 
 function key(repo: RepoKey, what: string): string {
   return `${repo.upstream}\u0000${repo.repository}\u0000${what}`

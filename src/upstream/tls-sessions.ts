@@ -10,6 +10,7 @@
 
 import { createHash } from 'node:crypto'
 import type { ConnectionOptions, TLSSocket } from 'node:tls'
+import { Lru } from '../lru.js'
 
 /** What a new connection adds to its options, and how it gives back the sessions it is sent. */
 export interface Resumption {
@@ -23,8 +24,7 @@ export interface Resumption {
  * least recently used goes first. Sessions are kept in memory only.
  */
 export class TlsSessions {
-  readonly #capacity: number
-  readonly #sessions = new Map<string, Buffer>()
+  readonly #sessions: Lru<Buffer>
   readonly #onHandshake: ((resumed: boolean) => void) | undefined
 
   /**
@@ -32,8 +32,7 @@ export class TlsSessions {
    * operator's only way to see that resumption works against a real CDN (a metric).
    */
   constructor(capacity: number, onHandshake?: (resumed: boolean) => void) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('a session cache holds at least one session')
-    this.#capacity = capacity
+    this.#sessions = new Lru(capacity)
     this.#onHandshake = onHandshake
   }
 
@@ -52,21 +51,11 @@ export class TlsSessions {
   }
 
   get(key: string): Buffer | undefined {
-    const session = this.#sessions.get(key)
-    if (session === undefined) return undefined
-    // Map order is insertion order: moved to the end, it is the most recently used.
-    this.#sessions.delete(key)
-    this.#sessions.set(key, session)
-    return session
+    return this.#sessions.get(key)
   }
 
   set(key: string, session: Buffer): void {
-    this.#sessions.delete(key)
     this.#sessions.set(key, session)
-    for (const oldest of this.#sessions.keys()) {
-      if (this.#sessions.size <= this.#capacity) break
-      this.#sessions.delete(oldest)
-    }
   }
 
   delete(key: string): void {
