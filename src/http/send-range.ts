@@ -65,9 +65,12 @@ export async function sendRange(
     res.writeHead(status, headers)
     for (let next = first; next.done !== true; next = await source.next()) {
       const { bytes, release } = next.value
-      // A socket destroyed before its 'close' reached us takes no write and never calls the write's
-      // callback (node's _writeRaw): the chunk's memory is given back here instead.
-      if (res.socket?.destroyed === true) gone.abort()
+      // A socket destroyed before its 'close' reached us takes no write, and one no longer writable
+      // (the client's end arrived, so node ended our side) has the write parked in the response's
+      // own buffer, which only a writable socket ever flushes: either way node's _writeRaw never
+      // calls the write's callback, and the chunk's memory is given back here instead.
+      const socket = res.socket
+      if (socket !== null && (socket.destroyed || !socket.writable)) gone.abort()
       if (gone.signal.aborted) {
         release()
         break
