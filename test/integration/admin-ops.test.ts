@@ -467,7 +467,8 @@ describe('bad input', () => {
       const error = ((await res.json()) as OciErrorBody).errors[0]
       assert.equal(error?.code, 'UNSUPPORTED')
       assert.ok((error?.message ?? '').length > 0)
-      assert.equal(customs.services.store.blobCount, count)
+      // Removes nothing. A fill an earlier test started may commit meanwhile: the count may grow.
+      assert.ok(customs.services.store.blobCount >= count, `${count - customs.services.store.blobCount} blobs were removed`)
     })
   }
 
