@@ -3,6 +3,7 @@
 // the final Response; callers turn statuses into typed errors with `statusError`.
 
 import type { LookupFunction } from 'node:net'
+import type { ConnectionOptions } from 'node:tls'
 import type { UpstreamConfig } from '../config/schema.js'
 import { CustomsError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../observability/logger.js'
@@ -14,6 +15,7 @@ import { parseChallenge } from './challenge.js'
 import { guardedLookup, isInternalRedirect, systemLookup, type HostLookup } from './egress.js'
 import { keepAliveAgents, send, type Agents, type UpstreamResponse } from './transport.js'
 import { TlsSessions } from './tls-sessions.js'
+import { tlsFor, type UpstreamTls } from './tls-settings.js'
 import { getStreamed } from './wire.js'
 
 export const USER_AGENT = 'customs/0.1'
@@ -76,6 +78,8 @@ export interface UpstreamClientDeps {
    * target; the system resolver by default.
    */
   readonly lookup?: HostLookup
+  /** The upstream's own CA and client certificate (upstreams[].tls), loaded at start. */
+  readonly tls?: UpstreamTls
 }
 
 export class UpstreamClient {
@@ -101,6 +105,13 @@ export class UpstreamClient {
    * internal upstream) must never carry a redirect's request.
    */
   readonly #elsewhere: { readonly lookup: LookupFunction; readonly agents: Agents }
+  /**
+   * With upstreams[].tls, the pools of connections on node's resolver: to the upstream's own
+   * origin (with its client certificate) and to any other (its CA only). Without, the shared pool.
+   */
+  readonly #own: Agents | undefined
+  readonly #anyHost: Agents | undefined
+  readonly #tls: UpstreamTls | undefined
   /** Sessions for wire.ts's connections; node:https agents keep their own. */
   readonly #sessions: TlsSessions
 
@@ -116,7 +127,10 @@ export class UpstreamClient {
       this.#lookup,
       (host) => new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address: ${host.slice(0, 100)} resolved to one when connecting`)
     )
-    this.#elsewhere = { lookup, agents: keepAliveAgents(lookup) }
+    this.#tls = deps.tls
+    this.#elsewhere = { lookup, agents: keepAliveAgents(lookup, deps.tls?.anyHost) }
+    this.#own = deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.origin)
+    this.#anyHost = deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.anyHost)
     this.#sessions = new TlsSessions(TLS_SESSIONS, (resumed) => deps.metrics.tlsHandshakes.inc({ upstream: config.name, resumed: String(resumed) }))
     this.#auth = new UpstreamAuth({
       origin: this.origin,
@@ -124,6 +138,7 @@ export class UpstreamClient {
       tokenRealmHosts: config.tokenRealmHosts,
       timeout: config.timeout,
       userAgent: USER_AGENT,
+      agents: (url) => this.#connection(url, 'token').agents,
     })
     this.breaker = new CircuitBreaker({
       failures: config.breaker.failures,
@@ -301,11 +316,11 @@ export class UpstreamClient {
     const endTimer = metrics.upstreamDuration.startTimer({ upstream: this.name })
     this.#requests++
     try {
-      const elsewhere = url.hostname === this.#base.hostname ? undefined : this.#elsewhere
+      const connection = this.#connection(url, 'registry')
       const res =
         req.bulk === true && method === 'GET'
-          ? await getStreamed(url, { headers, signal, lookup: elsewhere?.lookup, sessions: this.#sessions })
-          : await send(url, { method, headers, signal, agents: elsewhere?.agents })
+          ? await getStreamed(url, { headers, signal, lookup: connection.lookup, sessions: this.#sessions }, connection.tls)
+          : await send(url, { method, headers, signal, agents: connection.agents })
       endTimer()
       metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
       this.#recordRateLimit(res)
@@ -331,6 +346,19 @@ export class UpstreamClient {
     } finally {
       clearTimeout(timer)
     }
+  }
+
+  /**
+   * How a connection to `url` is made. A registry request to another host than the upstream's (a
+   * redirect's target) resolves through the redirect rule, in pools of this client's own; one to
+   * the upstream's host, and a token request (its realm was checked against tokenRealmHosts), on
+   * node's resolver. TLS as tls-settings.ts says: the CA everywhere, the client certificate to
+   * the upstream's own origin only.
+   */
+  #connection(url: URL, purpose: 'registry' | 'token'): { agents?: Agents; lookup?: LookupFunction; tls: ConnectionOptions } {
+    const tls = tlsFor(this.#tls, this.origin, url)
+    if (purpose === 'registry' && url.hostname !== this.#base.hostname) return { ...this.#elsewhere, tls }
+    return { agents: url.origin === this.origin ? this.#own : this.#anyHost, tls }
   }
 
   #recordRateLimit(res: UpstreamResponse): void {
