@@ -335,7 +335,9 @@ export class UpstreamClient {
       // The redirect rule refused the connection: a refusal, not an outage, so neither retried
       // nor counted against the circuit.
       if (cause instanceof CustomsError) throw cause
-      const error = new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable`, { cause })
+      // A refused certificate is worth saying: the operator's fix (upstreams[].tls) differs from an outage's.
+      const tls = tlsRefusal(cause)
+      const error = new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable${tls === undefined ? '' : `: ${tls}`}`, { cause })
       // A caller that gave up is not the upstream's failure.
       if (req.signal?.aborted !== true) {
         const timedOut = headersTimeout.signal.aborted
@@ -402,6 +404,43 @@ function describeCause(cause: unknown): string {
   const code = (cause as { code?: unknown } | undefined)?.code
   if (typeof code === 'string') return `connection failed: ${code}`
   return `connection failed: ${cause instanceof Error ? cause.message : String(cause)}`
+}
+
+/** node's codes for a server certificate it could not verify (node's tls docs, "X509 certificate error codes"). */
+const CERTIFICATE_REFUSED = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+])
+
+/**
+ * Why a TLS connection failed, when it is about certificates: the upstream's certificate was not
+ * accepted, or the upstream refused the handshake (no client certificate, or one it does not trust).
+ */
+export function tlsRefusal(cause: unknown): string | undefined {
+  const code = (cause as { code?: unknown } | undefined)?.code
+  if (typeof code !== 'string') return undefined
+  if (CERTIFICATE_REFUSED.has(code)) return `its TLS certificate was not accepted (${code})`
+  if (/^ERR_SSL_.*ALERT/.test(code)) return `it refused the TLS handshake (${code})`
+  return undefined
 }
 
 /** `100;w=21600` -> 100. */
