@@ -4,6 +4,8 @@
 // and a large blob's second connection resumes the first one's TLS session.
 
 import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { parseConfig } from '../../src/config/load.js'
 import type { UpstreamConfig } from '../../src/config/schema.js'
@@ -14,7 +16,8 @@ import { loadUpstreamTls } from '../../src/upstream/tls-settings.js'
 import { readBody } from '../../src/upstream/transport.js'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
 import { buildImage, pushImage, type BuiltImage } from '../helpers/images.js'
-import { makeTempDir, removeTempDir } from '../helpers/processes.js'
+import { freePort } from '../helpers/ports.js'
+import { makeTempDir, removeTempDir, run } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
 import { makeTestPki, type TestPki } from '../helpers/tls-pki.js'
 
@@ -144,4 +147,19 @@ describe('TLS session resumption through the UpstreamClient', () => {
       assert.deepEqual(handshakes.sort(), ['registry.corp resumed=false: 1', 'registry.corp resumed=true: 1'])
     })
   }
+})
+
+describe('customs serve with an upstream TLS file it cannot use', () => {
+  it('exits 2 with one line naming the setting and both files, resolved from the configuration folder', async () => {
+    const config = join(dir, 'customs.yaml')
+    await writeFile(
+      config,
+      `listen: { host: 127.0.0.1, port: ${await freePort()} }\nstorage: { path: ${join(dir, 'data')} }\n` +
+        upstreamConfig('registry.corp', registry.url, 'tls: { ca: ca.pem, cert: client.pem, key: server.key }')
+    )
+    const root = resolve(import.meta.dirname, '../..')
+    const result = await run(process.execPath, ['--import', 'tsx', join(root, 'src/main.ts'), 'serve', '--config', config], { cwd: root, allowFailure: true, timeoutMs: 60_000 })
+    assert.equal(result.code, 2)
+    assert.equal(result.stderr, `upstreams[0].tls.key: ${pki.serverKeyFile} is not the key of the certificate in ${pki.clientCertFile}\n`)
+  })
 })
