@@ -127,6 +127,9 @@ export class UpstreamClient {
       this.#lookup,
       (host) => new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address: ${host.slice(0, 100)} resolved to one when connecting`)
     )
+    // An upstream with `tls` never runs without it: it would connect under the system's trust
+    // alone and without its client certificate, and only the upstream's refusals would say why.
+    if (config.tls !== undefined && deps.tls === undefined) throw new Error(`upstream ${config.name}: its tls settings were not loaded`)
     this.#tls = deps.tls
     this.#elsewhere = { lookup, agents: keepAliveAgents(lookup, deps.tls?.anyHost) }
     this.#own = deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.origin)
@@ -435,7 +438,7 @@ const CERTIFICATE_REFUSED = new Set([
  * Why a TLS connection failed, when it is about certificates: the upstream's certificate was not
  * accepted, or the upstream refused the handshake (no client certificate, or one it does not trust).
  */
-export function tlsRefusal(cause: unknown): string | undefined {
+function tlsRefusal(cause: unknown): string | undefined {
   const code = (cause as { code?: unknown } | undefined)?.code
   if (typeof code !== 'string') return undefined
   if (CERTIFICATE_REFUSED.has(code)) return `its TLS certificate was not accepted (${code})`

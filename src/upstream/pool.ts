@@ -24,9 +24,6 @@ export class UpstreamPool {
     for (const u of upstreams) {
       const credentials = deps.credentials(u)
       const tls = deps.tls?.get(u.name)
-      // Never quietly without the TLS the operator set: a missing CA fails safe, a missing client
-      // certificate or a pool built without them would not be noticed until a refusal.
-      if (u.tls !== undefined && tls === undefined) throw new Error(`upstream ${u.name}: its tls settings were not loaded`)
       this.#clients.set(
         u.name,
         new UpstreamClient(u, { metrics: deps.metrics, logger: deps.logger, ...(credentials ? { credentials } : {}), ...(tls ? { tls } : {}) })

@@ -211,6 +211,11 @@ describe('an UpstreamClient with tls', () => {
     assert.ok(seen.every((s) => s.client === undefined))
   })
 
+  it('is never built without the tls its configuration sets', () => {
+    const config = parseConfig(`upstreams:\n  - name: internal.corp\n    url: ${registry}\n    tls: { ca: ca.pem }\n`).upstreams[0] as UpstreamConfig
+    assert.throws(() => new UpstreamClient(config, { metrics: new Metrics(), logger: createLogger({ level: 'silent' }) }), /^Error: upstream internal\.corp: its tls settings were not loaded$/)
+  })
+
   it('refuses the upstream without its CA: the system’s CAs do not vouch for it', async () => {
     seen.length = 0
     await assert.rejects(client(undefined).then((c) => fetchBlob(c, false)), (err) => isCustomsError(err) && err.code === 'UPSTREAM_UNAVAILABLE' && /^upstream internal\.corp is unreachable: its TLS certificate was not accepted \(\w+\)$/.test(err.message))
