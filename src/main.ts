@@ -92,8 +92,9 @@ async function runServe(args: string[]): Promise<number> {
   try {
     services = await createServices(config, logger, file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {})
   } catch (err) {
-    // A policy set that does not validate stops the start: there is no previous set to keep.
-    if (err instanceof PolicyError || err instanceof AuditFileError) {
+    // A policy set that does not validate stops the start: there is no previous set to keep. So
+    // does an upstream's TLS file that cannot be used.
+    if (err instanceof PolicyError || err instanceof AuditFileError || err instanceof TlsError) {
       process.stderr.write(`${err.message}\n`)
       return 2
     }

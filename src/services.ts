@@ -35,6 +35,7 @@ import { SignatureVerifier } from './verify/verifier.js'
 import type { Credentials } from './upstream/auth.js'
 import { UpstreamPool } from './upstream/pool.js'
 import { UpstreamRouter } from './upstream/routing.js'
+import { loadUpstreamsTls } from './upstream/tls-settings.js'
 import { Notifier } from './notify/webhooks.js'
 import { ReleaseExpiry } from './quarantine/expiry.js'
 
@@ -87,6 +88,10 @@ export const DEFAULT_POLICY_DIR = fileURLToPath(new URL('../policies/default', i
 const FILL_IDLE_TIMEOUT_FACTOR = 2
 
 export async function createServices(config: Config, logger: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
+  // Upstreams' TLS files are checked first, so that a bad one stops the start before anything
+  // is opened (TlsError, naming the setting and the file).
+  const upstreamTls = await loadUpstreamsTls(config.upstreams, { base: overrides.baseDir ?? process.cwd() })
+  for (const [upstream, tls] of upstreamTls) logger.info({ upstream, ...tls.described }, 'upstream tls loaded')
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
   const state = overrides.state ?? (await createState(config, logger, metrics))
   const events = new EventBus(logger)
@@ -111,7 +116,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     logger,
   })
   const router = new UpstreamRouter(config.upstreams)
-  const upstreams = new UpstreamPool(config.upstreams, { metrics, logger, credentials: credentialsOf })
+  const upstreams = new UpstreamPool(config.upstreams, { metrics, logger, credentials: credentialsOf, tls: upstreamTls })
   const trust = await loadTrust(config.trust, overrides.baseDir)
   const blobs = new BlobService({ upstreams, state, blobs: store, metrics })
   const listings = new Listings(upstreams)

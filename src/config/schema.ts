@@ -70,33 +70,64 @@ const credentials = z
   })
   .describe('credentials Customs presents to this upstream (never a client credential)')
 
-const upstream = z.strictObject({
-  name: upstreamName,
-  url: httpUrl,
-  aliases: z.array(upstreamName).default([]),
-  default: z.boolean().default(false),
-  /** How long a tag -> digest mapping is trusted before a HEAD revalidates it. */
-  tagTtl: duration.prefault('5m'),
-  credentials: credentials.optional(),
-  /** Hosts besides the upstream's own that may serve its token realm (auth.docker.io). */
-  tokenRealmHosts: z.array(hostPattern).default([]),
-  /** Per-attempt time to response headers, and the cap on a whole manifest/metadata request. */
-  timeout: timerDuration.prefault('30s'),
-  retries: z
-    .strictObject({
-      max: z.number().int().min(0).max(10).default(2),
-      backoff: timerDuration.prefault('200ms'),
-      maxBackoff: timerDuration.prefault('10s'),
-    })
-    .prefault({}),
-  breaker: z
-    .strictObject({
-      failures: z.number().int().min(1).max(1000).default(5),
-      cooldown: timerDuration.prefault('30s'),
-    })
-    .prefault({}),
-  maxRedirects: z.number().int().min(0).max(10).default(5),
-})
+/**
+ * TLS of an upstream's own (src/upstream/tls-settings.ts reads and checks the files at start);
+ * paths are relative to the configuration file's folder. A client certificate needs its key and
+ * the key its certificate.
+ */
+const upstreamTls = z
+  .strictObject({
+    /** CAs trusted for this upstream besides the system's, PEM: for its host, token realm and redirects. */
+    ca: z.string().min(1).optional(),
+    /** A client certificate (PEM, optionally followed by its chain), presented to the upstream's own origin only. */
+    cert: z.string().min(1).optional(),
+    /** Its private key, PEM, unencrypted. */
+    key: z.string().min(1).optional(),
+  })
+  .superRefine((t, ctx) => {
+    if (t.cert !== undefined && t.key === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['cert'], message: 'needs key, the private key of the client certificate' })
+    }
+    if (t.key !== undefined && t.cert === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['key'], message: 'needs cert, the client certificate of this key' })
+    }
+  })
+
+const upstream = z
+  .strictObject({
+    name: upstreamName,
+    url: httpUrl,
+    aliases: z.array(upstreamName).default([]),
+    default: z.boolean().default(false),
+    /** How long a tag -> digest mapping is trusted before a HEAD revalidates it. */
+    tagTtl: duration.prefault('5m'),
+    credentials: credentials.optional(),
+    /** Hosts besides the upstream's own that may serve its token realm (auth.docker.io). */
+    tokenRealmHosts: z.array(hostPattern).default([]),
+    /** Per-attempt time to response headers, and the cap on a whole manifest/metadata request. */
+    timeout: timerDuration.prefault('30s'),
+    retries: z
+      .strictObject({
+        max: z.number().int().min(0).max(10).default(2),
+        backoff: timerDuration.prefault('200ms'),
+        maxBackoff: timerDuration.prefault('10s'),
+      })
+      .prefault({}),
+    breaker: z
+      .strictObject({
+        failures: z.number().int().min(1).max(1000).default(5),
+        cooldown: timerDuration.prefault('30s'),
+      })
+      .prefault({}),
+    maxRedirects: z.number().int().min(0).max(10).default(5),
+    tls: upstreamTls.optional(),
+  })
+  .superRefine((u, ctx) => {
+    // Plain HTTP has no TLS to apply them to: settings that did nothing would read as protection.
+    if (u.tls !== undefined && URL.parse(u.url)?.protocol !== 'https:') {
+      ctx.addIssue({ code: 'custom', path: ['tls'], message: 'applies to https: upstreams only; url is not https:' })
+    }
+  })
 
 const DEFAULT_UPSTREAMS = [
   {

@@ -1,14 +1,11 @@
 // The HTTPS listener's certificates: read and checked at start (readable, key matching, within
 // their validity), turned into node:https options, and read again on SIGHUP to renew in place.
 
-import { X509Certificate, createPrivateKey } from 'node:crypto'
-import type { KeyObject } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import type { Server as HttpsServer } from 'node:https'
 import { resolve } from 'node:path'
 import type { Logger } from '../observability/logger.js'
-import { day, pemCertificates } from './pem.js'
 import { TlsError } from './errors.js'
+import { checkCaFile, checkKeyPair, checkValidity, leafCertificate, parseKey, readSetting } from './files.js'
 
 /** The `tls` section of the configuration. */
 export interface TlsSettings {
@@ -66,34 +63,11 @@ export async function loadTlsMaterial(
   const caPem =
     clientCaFile === undefined ? undefined : await readSetting('tls.clientCa', clientCaFile)
 
-  const chain = parseCertificates(certPem, 'tls.cert', certFile)
-  const leaf = chain[0]
-  if (leaf === undefined) {
-    throw new TlsError('CERT_INVALID', `tls.cert: ${certFile} holds no PEM certificate`)
-  }
-  const key = parseKey(keyPem, keyFile)
-  if (!leaf.checkPrivateKey(key)) {
-    throw new TlsError(
-      'KEY_MISMATCH',
-      `tls.key: ${keyFile} is not the key of the certificate in ${certFile}`
-    )
-  }
-  const notBefore = new Date(leaf.validFrom)
+  const leaf = leafCertificate(certPem, 'tls.cert', certFile)
+  const key = parseKey(keyPem, 'tls.key', keyFile)
+  checkKeyPair(leaf, key, { keySetting: 'tls.key', keyFile, certFile })
+  checkValidity(leaf, 'tls.cert', certFile, { now, renew: 'renew it (customs certs renew)' })
   const notAfter = new Date(leaf.validTo)
-  if (notAfter.getTime() <= now.getTime()) {
-    throw new TlsError(
-      'CERT_EXPIRED',
-      `tls.cert: the certificate in ${certFile} expired on ${day(notAfter)}; ` +
-        'renew it (customs certs renew)'
-    )
-  }
-  if (notBefore.getTime() > now.getTime()) {
-    throw new TlsError(
-      'CERT_NOT_YET_VALID',
-      `tls.cert: the certificate in ${certFile} is valid only from ${notBefore.toISOString()}; ` +
-        "check this host's clock"
-    )
-  }
 
   if (settings.requireClientCert && caPem === undefined) {
     throw new TlsError(
@@ -102,13 +76,7 @@ export async function loadTlsMaterial(
     )
   }
   if (caPem !== undefined && clientCaFile !== undefined) {
-    const cas = parseCertificates(caPem, 'tls.clientCa', clientCaFile)
-    if (cas.length === 0 || !cas.every((c) => c.ca)) {
-      throw new TlsError(
-        'CLIENT_CA_INVALID',
-        `tls.clientCa: ${clientCaFile} must hold one or more PEM CA certificates`
-      )
-    }
+    checkCaFile(caPem, 'tls.clientCa', clientCaFile, 'CLIENT_CA_INVALID')
   }
 
   return {
@@ -174,37 +142,5 @@ export function tlsReloader(
       const reason = err instanceof TlsError ? err.message : String(err)
       options.logger.error({ reason }, 'tls reload failed; still serving the previous certificates')
     }
-  }
-}
-
-async function readSetting(setting: string, file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8')
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable'
-    throw new TlsError('FILE_UNREADABLE', `${setting}: cannot read ${file} (${code})`)
-  }
-}
-
-/** Every certificate in the file; one that does not parse is an error, not something to skip. */
-function parseCertificates(text: string, setting: string, file: string): X509Certificate[] {
-  const code = setting === 'tls.cert' ? 'CERT_INVALID' : 'CLIENT_CA_INVALID'
-  return pemCertificates(text).map((pem, i) => {
-    try {
-      return new X509Certificate(pem)
-    } catch {
-      throw new TlsError(
-        code,
-        `${setting}: certificate ${i + 1} in ${file} is not a valid certificate`
-      )
-    }
-  })
-}
-
-function parseKey(text: string, file: string): KeyObject {
-  try {
-    return createPrivateKey(text)
-  } catch {
-    throw new TlsError('KEY_INVALID', `tls.key: ${file} is not an unencrypted PEM private key`)
   }
 }

@@ -3,7 +3,7 @@
 // credential) until shortly before expiry. Credentials are bound to the upstream's own origin, and a
 // token realm is accepted only on the challenging host or an allowlisted one (LANDSCAPE §5).
 
-import { readBody, send, type UpstreamResponse } from './transport.js'
+import { readBody, send, type Agents, type UpstreamResponse } from './transport.js'
 import { CustomsError } from '../errors.js'
 import type { Challenge } from './challenge.js'
 
@@ -23,6 +23,8 @@ export interface AuthOptions {
   readonly now?: () => number
   /** Counts token requests, for metrics. */
   readonly onTokenRequest?: (status: number | 'error') => void
+  /** The pool a token request to `url` goes through (the upstream's TLS); the shared one by default. */
+  readonly agents?: (url: URL) => Agents | undefined
 }
 
 interface CachedToken {
@@ -188,7 +190,8 @@ export class UpstreamAuth {
     }
     try {
       // A token endpoint that redirects is not followed: the realm was checked, its target was not.
-      const res = await send(url, { method, headers, signal, ...(body !== undefined ? { body } : {}) })
+      const agents = this.#options.agents?.(url)
+      const res = await send(url, { method, headers, signal, ...(body !== undefined ? { body } : {}), ...(agents !== undefined ? { agents } : {}) })
       this.#options.onTokenRequest?.(res.status)
       return res
     } catch (cause) {

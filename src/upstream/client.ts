@@ -3,6 +3,7 @@
 // the final Response; callers turn statuses into typed errors with `statusError`.
 
 import type { LookupFunction } from 'node:net'
+import type { ConnectionOptions } from 'node:tls'
 import type { UpstreamConfig } from '../config/schema.js'
 import { CustomsError, type ErrorCode } from '../errors.js'
 import type { Logger } from '../observability/logger.js'
@@ -14,6 +15,7 @@ import { parseChallenge } from './challenge.js'
 import { guardedLookup, isInternalRedirect, systemLookup, type HostLookup } from './egress.js'
 import { keepAliveAgents, send, type Agents, type UpstreamResponse } from './transport.js'
 import { TlsSessions } from './tls-sessions.js'
+import { tlsFor, type UpstreamTls } from './tls-settings.js'
 import { getStreamed } from './wire.js'
 
 export const USER_AGENT = 'customs/0.1'
@@ -76,6 +78,8 @@ export interface UpstreamClientDeps {
    * target; the system resolver by default.
    */
   readonly lookup?: HostLookup
+  /** The upstream's own CA and client certificate (upstreams[].tls), loaded at start. */
+  readonly tls?: UpstreamTls
 }
 
 export class UpstreamClient {
@@ -101,6 +105,13 @@ export class UpstreamClient {
    * internal upstream) must never carry a redirect's request.
    */
   readonly #elsewhere: { readonly lookup: LookupFunction; readonly agents: Agents }
+  /**
+   * With upstreams[].tls, the pools of connections on node's resolver: to the upstream's own
+   * origin (with its client certificate) and to any other (its CA only). Without, the shared pool.
+   */
+  readonly #own: Agents | undefined
+  readonly #anyHost: Agents | undefined
+  readonly #tls: UpstreamTls | undefined
   /** Sessions for wire.ts's connections; node:https agents keep their own. */
   readonly #sessions: TlsSessions
 
@@ -116,7 +127,13 @@ export class UpstreamClient {
       this.#lookup,
       (host) => new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address: ${host.slice(0, 100)} resolved to one when connecting`)
     )
-    this.#elsewhere = { lookup, agents: keepAliveAgents(lookup) }
+    // An upstream with `tls` never runs without it: it would connect under the system's trust
+    // alone and without its client certificate, and only the upstream's refusals would say why.
+    if (config.tls !== undefined && deps.tls === undefined) throw new Error(`upstream ${config.name}: its tls settings were not loaded`)
+    this.#tls = deps.tls
+    this.#elsewhere = { lookup, agents: keepAliveAgents(lookup, deps.tls?.anyHost) }
+    this.#own = deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.origin)
+    this.#anyHost = deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.anyHost)
     this.#sessions = new TlsSessions(TLS_SESSIONS, (resumed) => deps.metrics.tlsHandshakes.inc({ upstream: config.name, resumed: String(resumed) }))
     this.#auth = new UpstreamAuth({
       origin: this.origin,
@@ -124,6 +141,7 @@ export class UpstreamClient {
       tokenRealmHosts: config.tokenRealmHosts,
       timeout: config.timeout,
       userAgent: USER_AGENT,
+      agents: (url) => this.#connection(url, 'token').agents,
     })
     this.breaker = new CircuitBreaker({
       failures: config.breaker.failures,
@@ -301,11 +319,11 @@ export class UpstreamClient {
     const endTimer = metrics.upstreamDuration.startTimer({ upstream: this.name })
     this.#requests++
     try {
-      const elsewhere = url.hostname === this.#base.hostname ? undefined : this.#elsewhere
+      const connection = this.#connection(url, 'registry')
       const res =
         req.bulk === true && method === 'GET'
-          ? await getStreamed(url, { headers, signal, lookup: elsewhere?.lookup, sessions: this.#sessions })
-          : await send(url, { method, headers, signal, agents: elsewhere?.agents })
+          ? await getStreamed(url, { headers, signal, lookup: connection.lookup, sessions: this.#sessions }, connection.tls)
+          : await send(url, { method, headers, signal, agents: connection.agents })
       endTimer()
       metrics.upstreamRequests.inc({ upstream: this.name, method, status: String(res.status) })
       this.#recordRateLimit(res)
@@ -320,7 +338,9 @@ export class UpstreamClient {
       // The redirect rule refused the connection: a refusal, not an outage, so neither retried
       // nor counted against the circuit.
       if (cause instanceof CustomsError) throw cause
-      const error = new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable`, { cause })
+      // A refused certificate is worth saying: the operator's fix (upstreams[].tls) differs from an outage's.
+      const tls = tlsRefusal(cause)
+      const error = new CustomsError('UPSTREAM_UNAVAILABLE', `upstream ${this.name} is unreachable${tls === undefined ? '' : `: ${tls}`}`, { cause })
       // A caller that gave up is not the upstream's failure.
       if (req.signal?.aborted !== true) {
         const timedOut = headersTimeout.signal.aborted
@@ -331,6 +351,19 @@ export class UpstreamClient {
     } finally {
       clearTimeout(timer)
     }
+  }
+
+  /**
+   * How a connection to `url` is made. A registry request to another host than the upstream's (a
+   * redirect's target) resolves through the redirect rule, in pools of this client's own; one to
+   * the upstream's host, and a token request (its realm was checked against tokenRealmHosts), on
+   * node's resolver. TLS as tls-settings.ts says: the CA everywhere, the client certificate to
+   * the upstream's own origin only.
+   */
+  #connection(url: URL, purpose: 'registry' | 'token'): { agents?: Agents; lookup?: LookupFunction; tls: ConnectionOptions } {
+    const tls = tlsFor(this.#tls, this.origin, url)
+    if (purpose === 'registry' && url.hostname !== this.#base.hostname) return { ...this.#elsewhere, tls }
+    return { agents: url.origin === this.origin ? this.#own : this.#anyHost, tls }
   }
 
   #recordRateLimit(res: UpstreamResponse): void {
@@ -374,6 +407,43 @@ function describeCause(cause: unknown): string {
   const code = (cause as { code?: unknown } | undefined)?.code
   if (typeof code === 'string') return `connection failed: ${code}`
   return `connection failed: ${cause instanceof Error ? cause.message : String(cause)}`
+}
+
+/** node's codes for a server certificate it could not verify (node's tls docs, "X509 certificate error codes"). */
+const CERTIFICATE_REFUSED = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE',
+  'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'ERROR_IN_CERT_NOT_BEFORE_FIELD',
+  'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+])
+
+/**
+ * Why a TLS connection failed, when it is about certificates: the upstream's certificate was not
+ * accepted, or the upstream refused the handshake (no client certificate, or one it does not trust).
+ */
+function tlsRefusal(cause: unknown): string | undefined {
+  const code = (cause as { code?: unknown } | undefined)?.code
+  if (typeof code !== 'string') return undefined
+  if (CERTIFICATE_REFUSED.has(code)) return `its TLS certificate was not accepted (${code})`
+  if (/^ERR_SSL_.*ALERT/.test(code)) return `it refused the TLS handshake (${code})`
+  return undefined
 }
 
 /** `100;w=21600` -> 100. */

@@ -6,19 +6,27 @@ import type { Logger } from '../observability/logger.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { Credentials } from './auth.js'
 import { UpstreamClient } from './client.js'
+import type { UpstreamTls } from './tls-settings.js'
 
 export class UpstreamPool {
   readonly #clients = new Map<string, UpstreamClient>()
 
   constructor(
     upstreams: readonly UpstreamConfig[],
-    deps: { metrics: Metrics; logger: Logger; credentials: (u: UpstreamConfig) => Credentials | undefined }
+    deps: {
+      metrics: Metrics
+      logger: Logger
+      credentials: (u: UpstreamConfig) => Credentials | undefined
+      /** Each upstream's TLS, by name, as loaded at start (upstream/tls-settings.ts). */
+      tls?: ReadonlyMap<string, UpstreamTls>
+    }
   ) {
     for (const u of upstreams) {
       const credentials = deps.credentials(u)
+      const tls = deps.tls?.get(u.name)
       this.#clients.set(
         u.name,
-        new UpstreamClient(u, { metrics: deps.metrics, logger: deps.logger, ...(credentials ? { credentials } : {}) })
+        new UpstreamClient(u, { metrics: deps.metrics, logger: deps.logger, ...(credentials ? { credentials } : {}), ...(tls ? { tls } : {}) })
       )
     }
   }

@@ -5,11 +5,12 @@
 // Resuming skips checks a new connection makes: node takes the verification result stored in the
 // session and does not call checkServerIdentity on a resumed one (_tls_wrap.js onConnectSecure).
 // So a session is only ever offered to a connection that would verify exactly as the one that
-// earned it did: the same host, port and server name, and the same trust (CA). A session is only
-// kept from a connection that was authorized.
+// earned it did, and present the same identity: the same host, port and server name, the same
+// trust (CA) and the same client certificate. A session is only kept from a connection that was
+// authorized.
 
 import { createHash } from 'node:crypto'
-import type { ConnectionOptions, TLSSocket } from 'node:tls'
+import type { ConnectionOptions, SecureContext, TLSSocket } from 'node:tls'
 import { Lru } from '../lru.js'
 
 /** What a new connection adds to its options, and how it gives back the sessions it is sent. */
@@ -20,8 +21,8 @@ export interface Resumption {
 }
 
 /**
- * The newest session per (host, port, server name, trust), for at most `capacity` of them; the
- * least recently used goes first. Sessions are kept in memory only.
+ * The newest session per (host, port, server name, trust, client certificate), for at most
+ * `capacity` of them; the least recently used goes first. Sessions are kept in memory only.
  */
 export class TlsSessions {
   readonly #sessions: Lru<Buffer>
@@ -46,8 +47,11 @@ export class TlsSessions {
    * tell apart.
    */
   key(host: string, port: number, tls: ConnectionOptions): string | undefined {
-    if (tls.rejectUnauthorized === false || tls.checkServerIdentity !== undefined || tls.session !== undefined) return undefined
-    return JSON.stringify([host, port, tls.servername ?? '', trustOf(tls.ca)])
+    if (tls.rejectUnauthorized === false || tls.checkServerIdentity !== undefined || tls.session !== undefined || tls.pfx !== undefined) return undefined
+    // A secure context holds its CAs and client certificate; node ignores `ca`, `cert` and `key`
+    // beside one, so the context alone tells the settings apart.
+    const settings = tls.secureContext !== undefined ? contextOf(tls.secureContext) : [trustOf(tls.ca), identityOf(tls.cert)]
+    return JSON.stringify([host, port, tls.servername ?? '', settings])
   }
 
   get(key: string): Buffer | undefined {
@@ -94,8 +98,32 @@ export class TlsSessions {
 
 /** The CAs a connection trusts, as a digest; the system's by default. */
 function trustOf(ca: ConnectionOptions['ca']): string {
-  if (ca === undefined) return 'system'
+  return ca === undefined ? 'system' : digestOf(ca)
+}
+
+/** The client certificate a connection presents, as a digest; none by default. */
+function identityOf(cert: ConnectionOptions['cert']): string {
+  return cert === undefined ? 'anonymous' : digestOf(cert)
+}
+
+function digestOf(pems: string | Buffer | ReadonlyArray<string | Buffer>): string {
   const hash = createHash('sha256')
-  for (const one of Array.isArray(ca) ? ca : [ca]) hash.update(createHash('sha256').update(one).digest())
+  for (const one of Array.isArray(pems) ? pems : [pems]) hash.update(createHash('sha256').update(one).digest())
   return hash.digest('hex')
+}
+
+/**
+ * A name for each secure context, for as long as it lives: contexts are made once per upstream
+ * and setting (upstream/tls-settings.ts), so the same object means the same settings.
+ */
+const contexts = new WeakMap<SecureContext, string>()
+let contextCount = 0
+
+function contextOf(context: SecureContext): string {
+  let name = contexts.get(context)
+  if (name === undefined) {
+    name = `context ${++contextCount}`
+    contexts.set(context, name)
+  }
+  return name
 }

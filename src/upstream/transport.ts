@@ -8,6 +8,7 @@ import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https'
 import type { LookupFunction } from 'node:net'
 import type { Readable } from 'node:stream'
+import type { ConnectionOptions } from 'node:tls'
 import { collectBody, readableBody, type BodyStream } from './body.js'
 
 /**
@@ -23,13 +24,14 @@ export interface Agents {
 }
 
 /**
- * A pool whose every connection resolves its host through `lookup` (node's resolver by default).
- * A pool reuses a socket by host and port alone, so connections made under different rules for
- * where they may go need pools of their own.
+ * A pool whose every connection resolves its host through `lookup` (node's resolver by default)
+ * and, over TLS, connects with `tls` (an upstream's CA or client certificate; the system's CAs by
+ * default). A pool reuses a socket by host and port alone, so connections made under different
+ * rules for where they may go, or with other TLS settings, need pools of their own.
  */
-export function keepAliveAgents(lookup?: LookupFunction): Agents {
+export function keepAliveAgents(lookup?: LookupFunction, tls: ConnectionOptions = {}): Agents {
   const options = lookup === undefined ? agentOptions : { ...agentOptions, lookup }
-  return { http: new HttpAgent(options), https: new HttpsAgent(options) }
+  return { http: new HttpAgent(options), https: new HttpsAgent({ ...options, ...tls }) }
 }
 
 const agents = keepAliveAgents()

@@ -58,7 +58,8 @@ export interface StreamedRequest {
 
 /**
  * GETs `url` on a new connection; resolves at the response head, with the body (none for 204 and
- * 304) as a BodyStream. `tls` adds TLS options (a test's CA); the system's trust is the default.
+ * 304) as a BodyStream. `tls` adds TLS options (an upstream's secure context, with its CA and
+ * client certificate: upstream/tls-settings.ts); the system's trust is the default.
  */
 export function getStreamed(url: URL, init: StreamedRequest, tls: ConnectionOptions = {}): Promise<UpstreamResponse> {
   return new Promise((resolve, reject) => {

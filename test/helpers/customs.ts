@@ -34,6 +34,8 @@ export interface StartOptions {
   readonly config?: string
   readonly state?: StateStore
   readonly storage?: string
+  /** Where relative paths in the configuration (upstreams' TLS files, trust files) are resolved. */
+  readonly baseDir?: string
 }
 
 export async function startCustoms(options: StartOptions = {}): Promise<CustomsHandle> {
@@ -51,6 +53,7 @@ export async function startCustoms(options: StartOptions = {}): Promise<CustomsH
   const services = await createServices(config, logger, {
     metrics: new Metrics(),
     ...(options.state !== undefined ? { state: options.state } : {}),
+    ...(options.baseDir !== undefined ? { baseDir: options.baseDir } : {}),
   })
   const app = await createApp(services)
   // The listener limits production runs with (listen.*), so that tests exercise them too.

@@ -417,9 +417,11 @@ export function referrersTagFor(digest: string): string {
 
 /** Where to push or pull: a RegistryHandle fits, or `{ url }` alone to be anonymous. */
 export interface RegistryTarget {
-  /** `http://127.0.0.1:PORT` (https works with the default CA store). */
+  /** `http://127.0.0.1:PORT`, or https (the default CA store unless `tls` says otherwise). */
   url: string
   credentials?: Credentials
+  /** For https: the CA to trust, and a client certificate for a registry that requires one. */
+  tls?: { ca?: string; cert?: string; key?: string }
 }
 
 /** A raw HTTP answer. */
@@ -435,13 +437,15 @@ function send(
   url: URL,
   method: string,
   headers: Record<string, string>,
-  body?: Buffer
+  body?: Buffer,
+  tls: RegistryTarget['tls'] = {}
 ): Promise<RegistryResponse> {
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest
+  const secure = url.protocol === 'https:'
+  const request = secure ? httpsRequest : httpRequest
   return new Promise((resolve, reject) => {
     const allHeaders = { ...headers }
     if (body !== undefined) allHeaders['content-length'] = String(body.length)
-    const req = request(url, { method, headers: allHeaders, agent: false }, (res) => {
+    const req = request(url, { method, headers: allHeaders, agent: false, ...(secure ? tls : {}) }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (chunk: Buffer) => chunks.push(chunk))
       res.once('error', reject)
@@ -510,7 +514,7 @@ class Session {
       const auth = this.authorization.get(repo)
       return auth === undefined ? headers : { ...headers, authorization: auth }
     }
-    const first = await send(url, method, withAuth(), body)
+    const first = await send(url, method, withAuth(), body, this.target.tls)
     if (first.status !== 401) return first
     const challenge = parseChallenge(headerValue(first.headers, 'www-authenticate'))
     if (challenge === undefined) return first
@@ -523,7 +527,7 @@ class Session {
     } else {
       return first
     }
-    return send(url, method, withAuth(), body)
+    return send(url, method, withAuth(), body, this.target.tls)
   }
 
   private async fetchToken(challenge: Challenge): Promise<string> {

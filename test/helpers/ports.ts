@@ -3,6 +3,7 @@
 
 import { createServer } from 'node:net'
 import { request } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 /**
@@ -31,6 +32,8 @@ export interface WaitOptions {
    * it to stop waiting as soon as the child process has exited.
    */
   abortIf?: () => string | undefined
+  /** For an https URL: the CA to trust, and a client certificate for a server that asks for one. */
+  tls?: { ca?: string; cert?: string; key?: string }
 }
 
 /**
@@ -73,12 +76,14 @@ export function waitForHttp(
   timeoutMs: number,
   options: WaitOptions = {}
 ): Promise<number> {
-  return waitFor(`HTTP answer from ${url}`, () => httpStatus(url), timeoutMs, options)
+  return waitFor(`HTTP answer from ${url}`, () => httpStatus(url, options.tls), timeoutMs, options)
 }
 
-function httpStatus(url: string): Promise<number> {
+function httpStatus(url: string, tls: WaitOptions['tls']): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'GET', timeout: 2000, agent: false }, (res) => {
+    const secure = url.startsWith('https:')
+    const send = secure ? httpsRequest : request
+    const req = send(url, { method: 'GET', timeout: 2000, agent: false, ...(secure ? tls : {}) }, (res) => {
       res.resume()
       resolve(res.statusCode ?? 0)
     })

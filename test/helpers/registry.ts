@@ -94,12 +94,34 @@ export interface StartRegistryOptions {
   tokenExpiresIn?: number
   /** Startup timeout. Default 60 s (a loaded 2-core CI machine can be slow). */
   timeoutMs?: number
+  /** Serve HTTPS (`http.tls`) instead of plain HTTP; see {@link RegistryTls}. */
+  tls?: RegistryTls
+}
+
+/** HTTPS for a test registry, and how test clients (pushes, the readiness probe) connect to it. */
+export interface RegistryTls {
+  /** The server certificate (PEM, with its chain) and key files: `http.tls.certificate` and `key`. */
+  readonly certFile: string
+  readonly keyFile: string
+  /** CA files whose client certificates the registry requires (`http.tls.clientcas`): mTLS. */
+  readonly clientCaFiles?: readonly string[]
+  /** What test clients connect with: the CA of the server certificate, and for mTLS a client certificate. */
+  readonly client: RegistryClientTls
+}
+
+/** TLS options of a test client, PEM text. */
+export interface RegistryClientTls {
+  readonly ca: string
+  readonly cert?: string
+  readonly key?: string
 }
 
 /** A running `docker-registry`; see {@link startRegistry}. */
 export interface RegistryHandle {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT`, or `https://` with `tls`. */
   readonly url: string
+  /** How test clients connect over TLS (the `tls.client` started with), for pushes. */
+  readonly tls?: RegistryClientTls
   /** `127.0.0.1:PORT`, for image references. */
   readonly host: string
   readonly auth: 'none' | 'token'
@@ -156,7 +178,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     for (let attempt = 1; ; attempt++) {
       const port = await freePort()
       const configFile = join(dir, 'config.yml')
-      await writeFile(configFile, registryConfig(dir, port, tokenServer))
+      await writeFile(configFile, registryConfig(dir, port, tokenServer, options.tls))
       const launch = (): ServiceProcess =>
         spawnService({
           name: 'registry',
@@ -166,9 +188,10 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
           env: isolatedEnv(),
         })
       let proc = launch()
-      const url = `http://127.0.0.1:${port}`
+      const url = `${options.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`
+      const probe = options.tls === undefined ? {} : { tls: options.tls.client }
       try {
-        await whileRunning(proc, waitForHttp(`${url}/v2/`, timeoutMs))
+        await whileRunning(proc, waitForHttp(`${url}/v2/`, timeoutMs, probe))
       } catch (error) {
         await proc.kill()
         if (attempt < 3 && /address already in use/.test(proc.tail())) continue
@@ -178,6 +201,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       let stopped = false
       const handle: RegistryHandle = {
         url,
+        ...(options.tls !== undefined ? { tls: options.tls.client } : {}),
         host: `127.0.0.1:${port}`,
         auth,
         credentials,
@@ -202,7 +226,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
           if (proc.isRunning()) throw new Error('registry is still running; kill() it first')
           proc = launch()
           try {
-            await whileRunning(proc, waitForHttp(`${url}/v2/`, timeoutMs))
+            await whileRunning(proc, waitForHttp(`${url}/v2/`, timeoutMs, probe))
           } catch (error) {
             await proc.kill()
             throw withLogTail('docker-registry did not restart', error, proc)
@@ -218,7 +242,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
   }
 }
 
-function registryConfig(dir: string, port: number, tokenServer: TokenServer | undefined): string {
+function registryConfig(dir: string, port: number, tokenServer: TokenServer | undefined, tls: RegistryTls | undefined): string {
   const config: Record<string, unknown> = {
     version: 0.1,
     log: { level: 'warn', formatter: 'text', accesslog: { disabled: false } },
@@ -232,6 +256,15 @@ function registryConfig(dir: string, port: number, tokenServer: TokenServer | un
       // A fixed secret silences the "no secret" warning; uploads never span instances here.
       secret: randomBytes(16).toString('hex'),
       headers: { 'X-Content-Type-Options': ['nosniff'] },
+      ...(tls !== undefined
+        ? {
+            tls: {
+              certificate: tls.certFile,
+              key: tls.keyFile,
+              ...(tls.clientCaFiles !== undefined ? { clientcas: tls.clientCaFiles } : {}),
+            },
+          }
+        : {}),
     },
     health: { storagedriver: { enabled: false } },
   }

@@ -243,6 +243,35 @@ describe('parseConfig', () => {
   })
 })
 
+describe('upstreams[].tls', () => {
+  const upstream = (url: string, tls: string) => upstreamsYaml('  - name: a.io\n', `    url: ${url}\n`, '    tls:\n', tls)
+
+  it('is absent by default', () => {
+    assert.equal(parseConfig(upstreamsYaml('  - name: a.io\n', '    url: https://a.io\n')).upstreams[0]?.tls, undefined)
+  })
+  it('keeps a CA, and a client certificate with its key, as the paths written', () => {
+    const text = upstream('https://a.io', '      ca: tls/ca.pem\n      cert: tls/client.pem\n      key: /etc/customs/client.key\n')
+    assert.deepEqual(parseConfig(text).upstreams[0]?.tls, { ca: 'tls/ca.pem', cert: 'tls/client.pem', key: '/etc/customs/client.key' })
+  })
+  it('points at a cert without its key', () => {
+    const issue = only(issuesOf(upstream('https://a.io', '      ca: ca.pem\n      cert: client.pem\n')), 'upstreams[0].tls.cert')
+    assert.deepEqual([issue.line, issue.column, issue.message], [6, 13, 'needs key, the private key of the client certificate'])
+  })
+  it('points at a key without its cert', () => {
+    const issue = only(issuesOf(upstream('https://a.io', '      key: client.key\n')), 'upstreams[0].tls.key')
+    assert.deepEqual([issue.line, issue.column, issue.message], [5, 12, 'needs cert, the client certificate of this key'])
+  })
+  it('points at tls on an http: upstream', () => {
+    const issue = only(issuesOf(upstream('http://a.io:5000', '      ca: ca.pem\n')), 'upstreams[0].tls')
+    assert.deepEqual([issue.line, issue.message], [5, 'applies to https: upstreams only; url is not https:'])
+  })
+  it('points at an unknown key and at an empty path', () => {
+    const issues = issuesOf(upstream('https://a.io', '      cacert: ca.pem\n      ca: ""\n'))
+    assert.match(only(issues, 'upstreams[0].tls.cacert').message, /unknown key \(expected one of ca, cert, key\)/)
+    assert.equal(only(issues, 'upstreams[0].tls.ca').line, 6)
+  })
+})
+
 describe('access', () => {
   const HASH = 'a'.repeat(64)
   it('defaults to anonymous pulls and no clients', () => {

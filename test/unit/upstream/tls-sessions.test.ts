@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict'
 import { EventEmitter } from 'node:events'
-import type { TLSSocket } from 'node:tls'
+import { createSecureContext, type TLSSocket } from 'node:tls'
 import { describe, it } from 'node:test'
 import { TlsSessions } from '../../../src/upstream/tls-sessions.js'
 
@@ -62,11 +62,35 @@ describe('TlsSessions', () => {
       assert.equal(sessions.key('cdn.example', 443, { ca: Buffer.from('one CA') }), keys[4])
     })
 
+    it('tells apart client certificates, and none', () => {
+      const sessions = new TlsSessions(8)
+      const keys = [
+        sessions.key('registry.internal', 443, { ca: 'one CA' }),
+        sessions.key('registry.internal', 443, { ca: 'one CA', cert: 'client A', key: 'key A' }),
+        sessions.key('registry.internal', 443, { ca: 'one CA', cert: 'client B', key: 'key B' }),
+      ]
+      assert.ok(keys.every((key) => key !== undefined))
+      assert.equal(new Set(keys).size, keys.length)
+    })
+
+    it('tells secure contexts apart by the context, whatever else the options say', () => {
+      const sessions = new TlsSessions(8)
+      const [one, other] = [createSecureContext({}), createSecureContext({})]
+      const keyOne = sessions.key('registry.internal', 443, { secureContext: one })
+      assert.ok(keyOne !== undefined)
+      assert.equal(sessions.key('registry.internal', 443, { secureContext: one }), keyOne)
+      // node ignores `ca` beside a context: so must the key.
+      assert.equal(sessions.key('registry.internal', 443, { secureContext: one, ca: 'one CA' }), keyOne)
+      assert.notEqual(sessions.key('registry.internal', 443, { secureContext: other }), keyOne)
+      assert.notEqual(sessions.key('registry.internal', 443, {}), keyOne)
+    })
+
     it('caches nothing for a connection that lets an unauthorized server through or checks identity its own way', () => {
       const sessions = new TlsSessions(8)
       assert.equal(sessions.key('cdn.example', 443, { rejectUnauthorized: false }), undefined)
       assert.equal(sessions.key('cdn.example', 443, { checkServerIdentity: () => undefined }), undefined)
       assert.equal(sessions.key('cdn.example', 443, { session: session(0) }), undefined)
+      assert.equal(sessions.key('cdn.example', 443, { pfx: Buffer.from('a bundle the key cannot read') }), undefined)
       assert.equal(sessions.resumption('cdn.example', 443, { rejectUnauthorized: false }), undefined)
     })
   })

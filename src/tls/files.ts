@@ -1,0 +1,80 @@
+// Reading and checking the PEM files a setting names, for the HTTPS listener (server.ts) and for
+// the TLS an upstream is reached with (upstream/tls-settings.ts): every refusal is a TlsError whose
+// message names the setting and the file, fit to print at start.
+
+import { X509Certificate, createPrivateKey } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { day, pemCertificates } from './pem.js'
+import { TlsError, type TlsErrorCode } from './errors.js'
+
+/** The file's text; TlsError FILE_UNREADABLE naming `setting` and the reason otherwise. */
+export async function readSetting(setting: string, file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable'
+    throw new TlsError('FILE_UNREADABLE', `${setting}: cannot read ${file} (${code})`)
+  }
+}
+
+/** Every certificate in the file; one that does not parse is an error (`code`), not something to skip. */
+export function parseCertificates(text: string, setting: string, file: string, code: TlsErrorCode): X509Certificate[] {
+  return pemCertificates(text).map((pem, i) => {
+    try {
+      return new X509Certificate(pem)
+    } catch {
+      throw new TlsError(code, `${setting}: certificate ${i + 1} in ${file} is not a valid certificate`)
+    }
+  })
+}
+
+/** The first certificate of a certificate file (a chain may follow); CERT_INVALID when it holds none. */
+export function leafCertificate(text: string, setting: string, file: string): X509Certificate {
+  const leaf = parseCertificates(text, setting, file, 'CERT_INVALID')[0]
+  if (leaf === undefined) throw new TlsError('CERT_INVALID', `${setting}: ${file} holds no PEM certificate`)
+  return leaf
+}
+
+/** An unencrypted PEM private key; KEY_INVALID otherwise. */
+export function parseKey(text: string, setting: string, file: string): KeyObject {
+  try {
+    return createPrivateKey(text)
+  } catch {
+    throw new TlsError('KEY_INVALID', `${setting}: ${file} is not an unencrypted PEM private key`)
+  }
+}
+
+/** KEY_MISMATCH unless `key` is the private key of `leaf`. */
+export function checkKeyPair(leaf: X509Certificate, key: KeyObject, names: { keySetting: string; keyFile: string; certFile: string }): void {
+  if (!leaf.checkPrivateKey(key)) {
+    throw new TlsError('KEY_MISMATCH', `${names.keySetting}: ${names.keyFile} is not the key of the certificate in ${names.certFile}`)
+  }
+}
+
+/**
+ * CERT_EXPIRED or CERT_NOT_YET_VALID unless `now` is within the certificate's validity; `renew`
+ * says what to do about an expired one.
+ */
+export function checkValidity(leaf: X509Certificate, setting: string, file: string, options: { now: Date; renew: string }): void {
+  const notBefore = new Date(leaf.validFrom)
+  const notAfter = new Date(leaf.validTo)
+  if (notAfter.getTime() <= options.now.getTime()) {
+    throw new TlsError('CERT_EXPIRED', `${setting}: the certificate in ${file} expired on ${day(notAfter)}; ${options.renew}`)
+  }
+  if (notBefore.getTime() > options.now.getTime()) {
+    throw new TlsError(
+      'CERT_NOT_YET_VALID',
+      `${setting}: the certificate in ${file} is valid only from ${notBefore.toISOString()}; check this host's clock`
+    )
+  }
+}
+
+/** A file of one or more CA certificates, every one a CA; `code` otherwise. */
+export function checkCaFile(text: string, setting: string, file: string, code: TlsErrorCode): X509Certificate[] {
+  const cas = parseCertificates(text, setting, file, code)
+  if (cas.length === 0 || !cas.every((c) => c.ca)) {
+    throw new TlsError(code, `${setting}: ${file} must hold one or more PEM CA certificates`)
+  }
+  return cas
+}

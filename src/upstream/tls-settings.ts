@@ -1,0 +1,103 @@
+// An upstream's own TLS (upstreams[].tls): a CA trusted besides the system's, and a client
+// certificate for registries that ask for one (mTLS). The files are read and checked once at
+// start, made into secure contexts once, and each connection is given the one for where it goes.
+//
+// Which connection gets what:
+// - The CA goes to every connection made for the upstream: its own origin, its token realm, and
+//   the targets of its redirects. An internal registry's token service and blob store are
+//   usually behind the same private CA; trusting it there too widens nothing, since every other
+//   check (the realm allowlist, the redirect rule, host names) still applies.
+// - The client certificate goes to the upstream's own origin (the scheme, host and port of its
+//   `url`) only. Presenting it to a token realm on another host or to a redirect's target would
+//   disclose the operator's identity to whoever runs that host, and a redirect is the upstream's
+//   (or an attacker's) choice, not the operator's.
+
+import type { X509Certificate } from 'node:crypto'
+import { resolve } from 'node:path'
+import { createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext } from 'node:tls'
+import type { UpstreamConfig } from '../config/schema.js'
+import { TlsError } from '../tls/errors.js'
+import { checkCaFile, checkKeyPair, checkValidity, leafCertificate, parseKey, readSetting } from '../tls/files.js'
+
+/** The `tls` section of an upstream. */
+export type UpstreamTlsSettings = NonNullable<UpstreamConfig['tls']>
+
+/** An upstream's TLS, ready for connections; see {@link tlsFor}. */
+export interface UpstreamTls {
+  /** For every connection made for the upstream: the system's CAs, plus its own when set. */
+  readonly anyHost: ConnectionOptions
+  /** For connections to the upstream's own origin: the above, plus its client certificate when set. */
+  readonly origin: ConnectionOptions
+  /** What was loaded, for the start-up log line. */
+  readonly described: { readonly ca?: string; readonly cert?: string; readonly subject?: string; readonly notAfter?: string }
+}
+
+/**
+ * Reads and checks the files of `settings` (relative paths from `base`, the configuration file's
+ * folder): each readable; the CA file one or more CA certificates; the client certificate PEM,
+ * within its validity, and the key its own. Throws TlsError with a message naming `setting`
+ * (`upstreams[1].tls`) and the file.
+ */
+export async function loadUpstreamTls(settings: UpstreamTlsSettings, options: { setting: string; base: string; now?: Date }): Promise<UpstreamTls> {
+  const { setting, base } = options
+  let ca: string[] | undefined
+  let caFile: string | undefined
+  if (settings.ca !== undefined) {
+    caFile = resolve(base, settings.ca)
+    const text = await readSetting(`${setting}.ca`, caFile)
+    checkCaFile(text, `${setting}.ca`, caFile, 'CA_INVALID')
+    // In addition to the system's, not instead: node's `ca` replaces its default set.
+    ca = [...rootCertificates, text]
+  }
+  let identity: { cert: string; key: string; certFile: string; leaf: X509Certificate } | undefined
+  if (settings.cert !== undefined && settings.key !== undefined) {
+    const certFile = resolve(base, settings.cert)
+    const keyFile = resolve(base, settings.key)
+    const cert = await readSetting(`${setting}.cert`, certFile)
+    const key = await readSetting(`${setting}.key`, keyFile)
+    const leaf = leafCertificate(cert, `${setting}.cert`, certFile)
+    checkKeyPair(leaf, parseKey(key, `${setting}.key`, keyFile), { keySetting: `${setting}.key`, keyFile, certFile })
+    checkValidity(leaf, `${setting}.cert`, certFile, { now: options.now ?? new Date(), renew: 'renew it with the CA that issued it' })
+    identity = { cert, key, certFile, leaf }
+  }
+  const context = (extra: { cert: string; key: string } | undefined): SecureContext => {
+    try {
+      return createSecureContext({ ...(ca !== undefined ? { ca } : {}), ...extra })
+    } catch (err) {
+      throw new TlsError('CERT_INVALID', `${setting}: node cannot use these files (${(err as Error).message})`)
+    }
+  }
+  // One context each, made once: a `ca` option instead would have node parse every root
+  // certificate again for each connection.
+  const anyHost: ConnectionOptions = ca === undefined ? {} : { secureContext: context(undefined) }
+  const origin: ConnectionOptions = identity === undefined ? anyHost : { secureContext: context(identity) }
+  return {
+    anyHost,
+    origin,
+    described: {
+      ...(caFile !== undefined ? { ca: caFile } : {}),
+      ...(identity !== undefined
+        ? { cert: identity.certFile, subject: identity.leaf.subject.replaceAll('\n', ', '), notAfter: new Date(identity.leaf.validTo).toISOString() }
+        : {}),
+    },
+  }
+}
+
+/** The TLS of every upstream that has a `tls` section, by name; throws TlsError as loadUpstreamTls. */
+export async function loadUpstreamsTls(upstreams: readonly UpstreamConfig[], options: { base: string; now?: Date }): Promise<Map<string, UpstreamTls>> {
+  const loaded = new Map<string, UpstreamTls>()
+  for (const [i, u] of upstreams.entries()) {
+    if (u.tls === undefined) continue
+    loaded.set(u.name, await loadUpstreamTls(u.tls, { ...options, setting: `upstreams[${i}].tls` }))
+  }
+  return loaded
+}
+
+/**
+ * The TLS options of a connection to `url` made for the upstream at `origin`: its client
+ * certificate only when `url` is that very origin (scheme, host and port), its CA for any.
+ */
+export function tlsFor(tls: UpstreamTls | undefined, origin: string, url: URL): ConnectionOptions {
+  if (tls === undefined) return {}
+  return url.origin === origin ? tls.origin : tls.anyHost
+}
