@@ -92,6 +92,8 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   // is opened (TlsError, naming the setting and the file).
   const upstreamTls = await loadUpstreamsTls(config.upstreams, { base: overrides.baseDir ?? process.cwd() })
   for (const [upstream, tls] of upstreamTls) logger.info({ upstream, ...tls.described }, 'upstream tls loaded')
+  // So are trust files (TrustFileError).
+  const trust = await loadTrust(config.trust, overrides.baseDir)
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
   const state = overrides.state ?? (await createState(config, logger, metrics))
   const events = new EventBus(logger)
@@ -117,7 +119,6 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   })
   const router = new UpstreamRouter(config.upstreams)
   const upstreams = new UpstreamPool(config.upstreams, { metrics, logger, credentials: credentialsOf, tls: upstreamTls })
-  const trust = await loadTrust(config.trust, overrides.baseDir)
   const blobs = new BlobService({ upstreams, state, blobs: store, metrics })
   const listings = new Listings(upstreams)
   // The signature service reads artifacts through the manifest service, built just below.
