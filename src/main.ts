@@ -129,8 +129,12 @@ async function runServe(args: string[]): Promise<number> {
     server.once('listening', resolve)
     server.once('error', reject)
   })
-  // SIGHUP reloads the policy set (and the certificates, above); a set that fails stays out.
-  process.on('SIGHUP', () => void services.reloadPolicies())
+  // SIGHUP reloads the policy set (and the listener's certificates, above); a set that fails
+  // stays out. It renews upstreams' TLS too; an upstream whose files fail keeps its settings.
+  process.on('SIGHUP', () => {
+    void services.reloadPolicies()
+    void services.reloadUpstreamTls()
+  })
   // Verdicts reached under another policy or trust revision (a restart with new trust, say) are
   // judged again in the background; a walk that finds nothing stale only reads.
   services.reevaluator.start('start')

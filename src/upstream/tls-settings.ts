@@ -83,12 +83,17 @@ export async function loadUpstreamTls(settings: UpstreamTlsSettings, options: { 
   }
 }
 
+/** How errors name the `tls` section of the upstream at `index` of the configuration. */
+export function upstreamTlsSetting(index: number): string {
+  return `upstreams[${index}].tls`
+}
+
 /** The TLS of every upstream that has a `tls` section, by name; throws TlsError as loadUpstreamTls. */
 export async function loadUpstreamsTls(upstreams: readonly UpstreamConfig[], options: { base: string; now?: Date }): Promise<Map<string, UpstreamTls>> {
   const loaded = new Map<string, UpstreamTls>()
   for (const [i, u] of upstreams.entries()) {
     if (u.tls === undefined) continue
-    loaded.set(u.name, await loadUpstreamTls(u.tls, { ...options, setting: `upstreams[${i}].tls` }))
+    loaded.set(u.name, await loadUpstreamTls(u.tls, { ...options, setting: upstreamTlsSetting(i) }))
   }
   return loaded
 }
