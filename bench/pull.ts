@@ -20,6 +20,7 @@ import {
   wrk,
   type Pull,
 } from './clients.js'
+import { CpuWindow } from './cpu.js'
 import { nowUs, printProfile, type Window } from './profile.js'
 import { measurePolicies } from './policies.js'
 import {
@@ -271,12 +272,16 @@ async function main(): Promise<number> {
     for (const [i, p] of colds.entries()) {
       await expectManifest(proxy.url, p)
       const pretouch = await touchMemory(dir, 2 * BIG)
-      const nginxPull = curlGet(`${nginx.url}/cold-${i + 1}.blob`, { output: n })
+      // Each pull's CPU is read as soon as its curl has exited, before the bench hashes the output.
+      const cpu: Partial<ColdPull['cpu']> = {}
+      const nginxCpu = new CpuWindow(nginx.process.pid)
+      const nginxPull = curlGet(`${nginx.url}/cold-${i + 1}.blob`, { output: n }).finally(() => (cpu.nginx = nginxCpu.stop()))
       const nginxCold = await pullChecked(nginxPull, BIG, p.digest, n, 'nginx cold')
-      const coldPull = timed('1 cold pull', () => curlGet(blobUrl(proxy.url, p), { output: c }))
+      const customsCpu = new CpuWindow(registry.process.pid, proxy.process.pid)
+      const coldPull = timed('1 cold pull', () => curlGet(blobUrl(proxy.url, p), { output: c })).finally(() => (cpu.customs = customsCpu.stop()))
       const customsCold = await pullChecked(coldPull, BIG, p.digest, c, 'Customs cold')
       const upstream = await settledUpstreamGets(registryLog, p.repo, p.digest)
-      cold.push({ customs: customsCold, nginx: nginxCold, upstream, pretouch })
+      cold.push({ customs: customsCold, nginx: nginxCold, upstream, pretouch, cpu: cpu as ColdPull['cpu'] })
     }
 
     progress('2. warm pulls')

@@ -5,6 +5,7 @@
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
 import { relative } from 'node:path'
 import { run } from '../test/helpers/processes.js'
+import { CORES, type PullCpu } from './cpu.js'
 import type { ConcurrentPulls, Pull, WrkResult } from './clients.js'
 import type { PolicyResults } from './policies.js'
 import type { RssReport, UpstreamGets } from './services.js'
@@ -41,6 +42,8 @@ export interface ColdPull {
   upstream: UpstreamGets
   /** Seconds the memory touch before the pair took (see touchMemory in pull.ts). */
   pretouch: number
+  /** The CPU each pull cost, from its start until curl exited. */
+  cpu: { customs: PullCpu; nginx: PullCpu }
 }
 
 /** Everything measured, Customs and nginx side by side. */
@@ -263,6 +266,7 @@ export function printResults(r: Results, s: Settings): void {
   const pairs = r.cold.map((p) => `${p.customs.seconds.toFixed(3)}/${p.nginx.seconds.toFixed(3)}`).join(' ')
   const touches = r.cold.map((p) => p.pretouch.toFixed(3)).join(' ')
   console.log(`  cold pairs, Customs/nginx (s): ${pairs}; memory touch before each (${(2 * s.big) / MiB} MiB written and removed): ${touches} s`)
+  for (const line of coldCpuLines(r.cold)) console.log(`  ${line}`)
   console.log(`  warm Customs runs (s): ${secs(r.warm.customs)}   nginx: ${secs(r.warm.nginx)}`)
   const warmCaches = [...new Set(r.warm.customs.map((p) => p.cache))].join('/')
   const concurrentCaches = histogram(r.concurrent.customs.pulls.map((p) => p.cache || '?'))
@@ -449,4 +453,24 @@ export function printPolicyResults(r: PolicyResults): void {
     `  every evaluation: ${r.outcome}, ${r.rules} rule outcomes; ` +
       `${r.warmup} untimed evaluations first, each timed one with performance.now()`
   )
+}
+
+/**
+ * What each cold pull cost in CPU, and the least wall time that cost allows on this machine's
+ * cores: a pull through Customs pays for curl, the registry and Customs' own threads at once.
+ */
+function coldCpuLines(pairs: readonly ColdPull[]): string[] {
+  const ms = (n: number): string => n.toFixed(0)
+  const lines = [`cold pairs, CPU ms (schedstat per thread; curl in 10 ms ticks), ${CORES} cores:`]
+  for (const [i, { cpu, customs, nginx }] of pairs.entries()) {
+    const c = cpu.customs
+    const t = c.customs
+    const floor = c.total / CORES / 1000
+    lines.push(
+      `  ${i + 1}. Customs pull: curl ${ms(c.client)} + registry ${ms(c.server)} + Customs ${t === undefined ? '?' : `${ms(t.main)} main, ${ms(t.hasher)} hash worker, ${ms(t.rest)} other threads`}` +
+        ` = ${ms(c.total)}; spread over ${CORES} cores at least ${floor.toFixed(3)} s (${(floor / nginx.seconds).toFixed(2)}x nginx), took ${customs.seconds.toFixed(3)} s` +
+        ` | nginx pull: curl ${ms(cpu.nginx.client)} + nginx ${ms(cpu.nginx.server)} = ${ms(cpu.nginx.total)}`
+    )
+  }
+  return lines
 }

@@ -42,6 +42,9 @@ export const SESSION_LIMITS: SessionLimits = Object.freeze({
   idleMs: 60 * 60 * 1000,
 })
 
+/** How often within the idle limit a session in use is marked used in its backend, at most. */
+const TOUCHES_PER_IDLE = 60
+
 /** What a backend keeps of a session: nothing in it lets a reader act as the person. */
 export interface StoredSession {
   /** The admin token and CSRF token, sealed under a key only the session id gives. */
@@ -154,9 +157,15 @@ export class SessionStore {
     }
     const secrets = unseal(id, key, record.sealed)
     if (secrets === undefined) return undefined
-    // Another replica may have marked it used later; time only moves lastUsed forward.
-    const lastUsed = Math.max(now, record.lastUsed)
-    await this.#backend.touch(key, { ...record, lastUsed })
+    // A page is one backend read, not a read and a write: use is recorded once the recorded use is
+    // older than a sixtieth of the idle limit (a minute at the default hour). The session may then
+    // end up to that much before a full idle period, never after it.
+    let lastUsed = record.lastUsed
+    if (now - record.lastUsed >= this.#limits.idleMs / TOUCHES_PER_IDLE) {
+      // Another replica may have marked it used later; time only moves lastUsed forward.
+      lastUsed = Math.max(now, record.lastUsed)
+      await this.#backend.touch(key, { ...record, lastUsed })
+    }
     return { id, token: secrets.token, csrf: secrets.csrf, name: record.name, role: record.role, created: record.created, lastUsed }
   }
 

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { MemorySessionBackend, SessionStore, sameToken, sessionKey } from '../../../src/console/session.js'
+import { MemorySessionBackend, SessionStore, sameToken, sessionKey, type SessionBackend } from '../../../src/console/session.js'
 
 const limits = { max: 3, lifetimeMs: 10_000, idleMs: 4_000 }
 const person = { token: 't', name: 'ann', role: 'viewer' as const }
@@ -21,6 +21,33 @@ describe('SessionStore in process', () => {
     assert.equal(backend.size, 3)
     assert.equal(await store.get(b.id), undefined)
     for (const s of [a, c, d]) assert.ok((await store.get(s.id)) !== undefined)
+  })
+
+  it('records use in the backend at most once per sixtieth of the idle limit, and keeps the session alive', async () => {
+    let now = 0
+    let touches = 0
+    const backend = new MemorySessionBackend(limits.max, () => now)
+    const counting: SessionBackend = {
+      put: (key, record, expiresAt) => backend.put(key, record, expiresAt),
+      get: (key) => backend.get(key),
+      touch: (key, record) => {
+        touches++
+        return backend.touch(key, record)
+      },
+      delete: (key) => backend.delete(key),
+    }
+    const store = new SessionStore(counting, limits, () => now)
+    const s = await store.create(person)
+    // idleMs 4000: a touch once the recorded use is at least 66.7 ms old.
+    for (now = 10; now <= 60; now += 10) assert.ok((await store.get(s.id)) !== undefined)
+    assert.equal(touches, 0, 'pages within the window cost no write')
+    now = 70
+    assert.equal((await store.get(s.id))?.lastUsed, 70)
+    assert.equal(touches, 1)
+    // Used every 3 s, it outlives the 4 s idle limit many times over.
+    for (now = 3_070; now < 9_000; now += 3_000) assert.ok((await store.get(s.id)) !== undefined)
+    now += 3_999
+    assert.equal(await store.get(s.id), undefined)
   })
 
   it('drops an ended session from memory', async () => {
