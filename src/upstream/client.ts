@@ -78,7 +78,7 @@ export interface UpstreamClientDeps {
    * target; the system resolver by default.
    */
   readonly lookup?: HostLookup
-  /** The upstream's own CA and client certificate (upstreams[].tls), loaded at start. */
+  /** The upstream's own CA and client certificate (upstreams[].tls), loaded at start; see renewTls. */
   readonly tls?: UpstreamTls
 }
 

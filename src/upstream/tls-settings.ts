@@ -1,6 +1,7 @@
 // An upstream's own TLS (upstreams[].tls): a CA trusted besides the system's, and a client
-// certificate for registries that ask for one (mTLS). The files are read and checked once at
-// start, made into secure contexts once, and each connection is given the one for where it goes.
+// certificate for registries that ask for one (mTLS). The files are read and checked at start and
+// again on SIGHUP (tls-reload.ts), made into secure contexts once per reading, and each connection
+// is given the one for where it goes.
 //
 // Which connection gets what:
 // - The CA goes to every connection made for the upstream: its own origin, its token realm, and
