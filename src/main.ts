@@ -22,6 +22,7 @@ import { applyListenerLimits, listenerOptions } from './http/listener.js'
 import { createServices } from './services.js'
 import { TlsError } from './tls/errors.js'
 import { loadTlsMaterial, logTlsMaterial, tlsReloader, type TlsMaterial } from './tls/server.js'
+import { TrustFileError } from './verify/trust.js'
 
 // The subcommands other than serve are imported when run (and their usage text when printed):
 // their modules (node-forge, ioredis, the policy test harness) would otherwise stay resident in
@@ -93,8 +94,8 @@ async function runServe(args: string[]): Promise<number> {
     services = await createServices(config, logger, file !== undefined ? { baseDir: dirname(resolvePath(file)) } : {})
   } catch (err) {
     // A policy set that does not validate stops the start: there is no previous set to keep. So
-    // does an upstream's TLS file that cannot be used.
-    if (err instanceof PolicyError || err instanceof AuditFileError || err instanceof TlsError) {
+    // does an upstream's TLS file or a trust file that cannot be used.
+    if (err instanceof PolicyError || err instanceof AuditFileError || err instanceof TlsError || err instanceof TrustFileError) {
       process.stderr.write(`${err.message}\n`)
       return 2
     }
@@ -128,8 +129,12 @@ async function runServe(args: string[]): Promise<number> {
     server.once('listening', resolve)
     server.once('error', reject)
   })
-  // SIGHUP reloads the policy set (and the certificates, above); a set that fails stays out.
-  process.on('SIGHUP', () => void services.reloadPolicies())
+  // SIGHUP reloads the policy set (and the listener's certificates, above); a set that fails
+  // stays out. It renews upstreams' TLS too; an upstream whose files fail keeps its settings.
+  process.on('SIGHUP', () => {
+    void services.reloadPolicies()
+    void services.reloadUpstreamTls()
+  })
   // Verdicts reached under another policy or trust revision (a restart with new trust, say) are
   // judged again in the background; a walk that finds nothing stale only reads.
   services.reevaluator.start('start')

@@ -35,6 +35,7 @@ import { SignatureVerifier } from './verify/verifier.js'
 import type { Credentials } from './upstream/auth.js'
 import { UpstreamPool } from './upstream/pool.js'
 import { UpstreamRouter } from './upstream/routing.js'
+import { upstreamTlsReloader, type UpstreamTlsRenewal } from './upstream/tls-reload.js'
 import { loadUpstreamsTls } from './upstream/tls-settings.js'
 import { Notifier } from './notify/webhooks.js'
 import { ReleaseExpiry } from './quarantine/expiry.js'
@@ -59,6 +60,11 @@ export interface Services {
   reloadPolicies(): Promise<ReloadResult>
   /** The recent reload attempts, oldest first (bounded), for the admin API. */
   policyReloads(): ReadonlyArray<ReloadResult & { readonly at: string }>
+  /**
+   * Reads every upstream's TLS files again (SIGHUP) and renews those whose files all pass; the
+   * others keep their settings. Never throws: each outcome is logged.
+   */
+  reloadUpstreamTls(): Promise<readonly UpstreamTlsRenewal[]>
   /** The policy folder in force, when policies come from files. */
   readonly policyDir: string | undefined
   /** The bounded in-memory copy of manifest bytes (a purge drops from it too). */
@@ -90,8 +96,11 @@ const FILL_IDLE_TIMEOUT_FACTOR = 2
 export async function createServices(config: Config, logger: Logger, overrides: ServiceOverrides = {}): Promise<Services> {
   // Upstreams' TLS files are checked first, so that a bad one stops the start before anything
   // is opened (TlsError, naming the setting and the file).
-  const upstreamTls = await loadUpstreamsTls(config.upstreams, { base: overrides.baseDir ?? process.cwd() })
+  const base = overrides.baseDir ?? process.cwd()
+  const upstreamTls = await loadUpstreamsTls(config.upstreams, { base })
   for (const [upstream, tls] of upstreamTls) logger.info({ upstream, ...tls.described }, 'upstream tls loaded')
+  // So are trust files (TrustFileError).
+  const trust = await loadTrust(config.trust, base)
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
   const state = overrides.state ?? (await createState(config, logger, metrics))
   const events = new EventBus(logger)
@@ -117,7 +126,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   })
   const router = new UpstreamRouter(config.upstreams)
   const upstreams = new UpstreamPool(config.upstreams, { metrics, logger, credentials: credentialsOf, tls: upstreamTls })
-  const trust = await loadTrust(config.trust, overrides.baseDir)
+  const reloadUpstreamTls = upstreamTlsReloader(config.upstreams, upstreams, { base, logger })
   const blobs = new BlobService({ upstreams, state, blobs: store, metrics })
   const listings = new Listings(upstreams)
   // The signature service reads artifacts through the manifest service, built just below.
@@ -209,6 +218,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     audit,
     reloadPolicies: () => reloader.reload(),
     policyReloads: () => [...reloader.history],
+    reloadUpstreamTls,
     policyDir: overrides.policies === undefined ? policyDir : undefined,
     memory,
     reevaluator,

@@ -13,7 +13,7 @@ import { UpstreamAuth, type Credentials } from './auth.js'
 import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { parseChallenge } from './challenge.js'
 import { guardedLookup, isInternalRedirect, systemLookup, type HostLookup } from './egress.js'
-import { keepAliveAgents, send, type Agents, type UpstreamResponse } from './transport.js'
+import { keepAliveAgents, keepAliveHttpsAgent, retireAgent, send, type Agents, type UpstreamResponse } from './transport.js'
 import { TlsSessions } from './tls-sessions.js'
 import { tlsFor, type UpstreamTls } from './tls-settings.js'
 import { getStreamed } from './wire.js'
@@ -78,7 +78,7 @@ export interface UpstreamClientDeps {
    * target; the system resolver by default.
    */
   readonly lookup?: HostLookup
-  /** The upstream's own CA and client certificate (upstreams[].tls), loaded at start. */
+  /** The upstream's own CA and client certificate (upstreams[].tls), loaded at start; see renewTls. */
   readonly tls?: UpstreamTls
 }
 
@@ -98,20 +98,10 @@ export class UpstreamClient {
   readonly #auth: UpstreamAuth
   readonly #deps: UpstreamClientDeps
   readonly #lookup: HostLookup
-  /**
-   * How connections to any host but the upstream's own (a redirect's target) are made: resolved
-   * through this upstream's redirect rule, in agents of this client's own. A pool reuses a socket
-   * by host and port alone, so one connected without that rule (by node's resolver, or for an
-   * internal upstream) must never carry a redirect's request.
-   */
-  readonly #elsewhere: { readonly lookup: LookupFunction; readonly agents: Agents }
-  /**
-   * With upstreams[].tls, the pools of connections on node's resolver: to the upstream's own
-   * origin (with its client certificate) and to any other (its CA only). Without, the shared pool.
-   */
-  readonly #own: Agents | undefined
-  readonly #anyHost: Agents | undefined
-  readonly #tls: UpstreamTls | undefined
+  /** The redirect rule, applied when a connection to a redirect's target is made. */
+  readonly #redirectLookup: LookupFunction
+  /** The TLS settings in force and the pools made under them, replaced whole by {@link renewTls}. */
+  #pools: Pools
   /** Sessions for wire.ts's connections; node:https agents keep their own. */
   readonly #sessions: TlsSessions
 
@@ -122,7 +112,7 @@ export class UpstreamClient {
     this.name = config.name
     this.#base = new URL(config.url)
     this.origin = this.#base.origin
-    const lookup = guardedLookup(
+    this.#redirectLookup = guardedLookup(
       this.#base.hostname,
       this.#lookup,
       (host) => new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address: ${host.slice(0, 100)} resolved to one when connecting`)
@@ -130,10 +120,12 @@ export class UpstreamClient {
     // An upstream with `tls` never runs without it: it would connect under the system's trust
     // alone and without its client certificate, and only the upstream's refusals would say why.
     if (config.tls !== undefined && deps.tls === undefined) throw new Error(`upstream ${config.name}: its tls settings were not loaded`)
-    this.#tls = deps.tls
-    this.#elsewhere = { lookup, agents: keepAliveAgents(lookup, deps.tls?.anyHost) }
-    this.#own = deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.origin)
-    this.#anyHost = deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.anyHost)
+    this.#pools = {
+      tls: deps.tls,
+      elsewhere: keepAliveAgents(this.#redirectLookup, deps.tls?.anyHost),
+      own: deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.origin),
+      anyHost: deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.anyHost),
+    }
     this.#sessions = new TlsSessions(TLS_SESSIONS, (resumed) => deps.metrics.tlsHandshakes.inc({ upstream: config.name, resumed: String(resumed) }))
     this.#auth = new UpstreamAuth({
       origin: this.origin,
@@ -151,6 +143,28 @@ export class UpstreamClient {
         deps.logger.warn({ upstream: config.name, state }, 'upstream circuit changed state')
       },
     })
+  }
+
+  /**
+   * Puts renewed TLS settings (SIGHUP, upstream/tls-reload.ts) in force for every connection made
+   * from now on, node's and wire.ts's alike; requests under way finish on the connections they
+   * have. Their HTTPS pools are retired, not kept for reuse: an idle keep-alive connection
+   * carries the handshake of the old settings, the old client certificate or trust, and an
+   * operator rotates those because they must stop being used (a certificate about to be revoked,
+   * a CA no longer trusted). Closing them costs a handshake per host on the next request, once.
+   * Plain-HTTP pools carry no TLS and are kept. wire.ts's sessions need nothing: their cache key
+   * names the secure context (tls-sessions.ts), and renewed settings are new contexts, so no
+   * session earned under the old ones is offered to a connection made under the new.
+   */
+  renewTls(tls: UpstreamTls): void {
+    const old = this.#pools
+    this.#pools = {
+      tls,
+      elsewhere: renewed(old.elsewhere, this.#redirectLookup, tls.anyHost),
+      own: renewed(old.own, undefined, tls.origin),
+      anyHost: renewed(old.anyHost, undefined, tls.anyHost),
+    }
+    for (const agents of [old.elsewhere, old.own, old.anyHost]) if (agents !== undefined) retireAgent(agents.https)
   }
 
   /** What this process saw of the upstream since start. */
@@ -295,7 +309,7 @@ export class UpstreamClient {
     // Names are resolved too: a literal-only check let `metadata.attacker.example` (resolving to
     // 169.254.169.254) through. This refuses before any connection is made, and judges IP
     // literals, which no resolver sees; a name that answers differently when the connection is
-    // made is judged again then (#elsewhere).
+    // made is judged again then (#redirectLookup).
     if (to.hostname !== from.hostname && (await isInternalRedirect(this.#base.hostname, to.hostname, this.#lookup))) {
       throw new CustomsError('UPSTREAM_INVALID', `upstream ${this.name} redirected to an internal address`)
     }
@@ -361,9 +375,10 @@ export class UpstreamClient {
    * the upstream's own origin only.
    */
   #connection(url: URL, purpose: 'registry' | 'token'): { agents?: Agents; lookup?: LookupFunction; tls: ConnectionOptions } {
-    const tls = tlsFor(this.#tls, this.origin, url)
-    if (purpose === 'registry' && url.hostname !== this.#base.hostname) return { ...this.#elsewhere, tls }
-    return { agents: url.origin === this.origin ? this.#own : this.#anyHost, tls }
+    const pools = this.#pools
+    const tls = tlsFor(pools.tls, this.origin, url)
+    if (purpose === 'registry' && url.hostname !== this.#base.hostname) return { lookup: this.#redirectLookup, agents: pools.elsewhere, tls }
+    return { agents: url.origin === this.origin ? pools.own : pools.anyHost, tls }
   }
 
   #recordRateLimit(res: UpstreamResponse): void {
@@ -373,6 +388,27 @@ export class UpstreamClient {
     this.#rateLimit = { remaining, at: Date.now(), ...(limit !== undefined ? { limit } : {}) }
     this.#deps.metrics.rateLimitRemaining.set({ upstream: this.name }, remaining)
   }
+}
+
+/**
+ * The TLS settings a client connects with and its pools, which a pool reuses a socket from by
+ * host and port alone, so each kind of connection has its own:
+ * - `elsewhere`: to any host but the upstream's own (a redirect's target), resolved through the
+ *   redirect rule. One connected without that rule (by node's resolver, or for an internal
+ *   upstream) must never carry a redirect's request.
+ * - `own` and `anyHost`, with upstreams[].tls only: on node's resolver, to the upstream's own
+ *   origin (with its client certificate) and to any other (its CA only). Without, the shared pool.
+ */
+interface Pools {
+  readonly tls: UpstreamTls | undefined
+  readonly elsewhere: Agents
+  readonly own: Agents | undefined
+  readonly anyHost: Agents | undefined
+}
+
+/** A pool under renewed TLS settings: a new HTTPS agent, and the plain-HTTP one kept. */
+function renewed(old: Agents | undefined, lookup: LookupFunction | undefined, tls: ConnectionOptions): Agents {
+  return old === undefined ? keepAliveAgents(lookup, tls) : { http: old.http, https: keepAliveHttpsAgent(lookup, tls) }
 }
 
 /**

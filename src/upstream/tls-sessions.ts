@@ -114,7 +114,9 @@ function digestOf(pems: string | Buffer | ReadonlyArray<string | Buffer>): strin
 
 /**
  * A name for each secure context, for as long as it lives: contexts are made once per upstream
- * and setting (upstream/tls-settings.ts), so the same object means the same settings.
+ * and setting each time its files are read (upstream/tls-settings.ts), so the same object means
+ * the same settings, and a renewal (SIGHUP) never shares a name, and so a session, with the
+ * contexts it replaces. Names are never reused.
  */
 const contexts = new WeakMap<SecureContext, string>()
 let contextCount = 0

@@ -1,6 +1,7 @@
 // An upstream's own TLS (upstreams[].tls): a CA trusted besides the system's, and a client
-// certificate for registries that ask for one (mTLS). The files are read and checked once at
-// start, made into secure contexts once, and each connection is given the one for where it goes.
+// certificate for registries that ask for one (mTLS). The files are read and checked at start and
+// again on SIGHUP (tls-reload.ts), made into secure contexts once per reading, and each connection
+// is given the one for where it goes.
 //
 // Which connection gets what:
 // - The CA goes to every connection made for the upstream: its own origin, its token realm, and
@@ -83,12 +84,17 @@ export async function loadUpstreamTls(settings: UpstreamTlsSettings, options: { 
   }
 }
 
+/** How errors name the `tls` section of the upstream at `index` of the configuration. */
+export function upstreamTlsSetting(index: number): string {
+  return `upstreams[${index}].tls`
+}
+
 /** The TLS of every upstream that has a `tls` section, by name; throws TlsError as loadUpstreamTls. */
 export async function loadUpstreamsTls(upstreams: readonly UpstreamConfig[], options: { base: string; now?: Date }): Promise<Map<string, UpstreamTls>> {
   const loaded = new Map<string, UpstreamTls>()
   for (const [i, u] of upstreams.entries()) {
     if (u.tls === undefined) continue
-    loaded.set(u.name, await loadUpstreamTls(u.tls, { ...options, setting: `upstreams[${i}].tls` }))
+    loaded.set(u.name, await loadUpstreamTls(u.tls, { ...options, setting: upstreamTlsSetting(i) }))
   }
   return loaded
 }

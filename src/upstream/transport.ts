@@ -31,7 +31,24 @@ export interface Agents {
  */
 export function keepAliveAgents(lookup?: LookupFunction, tls: ConnectionOptions = {}): Agents {
   const options = lookup === undefined ? agentOptions : { ...agentOptions, lookup }
-  return { http: new HttpAgent(options), https: new HttpsAgent({ ...options, ...tls }) }
+  return { http: new HttpAgent(options), https: keepAliveHttpsAgent(lookup, tls) }
+}
+
+/** The TLS half of {@link keepAliveAgents}: for a pool whose TLS settings were renewed. */
+export function keepAliveHttpsAgent(lookup: LookupFunction | undefined, tls: ConnectionOptions): HttpsAgent {
+  return new HttpsAgent({ ...agentOptions, ...(lookup === undefined ? {} : { lookup }), ...tls })
+}
+
+/**
+ * Takes a pool out of use without cutting anything short: its idle connections close now, and
+ * each one busy with a request closes when that answer has been read, instead of going back to
+ * the pool. Nothing sends on the pool any more, so without this its idle connections would only
+ * linger until their timeout.
+ */
+export function retireAgent(agent: HttpsAgent): void {
+  // node's agent destroys a freed socket, rather than keeping it, when this answers false.
+  agent.keepSocketAlive = () => false
+  for (const sockets of Object.values(agent.freeSockets)) for (const socket of sockets ?? []) socket.destroy()
 }
 
 const agents = keepAliveAgents()

@@ -44,38 +44,67 @@ export function publicTrustedRootJson(): string {
   return Buffer.from(encoded, 'base64').toString('utf8')
 }
 
+/** A trust file that cannot be used; the message names the setting and the file, fit to print as it is. */
+export class TrustFileError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'TrustFileError'
+  }
+}
+
+type KeyConfig = TrustConfig['keys'][number]
+type RootConfig = TrustConfig['roots'][number]
+
 /**
  * Loads the configured trust. Paths are relative to `baseDir` (the configuration file's folder).
- * Throws with the root or key named when a file is missing or does not parse.
+ * Throws TrustFileError naming the setting and the file when a file is missing or does not parse.
  */
 export async function loadTrust(config: TrustConfig, baseDir: string = process.cwd()): Promise<TrustStore> {
   const revision = createHash('sha256')
   const keys: TrustedKey[] = []
-  for (const k of config.keys) {
-    const pem = k.pem ?? (await readText(resolve(baseDir, k.file as string), `trust key ${k.name}`))
-    let key: KeyObject
-    try {
-      key = createPublicKey(pem)
-    } catch (cause) {
-      throw new Error(`trust key ${k.name}: not a PEM public key`, { cause })
-    }
-    keys.push({ name: k.name, key, type: key.asymmetricKeyType ?? 'unknown' })
-    revision.update(`key ${k.name} ${key.export({ type: 'spki', format: 'der' }).toString('base64')}\n`)
+  for (const [i, k] of config.keys.entries()) {
+    const key = await loadTrustKey(k, i, baseDir)
+    keys.push(key)
+    revision.update(`key ${k.name} ${key.key.export({ type: 'spki', format: 'der' }).toString('base64')}\n`)
   }
   const roots: TrustRoot[] = []
-  for (const r of config.roots) {
-    const text =
-      r.trustedRoot === undefined ? publicTrustedRootJson() : await readText(resolve(baseDir, r.trustedRoot), `trust root ${r.name}`)
-    let material: TrustMaterial
-    try {
-      material = toTrustMaterial(TrustedRoot.fromJSON(JSON.parse(text)), keyFinder(keys))
-    } catch (cause) {
-      throw new Error(`trust root ${r.name}: not a valid trusted_root.json`, { cause })
-    }
-    roots.push({ name: r.name, material, tlogThreshold: r.tlogThreshold, ctlogThreshold: r.ctlogThreshold, timestampThreshold: r.timestampThreshold })
+  for (const [i, r] of config.roots.entries()) {
+    const { root, text } = await loadTrustRoot(r, i, baseDir, keys)
+    roots.push(root)
     revision.update(`root ${r.name} ${r.tlogThreshold} ${r.ctlogThreshold} ${r.timestampThreshold} ${createHash('sha256').update(text).digest('hex')}\n`)
   }
   return { roots, keys, revision: revision.digest('hex').slice(0, 16) }
+}
+
+/** The key `trust.keys[i]`: inline or from its file; TrustFileError otherwise. */
+export async function loadTrustKey(k: KeyConfig, i: number, baseDir: string): Promise<TrustedKey> {
+  const file = k.file === undefined ? undefined : resolve(baseDir, k.file)
+  const setting = `trust.keys[${i}].${file === undefined ? 'pem' : 'file'}`
+  const pem = k.pem ?? (await readText(file as string, setting))
+  try {
+    const key = createPublicKey(pem)
+    return { name: k.name, key, type: key.asymmetricKeyType ?? 'unknown' }
+  } catch (cause) {
+    throw new TrustFileError(`${setting}: ${file ?? `key ${k.name}`} is not a PEM public key`, { cause })
+  }
+}
+
+/**
+ * The root `trust.roots[i]`: its trusted_root.json, or the public one shipped; TrustFileError
+ * otherwise. `keys` are the trusted keys a root's public-key hints resolve to.
+ */
+export async function loadTrustRoot(r: RootConfig, i: number, baseDir: string, keys: readonly TrustedKey[] = []): Promise<{ root: TrustRoot; text: string }> {
+  const setting = `trust.roots[${i}].trustedRoot`
+  const file = r.trustedRoot === undefined ? undefined : resolve(baseDir, r.trustedRoot)
+  const text = file === undefined ? publicTrustedRootJson() : await readText(file, setting)
+  let material: TrustMaterial
+  try {
+    material = toTrustMaterial(TrustedRoot.fromJSON(JSON.parse(text)), keyFinder(keys))
+  } catch (cause) {
+    throw new TrustFileError(`${setting}: ${file ?? 'the public Sigstore root'} is not a valid trusted_root.json`, { cause })
+  }
+  const root = { name: r.name, material, tlogThreshold: r.tlogThreshold, ctlogThreshold: r.ctlogThreshold, timestampThreshold: r.timestampThreshold }
+  return { root, text }
 }
 
 /** Resolves a bundle's public-key hint to a configured key by name. */
@@ -87,11 +116,12 @@ function keyFinder(keys: readonly TrustedKey[]) {
   }
 }
 
-async function readText(path: string, what: string): Promise<string> {
+async function readText(path: string, setting: string): Promise<string> {
   try {
     return await readFile(path, 'utf8')
   } catch (cause) {
-    throw new Error(`${what}: cannot read ${path}`, { cause })
+    const code = (cause as NodeJS.ErrnoException).code ?? 'unreadable'
+    throw new TrustFileError(`${setting}: cannot read ${path} (${code})`, { cause })
   }
 }
 

@@ -1,10 +1,11 @@
 // Customs against a real docker-registry serving HTTPS under a CA made in the test: a pull works
 // with the upstream's `tls.ca` and is refused with an OCI error without it; a registry that
 // requires client certificates (`clientcas`) is reachable only with `tls.cert` and `tls.key`;
-// and a large blob's second connection resumes the first one's TLS session.
+// a large blob's second connection resumes the first one's TLS session; and `customs serve` renews
+// its client certificate on SIGHUP, or keeps the one it has when the new files are unusable.
 
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { parseConfig } from '../../src/config/load.js'
@@ -16,7 +17,8 @@ import { loadUpstreamTls } from '../../src/upstream/tls-settings.js'
 import { readBody } from '../../src/upstream/transport.js'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
 import { buildImage, pushImage, type BuiltImage } from '../helpers/images.js'
-import { freePort } from '../helpers/ports.js'
+import { startCustomsProcess, type CustomsProcess } from '../helpers/customs-process.js'
+import { freePort, waitFor } from '../helpers/ports.js'
 import { makeTempDir, removeTempDir, run } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
 import { makeTestPki, type TestPki } from '../helpers/tls-pki.js'
@@ -161,5 +163,91 @@ describe('customs serve with an upstream TLS file it cannot use', () => {
     const result = await run(process.execPath, ['--import', 'tsx', join(root, 'src/main.ts'), 'serve', '--config', config], { cwd: root, allowFailure: true, timeoutMs: 60_000 })
     assert.equal(result.code, 2)
     assert.equal(result.stderr, `upstreams[0].tls.key: ${pki.serverKeyFile} is not the key of the certificate in ${pki.clientCertFile}\n`)
+  })
+})
+
+describe('customs serve renewing an upstream client certificate on SIGHUP', () => {
+  /** The registry requires a client certificate from one of the CAs in this file. */
+  let clientCas: string
+  /** A client certificate of another CA, for the rotation. */
+  let rotated: TestPki
+  let rotating: RegistryHandle
+  let served: CustomsProcess | undefined
+  const images = Array.from({ length: 3 }, () => buildImage({ mediaType: 'oci', layers: [64 * 1024] }))
+  const current = { cert: '', key: '' }
+
+  before(async () => {
+    await mkdir(join(dir, 'rotated'))
+    rotated = await makeTestPki(join(dir, 'rotated'), 'rotated-client')
+    clientCas = join(dir, 'client-cas.pem')
+    current.cert = join(dir, 'current.pem')
+    current.key = join(dir, 'current.key')
+    await writeFile(clientCas, pki.pem.ca + rotated.pem.ca)
+    // The tests' own pushes (and readiness probes) present the rotated certificate.
+    rotating = await startRegistry({
+      tls: { certFile: pki.serverCertFile, keyFile: pki.serverKeyFile, clientCaFiles: [clientCas], client: { ca: pki.pem.ca, cert: rotated.pem.clientCert, key: rotated.pem.clientKey } },
+    })
+    for (const [i, built] of images.entries()) await pushImage(rotating, REPO, `v${i + 1}`, built)
+    await copyFile(pki.clientCertFile, current.cert)
+    await copyFile(pki.clientKeyFile, current.key)
+  })
+
+  after(async () => {
+    await served?.stop()
+    await rotating?.stop()
+  })
+
+  /** Every JSON line Customs logged so far. */
+  async function logs(): Promise<Array<Record<string, unknown>>> {
+    const text = await readFile((served as CustomsProcess).process.logFile, 'utf8')
+    return text.split('\n').flatMap((line) => (line.startsWith('{') ? [JSON.parse(line) as Record<string, unknown>] : []))
+  }
+
+  /** Sends SIGHUP and waits for the `count`th log line with message `msg`. */
+  async function sighup(msg: string, count: number): Promise<Record<string, unknown>> {
+    process.kill((served as CustomsProcess).process.pid, 'SIGHUP')
+    return waitFor(msg, async () => (await logs()).filter((l) => l.msg === msg)[count - 1], 30_000)
+  }
+
+  /** Pulls `built` as tag `tag` through Customs: its manifest and every blob, checked. */
+  async function pulls(tag: string, built: BuiltImage): Promise<void> {
+    const base = (served as CustomsProcess).url
+    const manifest = await fetch(`${base}/v2/${REPO}/manifests/${tag}`, { headers: { accept: built.mediaType } })
+    assert.equal(manifest.status, 200, await manifest.clone().text())
+    assert.equal(manifest.headers.get('docker-content-digest'), built.manifestDigest)
+    for (const blob of [{ digest: built.configDigest, bytes: built.config }, ...built.layers]) {
+      const got = await fetch(`${base}/v2/${REPO}/blobs/${blob.digest}`)
+      assert.equal(got.status, 200, blob.digest)
+      assert.ok(Buffer.from(await got.arrayBuffer()).equals(blob.bytes), blob.digest)
+    }
+  }
+
+  it('pulls with the new certificate after a rotation, and with the previous one after a broken rotation', async () => {
+    served = await startCustomsProcess(
+      `storage: { path: ${join(dir, 'sighup-data')} }\n` +
+        upstreamConfig('registry.corp', rotating.url, `tls: { ca: ${pki.caFile}, cert: ${current.cert}, key: ${current.key} }`)
+    )
+    await pulls('v1', images[0] as BuiltImage)
+
+    // The rotation: the new certificate and key in place, then SIGHUP.
+    await copyFile(rotated.clientCertFile, current.cert)
+    await copyFile(rotated.clientKeyFile, current.key)
+    const renewed = await sighup('upstream tls reloaded', 1)
+    assert.equal(renewed.upstream, 'registry.corp')
+    assert.match(String(renewed.subject), /CN=rotated-client/)
+    // The registry now trusts the new certificate's CA only: a pull works only with the new one.
+    await rotating.kill()
+    await writeFile(clientCas, rotated.pem.ca)
+    await rotating.restart()
+    await pulls('v2', images[1] as BuiltImage)
+
+    // A broken rotation: the certificate file is cut short. Customs logs it and keeps the new one.
+    await writeFile(current.cert, rotated.pem.clientCert.slice(0, 200))
+    const failed = await sighup('upstream tls reload failed; its previous settings stay in force', 1)
+    assert.equal(failed.upstream, 'registry.corp')
+    assert.match(String(failed.reason), new RegExp(`^upstreams\\[0\\]\\.tls\\.cert: .*${current.cert.replaceAll('.', '\\.')}`))
+    assert.ok(!JSON.stringify(await logs()).includes('PRIVATE KEY'))
+    await pulls('v3', images[2] as BuiltImage)
+    assert.ok(served.process.isRunning())
   })
 })
