@@ -6,7 +6,7 @@
 // `busyKeep`): 32 clients reading one blob from disk hold about two each, and with only `keep`
 // kept, each round of their reads became garbage again (15 mark-compacts in three 32-client pulls
 // of 64 MiB, 6 with the burst's buffers kept). After `idleMs` without a take, it shrinks back to
-// `keep`, so a burst does not stay resident.
+// `keep`, so a burst does not stay resident once a collection frees what it let go.
 
 export interface BufferPoolOptions {
   /** Free buffers kept while the pool is in use. */

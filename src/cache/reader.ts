@@ -20,6 +20,16 @@ const GATHER_MS = 5
 const POOLED_BUFFERS = 8
 /** Free buffers kept while reads go on: a burst of clients, and a fill's segments. */
 const BUSY_POOLED_BUFFERS = 64
+/**
+ * How long after the last take the pool shrinks back to POOLED_BUFFERS. A buffer let go is only
+ * freed when a major collection finds it (the memory of a SharedArrayBuffer goes with its last
+ * object), and with V8's memory reducer off (see the Dockerfile) none comes while the process is
+ * quiet. Shrunk after 2 s, the pool's buffers stayed resident as garbage and the next burst
+ * allocated new ones beside them: the bench's 32-client phase, seconds after the cold and warm
+ * pulls, allocated 36-51 new buffers and peaked at 186-199 MB RSS; kept for a minute, it took
+ * most from the pool (17-33 new) and peaked at 162-178 MB (three runs each).
+ */
+const POOL_IDLE_MS = 60_000
 
 /**
  * Buffers all readers may hold at once before they wait a moment for one another gives back. 32
@@ -31,7 +41,7 @@ const LENT_BUFFERS = 24
 /** The process's read buffers, which are also fills' segments (shared: hashed in place by a worker). */
 export const readBuffers = new BufferPool(READ_CHUNK, POOLED_BUFFERS, {
   busyKeep: BUSY_POOLED_BUFFERS,
-  idleMs: 2000,
+  idleMs: POOL_IDLE_MS,
   lendLimit: LENT_BUFFERS,
   shared: true,
 })
