@@ -17,6 +17,8 @@ export const MiB = 1024 * 1024
 export interface Settings {
   quick: boolean
   big: number
+  /** The blob of the one pull before the cold ones, which brings Customs to a running state. */
+  warmup: number
   /** Cold pulls, each of a blob of its own; the median is judged. */
   coldRuns: number
   mid: number
@@ -49,6 +51,8 @@ export interface ColdPull {
 /** Everything measured, Customs and nginx side by side. */
 export interface Results {
   direct: Pull
+  /** The pull of a small blob of its own before the cold pulls (Customs, then nginx). */
+  warmup: { customs: Pull; nginx: Pull }
   cold: ColdPull[]
   warm: { customs: Pull[]; nginx: Pull[]; upstreamWholeRun: UpstreamGets }
   concurrent: { customs: ConcurrentPulls; nginx: ConcurrentPulls; upstream: UpstreamGets }
@@ -266,6 +270,10 @@ export function printResults(r: Results, s: Settings): void {
   const pairs = r.cold.map((p) => `${p.customs.seconds.toFixed(3)}/${p.nginx.seconds.toFixed(3)}`).join(' ')
   const touches = r.cold.map((p) => p.pretouch.toFixed(3)).join(' ')
   console.log(`  cold pairs, Customs/nginx (s): ${pairs}; memory touch before each (${(2 * s.big) / MiB} MiB written and removed): ${touches} s`)
+  console.log(
+    `  before them, one cold pull of a ${s.warmup / MiB} MiB blob of its own, not counted (Customs starts its hash worker ` +
+      `and optimizes the fill's code on its first large fill): Customs ${r.warmup.customs.seconds.toFixed(3)} s, nginx ${r.warmup.nginx.seconds.toFixed(3)} s`
+  )
   for (const line of coldCpuLines(r.cold)) console.log(`  ${line}`)
   console.log(`  warm Customs runs (s): ${secs(r.warm.customs)}   nginx: ${secs(r.warm.nginx)}`)
   const warmCaches = [...new Set(r.warm.customs.map((p) => p.cache))].join('/')
