@@ -36,7 +36,7 @@ import type { Credentials } from './upstream/auth.js'
 import { UpstreamPool } from './upstream/pool.js'
 import { UpstreamRouter } from './upstream/routing.js'
 import { upstreamTlsReloader, type UpstreamTlsRenewal } from './upstream/tls-reload.js'
-import { loadUpstreamsTls } from './upstream/tls-settings.js'
+import { loadUpstreamsTls, logUpstreamTls } from './upstream/tls-settings.js'
 import { Notifier } from './notify/webhooks.js'
 import { ReleaseExpiry } from './quarantine/expiry.js'
 
@@ -98,7 +98,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   // is opened (TlsError, naming the setting and the file).
   const base = overrides.baseDir ?? process.cwd()
   const upstreamTls = await loadUpstreamsTls(config.upstreams, { base })
-  for (const [upstream, tls] of upstreamTls) logger.info({ upstream, ...tls.described }, 'upstream tls loaded')
+  for (const [upstream, tls] of upstreamTls) logUpstreamTls(logger, upstream, tls, 'upstream tls loaded')
   // So are trust files (TrustFileError).
   const trust = await loadTrust(config.trust, base)
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })

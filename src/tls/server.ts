@@ -41,7 +41,7 @@ export interface TlsMaterial {
 }
 
 export const EXPIRY_WARNING_DAYS = 30
-const DAY_MS = 86_400_000
+export const DAY_MS = 86_400_000
 
 /**
  * Reads the certificate, key and client CA of `settings` (relative paths from `base`, the

@@ -8,7 +8,7 @@ import type { UpstreamConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
 import { TlsError } from '../tls/errors.js'
 import type { UpstreamPool } from './pool.js'
-import { loadUpstreamTls, upstreamTlsSetting } from './tls-settings.js'
+import { loadUpstreamTls, logUpstreamTls, upstreamTlsSetting } from './tls-settings.js'
 
 /** What one reload did for one upstream: renewed, or kept its settings for `error`. */
 export interface UpstreamTlsRenewal {
@@ -34,7 +34,7 @@ export function upstreamTlsReloader(
       try {
         const tls = await loadUpstreamTls(u.tls, { setting: upstreamTlsSetting(i), base })
         pool.get(u.name).renewTls(tls)
-        logger.info({ upstream: u.name, ...tls.described }, 'upstream tls reloaded')
+        logUpstreamTls(logger, u.name, tls, 'upstream tls reloaded')
         renewals.push({ upstream: u.name })
       } catch (err) {
         // A TlsError's message names the setting and the file, never what the file holds.

@@ -17,6 +17,8 @@ import type { X509Certificate } from 'node:crypto'
 import { resolve } from 'node:path'
 import { createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext } from 'node:tls'
 import type { UpstreamConfig } from '../config/schema.js'
+import type { Logger } from '../observability/logger.js'
+import { DAY_MS, EXPIRY_WARNING_DAYS } from '../tls/server.js'
 import { TlsError } from '../tls/errors.js'
 import { checkCaFile, checkKeyPair, checkValidity, leafCertificate, parseKey, readSetting } from '../tls/files.js'
 
@@ -107,3 +109,18 @@ export function tlsFor(tls: UpstreamTls | undefined, origin: string, url: URL): 
   if (tls === undefined) return {}
   return url.origin === origin ? tls.origin : tls.anyHost
 }
+
+/**
+ * Logs an upstream's loaded TLS (`message`: loaded at start, or reloaded), and a warning when its
+ * client certificate expires within EXPIRY_WARNING_DAYS, as the listener's does: an expired one
+ * is refused at the next start or SIGHUP, and the upstream refuses it as soon as it lapses.
+ */
+export function logUpstreamTls(logger: Logger, upstream: string, tls: UpstreamTls, message: string, now: number = Date.now()): void {
+  logger.info({ upstream, ...tls.described }, message)
+  const { notAfter, cert } = tls.described
+  if (notAfter === undefined) return
+  const left = new Date(notAfter).getTime() - now
+  if (left >= EXPIRY_WARNING_DAYS * DAY_MS) return
+  logger.warn({ upstream, cert, notAfter, days: Math.max(0, Math.floor(left / DAY_MS)) }, 'upstream tls client certificate expires soon')
+}
+

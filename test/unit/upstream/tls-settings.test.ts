@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Writable } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { parseConfig } from '../../../src/config/load.js'
@@ -18,7 +19,7 @@ import { Metrics } from '../../../src/observability/metrics.js'
 import { createCa, issueClientCert, loadCa } from '../../../src/tls/certs.js'
 import { TlsError, type TlsErrorCode } from '../../../src/tls/errors.js'
 import { UpstreamClient, type UpstreamRequest } from '../../../src/upstream/client.js'
-import { loadUpstreamTls, loadUpstreamsTls, tlsFor, type UpstreamTlsSettings } from '../../../src/upstream/tls-settings.js'
+import { loadUpstreamTls, loadUpstreamsTls, logUpstreamTls, tlsFor, type UpstreamTlsSettings } from '../../../src/upstream/tls-settings.js'
 import { readBody } from '../../../src/upstream/transport.js'
 import { makeTestPki, type TestPki } from '../../helpers/tls-pki.js'
 
@@ -108,6 +109,43 @@ describe('loadUpstreamTls', () => {
       const broken = upstreams.map((u) => (u.tls === undefined ? u : { ...u, tls: { ca: 'missing.pem' } }))
       await assert.rejects(loadUpstreamsTls(broken, { base: dir }), (err: TlsError) => err.message.startsWith('upstreams[1].tls.ca: cannot read'))
     })
+  })
+})
+
+describe('logUpstreamTls', () => {
+  /** The JSON lines a logger wrote. */
+  function capture(): { logger: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
+    const lines: Array<Record<string, unknown>> = []
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
+        cb()
+      },
+    })
+    return { logger: createLogger({ level: 'info', destination }), lines }
+  }
+
+  it('warns when the client certificate expires within 30 days, as the listener does, and says how many days are left', async () => {
+    const tls = await loadUpstreamTls({ ca: 'ca.pem', cert: pki.clientCertFile, key: pki.clientKeyFile }, { setting: 'upstreams[0].tls', base: dir })
+    const notAfter = new Date(tls.described.notAfter ?? '').getTime()
+    const day = 86_400_000
+    const early = capture()
+    logUpstreamTls(early.logger, 'internal.corp', tls, 'upstream tls loaded', notAfter - 31 * day)
+    assert.deepEqual(early.lines.map((l) => l.msg), ['upstream tls loaded'])
+    const late = capture()
+    logUpstreamTls(late.logger, 'internal.corp', tls, 'upstream tls reloaded', notAfter - 10.5 * day)
+    assert.deepEqual(late.lines.map((l) => l.msg), ['upstream tls reloaded', 'upstream tls client certificate expires soon'])
+    assert.equal(late.lines[1]?.level, 'warn')
+    assert.equal(late.lines[1]?.upstream, 'internal.corp')
+    assert.equal(late.lines[1]?.cert, pki.clientCertFile)
+    assert.equal(late.lines[1]?.days, 10)
+  })
+
+  it('has nothing to warn about without a client certificate', async () => {
+    const tls = await loadUpstreamTls({ ca: 'ca.pem' }, { setting: 'upstreams[0].tls', base: dir })
+    const { logger, lines } = capture()
+    logUpstreamTls(logger, 'internal.corp', tls, 'upstream tls loaded')
+    assert.deepEqual(lines.map((l) => l.msg), ['upstream tls loaded'])
   })
 })
 
