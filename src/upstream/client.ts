@@ -120,12 +120,7 @@ export class UpstreamClient {
     // An upstream with `tls` never runs without it: it would connect under the system's trust
     // alone and without its client certificate, and only the upstream's refusals would say why.
     if (config.tls !== undefined && deps.tls === undefined) throw new Error(`upstream ${config.name}: its tls settings were not loaded`)
-    this.#pools = {
-      tls: deps.tls,
-      elsewhere: keepAliveAgents(this.#redirectLookup, deps.tls?.anyHost),
-      own: deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.origin),
-      anyHost: deps.tls === undefined ? undefined : keepAliveAgents(undefined, deps.tls.anyHost),
-    }
+    this.#pools = this.#poolsFor(deps.tls)
     this.#sessions = new TlsSessions(TLS_SESSIONS, (resumed) => deps.metrics.tlsHandshakes.inc({ upstream: config.name, resumed: String(resumed) }))
     this.#auth = new UpstreamAuth({
       origin: this.origin,
@@ -158,13 +153,20 @@ export class UpstreamClient {
    */
   renewTls(tls: UpstreamTls): void {
     const old = this.#pools
-    this.#pools = {
-      tls,
-      elsewhere: renewed(old.elsewhere, this.#redirectLookup, tls.anyHost),
-      own: renewed(old.own, undefined, tls.origin),
-      anyHost: renewed(old.anyHost, undefined, tls.anyHost),
-    }
+    this.#pools = this.#poolsFor(tls, old)
     for (const agents of [old.elsewhere, old.own, old.anyHost]) if (agents !== undefined) retireAgent(agents.https)
+  }
+
+  /** The pools for `tls`; given the `old` ones, their plain-HTTP agents are kept (they carry no TLS). */
+  #poolsFor(tls: UpstreamTls | undefined, old?: Pools): Pools {
+    const pool = (previous: Agents | undefined, lookup: LookupFunction | undefined, options: ConnectionOptions | undefined): Agents =>
+      previous === undefined ? keepAliveAgents(lookup, options) : { http: previous.http, https: keepAliveHttpsAgent(lookup, options ?? {}) }
+    return {
+      tls,
+      elsewhere: pool(old?.elsewhere, this.#redirectLookup, tls?.anyHost),
+      own: tls === undefined ? undefined : pool(old?.own, undefined, tls.origin),
+      anyHost: tls === undefined ? undefined : pool(old?.anyHost, undefined, tls.anyHost),
+    }
   }
 
   /** What this process saw of the upstream since start. */
@@ -404,11 +406,6 @@ interface Pools {
   readonly elsewhere: Agents
   readonly own: Agents | undefined
   readonly anyHost: Agents | undefined
-}
-
-/** A pool under renewed TLS settings: a new HTTPS agent, and the plain-HTTP one kept. */
-function renewed(old: Agents | undefined, lookup: LookupFunction | undefined, tls: ConnectionOptions): Agents {
-  return old === undefined ? keepAliveAgents(lookup, tls) : { http: old.http, https: keepAliveHttpsAgent(lookup, tls) }
 }
 
 /**

@@ -101,12 +101,15 @@ export async function loadUpstreamsTls(upstreams: readonly UpstreamConfig[], opt
   return loaded
 }
 
+/** No options of its own: the system's CAs, no client certificate. Shared, not made per request. */
+const SYSTEM_TRUST: ConnectionOptions = Object.freeze({})
+
 /**
  * The TLS options of a connection to `url` made for the upstream at `origin`: its client
  * certificate only when `url` is that very origin (scheme, host and port), its CA for any.
  */
 export function tlsFor(tls: UpstreamTls | undefined, origin: string, url: URL): ConnectionOptions {
-  if (tls === undefined) return {}
+  if (tls === undefined) return SYSTEM_TRUST
   return url.origin === origin ? tls.origin : tls.anyHost
 }
 
