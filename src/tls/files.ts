@@ -8,13 +8,20 @@ import { readFile } from 'node:fs/promises'
 import { day, pemCertificates } from './pem.js'
 import { TlsError, type TlsErrorCode } from './errors.js'
 
-/** The file's text; TlsError FILE_UNREADABLE naming `setting` and the reason otherwise. */
-export async function readSetting(setting: string, file: string): Promise<string> {
+/**
+ * The file's text; otherwise the error `fail` makes of a message naming `setting`, the file and
+ * the reason (TlsError FILE_UNREADABLE by default; trust files have their own error).
+ */
+export async function readSetting(
+  setting: string,
+  file: string,
+  fail: (message: string, cause: unknown) => Error = (message) => new TlsError('FILE_UNREADABLE', message)
+): Promise<string> {
   try {
     return await readFile(file, 'utf8')
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'unreadable'
-    throw new TlsError('FILE_UNREADABLE', `${setting}: cannot read ${file} (${code})`)
+    throw fail(`${setting}: cannot read ${file} (${code})`, err)
   }
 }
 

@@ -4,12 +4,12 @@
 // stale. Nothing here touches the network.
 
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { resolve } from 'node:path'
 import { TrustedRoot } from '@sigstore/protobuf-specs'
 import { toTrustMaterial, type TrustMaterial } from '@sigstore/verify'
 import type { TrustConfig } from '../config/trust-schema.js'
+import { readSetting } from '../tls/files.js'
 
 export interface TrustRoot {
   readonly name: string
@@ -116,12 +116,8 @@ function keyFinder(keys: readonly TrustedKey[]) {
   }
 }
 
-async function readText(path: string, setting: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8')
-  } catch (cause) {
-    const code = (cause as NodeJS.ErrnoException).code ?? 'unreadable'
-    throw new TrustFileError(`${setting}: cannot read ${path} (${code})`, { cause })
-  }
+/** A trust file's text; TrustFileError naming the setting, the file and the reason otherwise. */
+function readText(path: string, setting: string): Promise<string> {
+  return readSetting(setting, path, (message, cause) => new TrustFileError(message, { cause }))
 }
 
