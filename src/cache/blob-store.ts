@@ -274,7 +274,15 @@ export class BlobStore {
       const signal = AbortSignal.timeout(this.#options.fillTimeout)
       try {
         const fill = new Fill(digest, size, this.paths.part(digest), this.paths.blob(digest))
-        const body = await fetch(signal)
+        // The temp file is opened while the upstream answers, not after.
+        fill.prepare()
+        let body: BodyStream
+        try {
+          body = await fetch(signal)
+        } catch (err) {
+          await fill.discard()
+          throw err
+        }
         return this.#run(fill, body, signal, token)
       } catch (err) {
         await this.#unlock(digest, token)

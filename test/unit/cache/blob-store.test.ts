@@ -299,6 +299,8 @@ describe('BlobStore', () => {
           assertCode(e, 'UPSTREAM_UNAVAILABLE')
         )
         assert.equal(calls, 2)
+        // The temp files opened while the upstream was asked were removed with the refusals.
+        assert.deepEqual(await readdir(store.paths.processTmp), ['owner'])
         const started = Date.now()
         const retry = await store.getOrFill(digest, 100, fetcherOf(content))
         assert.ok(Date.now() - started < 90, 'the retry waited for a lock that should be free')

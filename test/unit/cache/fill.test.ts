@@ -444,6 +444,66 @@ describe('Fill with rangeStream readers', () => {
       assertCode(error, 'UPSTREAM_UNAVAILABLE')
     })
   })
+
+  describe('when the temp file is opened before the upstream answers (prepare)', () => {
+    it('creates the temp file and its missing folder at once, and the run uses that file', async () => {
+      const content = randomBytes(4096)
+      const { fill, tmp, part, final } = newFill(content)
+      fill.prepare()
+      await until(() => existsSync(part), 'the prepared temp file')
+      assert.deepEqual(await readdir(tmp), ['blob.part'])
+      const body = controlledBody()
+      const running = fill.run(body.stream, never(), 5000)
+      body.push(content)
+      body.close()
+      await running
+      assert.equal(fill.state, 'committed')
+      assert.deepEqual(await readFile(final), content)
+      assert.deepEqual(await readdir(tmp), [])
+    })
+
+    it('removes the temp file when the fill is discarded instead of run (the upstream refused)', async () => {
+      const content = Buffer.from('refused')
+      const { fill, tmp, part } = newFill(content)
+      fill.prepare()
+      await until(() => existsSync(part), 'the prepared temp file')
+      await fill.discard()
+      assert.deepEqual(await readdir(tmp), [])
+      assert.equal(fill.state, 'failed')
+    })
+
+    it('fails the run as STORAGE_FAILED when the prepared open failed, and leaves nothing behind', async () => {
+      const content = Buffer.from('no room')
+      const { fill, tmp, part, final } = newFill(content)
+      // A folder where the temp folder should be: the open fails with ENOTDIR.
+      await mkdir(join(tmp, '..'), { recursive: true })
+      await writeFile(tmp, 'not a folder')
+      fill.prepare()
+      const body = controlledBody()
+      await fill.run(body.stream, never(), 5000)
+      assert.equal(fill.state, 'failed')
+      assertCode(fill.error, 'STORAGE_FAILED')
+      assert.match(fill.error?.message ?? '', /ENOTDIR/)
+      assert.ok(body.cancelled() !== undefined, 'the upstream body was left open')
+      assert.equal(existsSync(part), false)
+      assert.equal(existsSync(final), false)
+    })
+
+    it('never creates a second temp file when run without prepare, or discards a fill that ran', async () => {
+      const content = Buffer.from('once')
+      const { fill, tmp, final } = newFill(content)
+      const body = controlledBody()
+      const running = fill.run(body.stream, never(), 5000)
+      fill.prepare()
+      body.push(content)
+      body.close()
+      await running
+      await fill.discard()
+      assert.equal(fill.state, 'committed')
+      assert.deepEqual(await readFile(final), content)
+      assert.deepEqual(await readdir(tmp), [])
+    })
+  })
 })
 
 describe('rangeStream over a committed file', () => {
