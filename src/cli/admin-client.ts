@@ -2,9 +2,10 @@
 // HTTP or HTTPS (optionally with Customs' own CA and an mTLS client certificate). A refusal comes
 // back as the server's OCI error message; the token never appears in any message.
 
-import { readFile } from 'node:fs/promises'
 import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
+import { readBounded, readFailure } from '../files.js'
+import { MAX_SETTING_FILE_BYTES } from '../tls/files.js'
 
 /** Where and how to reach Customs: `--url`, `--token`, `--ca`, `--cert`, `--key`. */
 export interface AdminTarget {
@@ -111,9 +112,9 @@ async function tlsFiles(target: AdminTarget): Promise<{ ca?: Buffer; cert?: Buff
   const read = async (flag: string, file: string | undefined): Promise<Buffer | undefined> => {
     if (file === undefined) return undefined
     try {
-      return await readFile(file)
+      return await readBounded(file, MAX_SETTING_FILE_BYTES)
     } catch (err) {
-      throw new AdminUsageError(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+      throw new AdminUsageError(`${flag} ${file}: ${readFailure(err)}`)
     }
   }
   const [ca, cert, key] = await Promise.all([read('--ca', target.ca), read('--cert', target.cert), read('--key', target.key)])

@@ -3,7 +3,6 @@
 // expired, I/O), 2 a usage error (unknown option, bad --hosts, --days or --name).
 
 import { X509Certificate } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import {
@@ -28,6 +27,8 @@ import {
 } from '../tls/certs.js'
 import type { Hosts, IssuedCert, LoadedCa } from '../tls/certs.js'
 import { TlsError } from '../tls/errors.js'
+import { MAX_SETTING_FILE_BYTES } from '../tls/files.js'
+import { readTextBounded } from '../files.js'
 
 export interface CertsIo {
   stdout: { write(text: string): unknown }
@@ -344,7 +345,7 @@ function hostsOf(certPem: string, path: string): Hosts {
 
 async function readIfExists(path: string): Promise<string | undefined> {
   try {
-    return await readFile(path, 'utf8')
+    return await readTextBounded(path, MAX_SETTING_FILE_BYTES)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw err

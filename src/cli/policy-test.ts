@@ -3,12 +3,13 @@
 // one real image is fetched from its upstream and inspected as a pull would be (signatures
 // verified with the configuration's trust), and the verdict is printed with every rule's outcome.
 
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Config } from '../config/schema.js'
 import { formatBytes } from '../config/units.js'
 import { CustomsError, isCustomsError } from '../errors.js'
+import { readFailure, readTextBounded } from '../files.js'
 import type { ImageFacts } from '../inspection/facts.js'
 import type { Logger } from '../observability/logger.js'
 import { createLogger } from '../observability/logger.js'
@@ -17,7 +18,7 @@ import { isDigest, parseDigest, type Digest } from '../oci/digest.js'
 import { isTag, type Reference } from '../oci/reference.js'
 import { CasesError, formatCaseResult, parseCases, runCases } from '../policy/cases.js'
 import { evaluate, type Decision } from '../policy/evaluate.js'
-import { formatPolicyIssue, loadPolicies, PolicyError } from '../policy/load.js'
+import { formatPolicyIssue, loadPolicies, MAX_POLICY_FILE_BYTES, PolicyError } from '../policy/load.js'
 import type { PolicyLoadOptions } from '../policy/load.js'
 import type { PolicySet } from '../policy/types.js'
 import { createServices, type Services } from '../services.js'
@@ -75,10 +76,10 @@ export async function policyTestCases(
   if (set === undefined) return EXIT_USAGE
   let text: string
   try {
-    text = await readFile(casesFile, 'utf8')
+    // Bounded as a policy file is: a cases file is written by the same people, at the same scale.
+    text = await readTextBounded(casesFile, MAX_POLICY_FILE_BYTES)
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable'
-    io.stderr.write(`${casesFile}:1:1: cannot read the cases file (${code})\n`)
+    io.stderr.write(`${casesFile}:1:1: cannot read the cases file (${readFailure(err)})\n`)
     return EXIT_USAGE
   }
   let cases

@@ -2,10 +2,10 @@
 // config/schema.ts into a frozen Config with its secrets resolved. Every error names where it is
 // (file:line:column and path, or the variable) and never the value of a secret.
 
-import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { LineCounter, parseDocument } from 'yaml'
 import { z } from 'zod'
+import { readFailure, readTextBounded } from '../files.js'
 import { configSchema } from './schema.js'
 import type { Config, ParsedConfig, SecretRef } from './schema.js'
 import { flattenZodIssues, lineColumn, locate, unwrap, zodMessage } from './yaml-positions.js'
@@ -34,6 +34,14 @@ export class ConfigError extends Error {
     this.issues = issues
   }
 }
+
+/**
+ * The most a config file may hold. A real one is a few KiB; inline PEM blocks (trust keys) add a
+ * few more. Past this it is a wrong path, not a large config.
+ */
+export const MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
+/** The most a secret file (a password, a token) may hold. */
+export const MAX_SECRET_FILE_BYTES = 64 * 1024
 
 /** One issue as one line: `customs.yaml:12:7 upstreams[1].url: must be …` or `CUSTOMS_X: …`. */
 export function formatIssue(issue: ConfigIssue): string {
@@ -67,9 +75,9 @@ export async function loadConfig(options: LoadOptions = {}): Promise<Config> {
   let text = ''
   if (options.file !== undefined) {
     try {
-      text = await readFile(options.file, 'utf8')
+      text = await readTextBounded(options.file, MAX_CONFIG_FILE_BYTES)
     } catch (err) {
-      const message = `cannot read the file (${errorCode(err)})`
+      const message = `cannot read the file (${readFailure(err)})`
       throw new ConfigError([{ path: '', file: options.file, message }])
     }
   }
@@ -399,19 +407,14 @@ async function resolveSecret(secret: string | SecretRef, base: string, env: Env)
   const file = resolve(base, secret.file ?? '')
   let text: string
   try {
-    text = await readFile(file, 'utf8')
+    text = await readTextBounded(file, MAX_SECRET_FILE_BYTES)
   } catch (err) {
-    throw new Error(`cannot read secret file ${file} (${errorCode(err)})`)
+    throw new Error(`cannot read secret file ${file} (${readFailure(err)})`)
   }
   // Files written by `echo` or editors end in a newline that is not part of the secret.
   const value = text.replace(/[\r\n]+$/, '')
   if (value === '') throw new Error(`secret file ${file} is empty`)
   return value
-}
-
-/** ENOENT, EACCES: the reason without the message, which may quote more than the path. */
-function errorCode(err: unknown): string {
-  return (err as NodeJS.ErrnoException).code ?? 'unreadable'
 }
 
 function deepFreeze<T>(value: T): T {

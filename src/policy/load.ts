@@ -3,7 +3,7 @@
 // problem is reported at once, each at file:line:column; hostile input gets an issue, never a crash.
 
 import { createHash } from 'node:crypto'
-import { readdir, readFile, realpath, stat } from 'node:fs/promises'
+import { readdir, realpath, stat } from 'node:fs/promises'
 import type { Dirent } from 'node:fs'
 import { join, relative, sep } from 'node:path'
 import { isUtf8 } from 'node:buffer'
@@ -11,6 +11,7 @@ import { Composer, isScalar, LineCounter, Parser, visit } from 'yaml'
 import type { Document } from 'yaml'
 import { formatPath } from '../config/load.js'
 import { formatBytes } from '../config/units.js'
+import { FileTooLargeError, readBounded, readFailure } from '../files.js'
 import { flattenZodIssues, lineColumn, locate, zodMessage } from '../config/yaml-positions.js'
 import type { Path, RawIssue } from '../config/yaml-positions.js'
 import {
@@ -200,7 +201,7 @@ async function listPolicyFiles(dir: string): Promise<{ paths: string[]; issues: 
   } catch (err) {
     if (err instanceof PolicyError) throw err
     throw new PolicyError([
-      fileIssue(dir, 'UNREADABLE', `cannot read the policy folder (${errorCode(err)})`),
+      fileIssue(dir, 'UNREADABLE', `cannot read the policy folder (${readFailure(err)})`),
     ])
   }
   const issues: PolicyIssue[] = []
@@ -212,7 +213,7 @@ async function listPolicyFiles(dir: string): Promise<{ paths: string[]; issues: 
       entries = await readdir(join(dir, rel), { withFileTypes: true })
     } catch (err) {
       issues.push(
-        fileIssue(join(dir, rel), 'UNREADABLE', `cannot read the folder (${errorCode(err)})`)
+        fileIssue(join(dir, rel), 'UNREADABLE', `cannot read the folder (${readFailure(err)})`)
       )
       return
     }
@@ -227,7 +228,7 @@ async function listPolicyFiles(dir: string): Promise<{ paths: string[]; issues: 
           kind = await stat(full)
         } catch (err) {
           if (isPolicy) {
-            issues.push(fileIssue(full, 'UNREADABLE', `is a link to nothing (${errorCode(err)})`))
+            issues.push(fileIssue(full, 'UNREADABLE', `is a link to nothing (${readFailure(err)})`))
           }
           continue
         }
@@ -254,14 +255,10 @@ async function listPolicyFiles(dir: string): Promise<{ paths: string[]; issues: 
 
 async function readPolicyFile(path: string): Promise<{ bytes: Buffer } | { issue: PolicyIssue }> {
   try {
-    const info = await stat(path)
-    if (info.size > MAX_POLICY_FILE_BYTES) return { issue: tooLarge(path, info.size) }
-    const bytes = await readFile(path)
-    // It may have grown since stat.
-    if (bytes.length > MAX_POLICY_FILE_BYTES) return { issue: tooLarge(path, bytes.length) }
-    return { bytes }
+    return { bytes: await readBounded(path, MAX_POLICY_FILE_BYTES) }
   } catch (err) {
-    return { issue: fileIssue(path, 'UNREADABLE', `cannot read the file (${errorCode(err)})`) }
+    if (err instanceof FileTooLargeError) return { issue: tooLarge(path, err.size) }
+    return { issue: fileIssue(path, 'UNREADABLE', `cannot read the file (${readFailure(err)})`) }
   }
 }
 
@@ -272,11 +269,6 @@ function tooLarge(file: string, size: number): PolicyIssue {
     'TOO_LARGE',
     `is ${formatBytes(size)}, over the ${limit} limit for a policy file`
   )
-}
-
-/** ENOENT, EACCES: the reason without the message, which may quote more than the path. */
-function errorCode(err: unknown): string {
-  return (err as NodeJS.ErrnoException).code ?? 'unreadable'
 }
 
 function compareText(a: string, b: string): number {

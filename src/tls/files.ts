@@ -4,12 +4,18 @@
 
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFailure, readTextBounded } from '../files.js'
 import { day, pemCertificates } from './pem.js'
 import { TlsError, type TlsErrorCode } from './errors.js'
 
 /**
- * The file's text; otherwise the error `fail` makes of a message naming `setting`, the file and
+ * The most a PEM or trust file may hold: the system's whole CA bundle is about 0.2 MiB, so a file
+ * past this is a wrong name, not a large bundle.
+ */
+export const MAX_SETTING_FILE_BYTES = 4 * 1024 * 1024
+
+/**
+ * The file's text, at most MAX_SETTING_FILE_BYTES; otherwise the error `fail` makes of a message naming `setting`, the file and
  * the reason (TlsError FILE_UNREADABLE by default; trust files have their own error).
  */
 export async function readSetting(
@@ -18,10 +24,9 @@ export async function readSetting(
   fail: (message: string, cause: unknown) => Error = (message) => new TlsError('FILE_UNREADABLE', message)
 ): Promise<string> {
   try {
-    return await readFile(file, 'utf8')
+    return await readTextBounded(file, MAX_SETTING_FILE_BYTES)
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? 'unreadable'
-    throw fail(`${setting}: cannot read ${file} (${code})`, err)
+    throw fail(`${setting}: cannot read ${file} (${readFailure(err)})`, err)
   }
 }
 

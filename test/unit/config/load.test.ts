@@ -15,6 +15,8 @@ import {
   loadConfig,
   parseConfig,
   redactConfig,
+  MAX_CONFIG_FILE_BYTES,
+  MAX_SECRET_FILE_BYTES,
 } from '../../../src/config/load.js'
 import type { ConfigIssue, Env } from '../../../src/config/load.js'
 import { configSchema } from '../../../src/config/schema.js'
@@ -489,6 +491,18 @@ describe('loadConfig', () => {
       await write('empty-token', '\n')
       const file = await write('emptyfile.yaml', withPassword('{ file: empty-token }'))
       only(await loadIssues(file), 'upstreams[0].credentials.password')
+    })
+    it('refuses a secret file over 64 KiB without reading it whole, and a config file over 4 MiB', async () => {
+      await write('huge-token', 'x'.repeat(MAX_SECRET_FILE_BYTES + 1))
+      const file = await write('hugefile.yaml', withPassword('{ file: huge-token }'))
+      const issue = only(await loadIssues(file), 'upstreams[0].credentials.password')
+      assert.match(issue.message, /cannot read secret file .*huge-token \(over the 64\.0 KiB limit\)/)
+      const big = await write('big.yaml', `# ${'x'.repeat(MAX_CONFIG_FILE_BYTES)}\n`)
+      const [refused] = await loadIssues(big)
+      assert.equal(refused?.message, 'cannot read the file (over the 4.0 MiB limit)')
+      // /dev/zero claims no size and never ends: it is refused at the bound too.
+      const [zero] = await loadIssues('/dev/zero')
+      assert.equal(zero?.message, 'cannot read the file (over the 4.0 MiB limit)')
     })
   })
 

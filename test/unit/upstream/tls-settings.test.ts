@@ -18,6 +18,7 @@ import { createLogger } from '../../../src/observability/logger.js'
 import { Metrics } from '../../../src/observability/metrics.js'
 import { createCa, issueClientCert, loadCa } from '../../../src/tls/certs.js'
 import { TlsError, type TlsErrorCode } from '../../../src/tls/errors.js'
+import { MAX_SETTING_FILE_BYTES } from '../../../src/tls/files.js'
 import { UpstreamClient, type UpstreamRequest } from '../../../src/upstream/client.js'
 import { loadUpstreamTls, loadUpstreamsTls, logUpstreamTls, tlsFor, type UpstreamTlsSettings } from '../../../src/upstream/tls-settings.js'
 import { readBody } from '../../../src/upstream/transport.js'
@@ -69,6 +70,12 @@ describe('loadUpstreamTls', () => {
       const message = await refusal({ ca: 'missing.pem' }, 'FILE_UNREADABLE')
       assert.equal(message, `upstreams[1].tls.ca: cannot read ${join(dir, 'missing.pem')} (ENOENT)`)
       assert.match(await refusal({ cert: 'client.pem', key: 'nokey.pem' }, 'FILE_UNREADABLE'), /^upstreams\[1\]\.tls\.key: cannot read /)
+    })
+
+    it('refuses a file over 4 MiB (a wrong name, not a CA bundle) with FILE_UNREADABLE, without reading it whole', async () => {
+      await writeFile(join(dir, 'huge.pem'), Buffer.alloc(MAX_SETTING_FILE_BYTES + 1, 0x41))
+      const message = await refusal({ ca: 'huge.pem' }, 'FILE_UNREADABLE')
+      assert.equal(message, `upstreams[1].tls.ca: cannot read ${join(dir, 'huge.pem')} (over the 4.0 MiB limit)`)
     })
 
     it('refuses a CA file without a CA certificate with CA_INVALID', async () => {
