@@ -130,10 +130,12 @@ async function runServe(args: string[]): Promise<number> {
     server.once('error', reject)
   })
   // SIGHUP reloads the policy set (and the listener's certificates, above); a set that fails
-  // stays out. It renews upstreams' TLS too; an upstream whose files fail keeps its settings.
+  // stays out. It renews upstreams' TLS too; an upstream whose files fail keeps its settings. And
+  // the trust files: all of them pass, or the previous trust stays.
   process.on('SIGHUP', () => {
     void services.reloadPolicies()
     void services.reloadUpstreamTls()
+    void services.reloadTrust()
   })
   // Verdicts reached under another policy or trust revision (a restart with new trust, say) are
   // judged again in the background; a walk that finds nothing stale only reads.

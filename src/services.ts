@@ -31,6 +31,7 @@ import type { TrustedKey } from './verify/trust.js'
 import { createPublicKey } from 'node:crypto'
 import { MAX_CONFIG_BYTES } from './inspection/facts.js'
 import { loadTrust } from './verify/trust.js'
+import { TrustHolder, trustReloader, type TrustRenewal } from './verify/trust-reload.js'
 import { SignatureVerifier } from './verify/verifier.js'
 import type { Credentials } from './upstream/auth.js'
 import { UpstreamPool } from './upstream/pool.js'
@@ -65,6 +66,11 @@ export interface Services {
    * others keep their settings. Never throws: each outcome is logged.
    */
   reloadUpstreamTls(): Promise<readonly UpstreamTlsRenewal[]>
+  /**
+   * Reads every trust file again (SIGHUP) and puts the new trust in force when all pass, then
+   * judges the cache again if its revision moved; otherwise the previous trust stays. Never throws.
+   */
+  reloadTrust(): Promise<TrustRenewal>
   /** The policy folder in force, when policies come from files. */
   readonly policyDir: string | undefined
   /** The bounded in-memory copy of manifest bytes (a purge drops from it too). */
@@ -100,7 +106,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   const upstreamTls = await loadUpstreamsTls(config.upstreams, { base })
   for (const [upstream, tls] of upstreamTls) logUpstreamTls(logger, upstream, tls, 'upstream tls loaded')
   // So are trust files (TrustFileError).
-  const trust = await loadTrust(config.trust, base)
+  const trust = new TrustHolder(await loadTrust(config.trust, base))
   const metrics = overrides.metrics ?? new Metrics({ defaultMetrics: true })
   const state = overrides.state ?? (await createState(config, logger, metrics))
   const events = new EventBus(logger)
@@ -155,10 +161,11 @@ export async function createServices(config: Config, logger: Logger, overrides: 
   // Built below; a reload that changes the revision judges the cache again.
   let reevaluator: Reevaluator | undefined
   const reloader = new PolicyReloader(policies, loadSet, logger, () => void reevaluator?.start('reload'))
+  const reloadTrust = trustReloader(config.trust, trust, { base, logger, onChange: () => void reevaluator?.start('trust-reload') })
   if (overrides.policies === undefined && config.policy.watch) reloader.watch(policyDir)
   const inspector = new Inspector({
     signatures,
-    trustRevision: trust.revision,
+    trust,
     policies,
     metrics,
     readConfig: async (repo, config) => {
@@ -219,6 +226,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     reloadPolicies: () => reloader.reload(),
     policyReloads: () => [...reloader.history],
     reloadUpstreamTls,
+    reloadTrust,
     policyDir: overrides.policies === undefined ? policyDir : undefined,
     memory,
     reevaluator,

@@ -9,6 +9,7 @@ import { parseManifest, referencedBlobs, MAX_MANIFEST_BYTES, type Manifest } fro
 import type { ManifestLinks, RepoKey, Verdict } from '../state/store.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import type { SignatureService } from '../verify/service.js'
+import type { TrustHolder } from '../verify/trust-reload.js'
 import { isSignatureArtifact } from './artifacts.js'
 import { imageFacts, type ImageFacts } from './facts.js'
 import { evaluate, type Decision } from '../policy/evaluate.js'
@@ -41,7 +42,8 @@ export type ConfigReader = (repo: RepoKey, config: Descriptor) => Promise<Buffer
 
 export interface InspectorDeps {
   readonly signatures?: SignatureService
-  readonly trustRevision?: string
+  /** The trust in force, whose revision is part of every verdict's (a SIGHUP may replace it). */
+  readonly trust?: TrustHolder
   readonly policies: PolicyEngine
   readonly readConfig: ConfigReader
   /** Counts inspections, their duration and each matching policy's outcome, when given. */
@@ -63,7 +65,7 @@ export class Inspector {
 
   /** The trust and policy revision in force: a verdict reached under another one is stale. */
   get revision(): string {
-    return `${BUILTIN_REVISION}:${this.#deps.trustRevision ?? 'none'}:${this.#deps.policies.current().revision}`
+    return `${BUILTIN_REVISION}:${this.#deps.trust?.current.revision ?? 'none'}:${this.#deps.policies.current().revision}`
   }
 
   /**

@@ -1,7 +1,7 @@
-// Trust material, loaded once at start: Sigstore trusted roots (a trusted_root.json file, or the
-// public root shipped in @sigstore/tuf's seeds) with their thresholds, and named public keys.
-// Its revision is a hash of everything it trusts; a verdict reached under another revision is
-// stale. Nothing here touches the network.
+// Trust material, loaded at start and again on SIGHUP (trust-reload.ts): Sigstore trusted roots
+// (a trusted_root.json file, or the public root shipped in @sigstore/tuf's seeds) with their
+// thresholds, and named public keys. Its revision is a hash of everything it trusts; a verdict
+// reached under another revision is stale. Nothing here touches the network.
 
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto'
 import { createRequire } from 'node:module'

@@ -1,6 +1,6 @@
-// Cryptographic verification of one Sigstore bundle against the configured trust, offline, with
-// @sigstore/verify's Verifier. Built once from the trust store; `verify` is synchronous and never
-// throws: every library exception (the TypeError on a keyless bundle without timestamps
+// Cryptographic verification of one Sigstore bundle against the trust in force (which a SIGHUP may
+// replace: trust-reload.ts), offline, with @sigstore/verify's Verifier. `verify` is synchronous and
+// never throws: every library exception (the TypeError on a keyless bundle without timestamps
 // included) becomes a failure with a reason. Identity and payload binding are checked by callers.
 
 import { verify as cryptoVerify } from 'node:crypto'
@@ -10,6 +10,7 @@ import { TrustedRoot } from '@sigstore/protobuf-specs'
 import { Verifier, toSignedEntity, toTrustMaterial, type SignedEntity, type TrustMaterial } from '@sigstore/verify'
 import { hasCodeSigningEku, identityOf, type CertificateIdentity } from './identity.js'
 import type { TrustRoot, TrustStore, TrustedKey } from './trust.js'
+import type { TrustHolder } from './trust-reload.js'
 import type { VerificationFailure } from '../observability/metrics.js'
 
 export interface VerifiedSigner {
@@ -30,7 +31,7 @@ export type CheckResult =
   | { readonly ok: false; readonly reason: string; readonly failure: VerificationFailure }
 
 export class SignatureVerifier {
-  readonly #trust: TrustStore
+  readonly #trust: TrustHolder
   readonly #extraKeys: () => readonly TrustedKey[]
   /** For keyed signatures without any root: no tlog keys, no CAs. */
   readonly #keysOnly: TrustMaterial
@@ -39,7 +40,7 @@ export class SignatureVerifier {
    * `extraKeys` are keys trusted besides the configured ones, read at each verification: the
    * inline keys of the policies in force.
    */
-  constructor(trust: TrustStore, extraKeys: () => readonly TrustedKey[] = () => []) {
+  constructor(trust: TrustHolder, extraKeys: () => readonly TrustedKey[] = () => []) {
     this.#trust = trust
     this.#extraKeys = extraKeys
     const none = (hint: string): never => {
@@ -59,16 +60,18 @@ export class SignatureVerifier {
     } catch (err) {
       return fail(`malformed bundle: ${message(err)}`, 'malformed')
     }
+    // Read once: a reload during this verification must not mix the old roots with the new keys.
+    const trust = this.#trust.current
     try {
       return bundle.verificationMaterial.content.$case === 'publicKey'
-        ? this.#keyed(bundle, artifact)
-        : this.#keyless(bundle, artifact)
+        ? this.#keyed(trust, bundle, artifact)
+        : this.#keyless(trust, bundle, artifact)
     } catch (err) {
       return fail(`verification failed: ${message(err)}`, 'untrusted')
     }
   }
 
-  #keyless(bundle: Bundle, artifact: Buffer | undefined): CheckResult {
+  #keyless(trust: TrustStore, bundle: Bundle, artifact: Buffer | undefined): CheckResult {
     const content = bundle.verificationMaterial.content
     const leaf =
       content.$case === 'certificate'
@@ -83,7 +86,7 @@ export class SignatureVerifier {
     if (entity.timestamps.length === 0) return fail('no trusted signing time: neither a log entry time nor an RFC 3161 timestamp', 'no-trusted-time')
     if (!hasCodeSigningEku(Buffer.from(leaf))) return fail('the certificate is not for code signing (no codeSigning EKU)', 'certificate')
     const reasons: string[] = []
-    for (const root of this.#trust.roots) {
+    for (const root of trust.roots) {
       const result = attempt(() => verifier(root.material, root).verify(entity))
       if (result === undefined) {
         return { ok: true, signer: { kind: 'keyless', root: root.name, identity: identityOf(Buffer.from(leaf)), tlog: entity.tlogEntries.length > 0, ...signedAt(entity) } }
@@ -93,8 +96,8 @@ export class SignatureVerifier {
     return fail(reasons.length === 0 ? 'no trusted root is configured' : reasons.join('; '), 'untrusted')
   }
 
-  #keyed(bundle: Bundle, artifact: Buffer | undefined): CheckResult {
-    const keys = [...this.#trust.keys, ...this.#extraKeys()]
+  #keyed(trust: TrustStore, bundle: Bundle, artifact: Buffer | undefined): CheckResult {
+    const keys = [...trust.keys, ...this.#extraKeys()]
     if (keys.length === 0) return fail('a keyed signature, and no trusted key is configured', 'untrusted')
     const reasons: string[] = []
     for (const key of keys) {
@@ -104,7 +107,7 @@ export class SignatureVerifier {
       const finder = () => ({ publicKey: key.key, validFor: () => true })
       const materials: Array<[string | undefined, TrustMaterial, TrustRoot | undefined]> =
         entity.tlogEntries.length > 0
-          ? this.#trust.roots.map((r) => [r.name, { ...r.material, publicKey: finder }, r])
+          ? trust.roots.map((r) => [r.name, { ...r.material, publicKey: finder }, r])
           : [[undefined, { ...this.#keysOnly, publicKey: finder }, undefined]]
       for (const [rootName, material] of materials) {
         const result = attempt(() => new Verifier(material, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 }).verify(entity))

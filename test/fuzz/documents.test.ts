@@ -13,6 +13,7 @@ import { PolicyError, parsePolicyDocuments } from '../../src/policy/load.js'
 import { Annotation, dssePayload, legacyAttestationBundle, legacySignatureBundle } from '../../src/verify/cosign-legacy.js'
 import { declaredPredicateType, parseStatement, predicateFacts, simpleSigningMismatch } from '../../src/verify/payloads.js'
 import { loadTrust } from '../../src/verify/trust.js'
+import { TrustHolder } from '../../src/verify/trust-reload.js'
 import { SignatureVerifier } from '../../src/verify/verifier.js'
 import type { Digest } from '../../src/oci/digest.js'
 import { fuzz, thrown } from './settings.js'
@@ -44,7 +45,7 @@ describe('fuzz: signature layers and bundles', () => {
   /** The verifier Customs builds, with the public Sigstore root: verify() must never throw. */
   let verifier: SignatureVerifier
   before(async () => {
-    verifier = new SignatureVerifier(await loadTrust({ roots: [{ name: 'public', tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 }], keys: [], signatureRepositories: [], discovery: { attestations: true, negativeTtl: 300_000, maxArtifacts: 16 } } as never))
+    verifier = new SignatureVerifier(new TrustHolder(await loadTrust({ roots: [{ name: 'public', tlogThreshold: 1, ctlogThreshold: 1, timestampThreshold: 1 }], keys: [], signatureRepositories: [], discovery: { attestations: true, negativeTtl: 300_000, maxArtifacts: 16 } } as never)))
   })
 
   it('a .sig layer with any annotations becomes a bundle or an Error, and the bundle fails verification with a reason', () => {
