@@ -1,7 +1,9 @@
 // Re-evaluation after a trust change: an image cleared because it is signed by the trusted key
 // `release` is detained (and its blobs refused) once Customs runs with a rotated `release` key,
 // on the same state and cache: the recorded facts are stale, so the image is inspected again.
-// Back on the original key, a walk clears it again and its quarantine record says so.
+// Back on the original key, a walk clears it again and its quarantine record says so. The same
+// rotation of a key file, put in force without a restart (services.reloadTrust, what SIGHUP calls),
+// detains what the old key signed and clears what the new one signed.
 
 import assert from 'node:assert/strict'
 import { mkdir, rm, writeFile } from 'node:fs/promises'
@@ -31,6 +33,7 @@ spec:
     - name: release-key
       key: { name: release }
 `
+const ROTATION = 'rotation'
 
 let registry: RegistryHandle
 let pki: TestPki
@@ -141,5 +144,81 @@ describe('re-evaluation after the trusted key is rotated', () => {
     assert.deepEqual(record?.history?.map((h) => h.action), ['cleared', 'revoked'])
     const clearances = events.filter((e) => e.type === 'clearance')
     assert.deepEqual(clearances.map((e) => [e.digest, e.detail?.previous]), [[image.manifestDigest, 'revoked']])
+  })
+})
+
+describe('a trusted key file rotated and reloaded without a restart (SIGHUP)', () => {
+  const rotationState = new MemoryStateStore()
+  const keyFile = () => join(work, 'keys', 'release.pub')
+  let oldSigned: BuiltImage
+  let newSigned: BuiltImage
+  /** Its own Customs: the one above stays up until the file's end. */
+  let running: CustomsHandle | undefined
+
+  before(async () => {
+    await mkdir(join(work, 'keys'))
+    await writeFile(keyFile(), signer.publicKeyPem)
+    oldSigned = buildImage({ mediaType: 'oci', layers: [4096] })
+    newSigned = buildImage({ mediaType: 'oci', layers: [4096] })
+    for (const [repository, built, key] of [[`signed/${ROTATION}-old`, oldSigned, signer], [`signed/${ROTATION}-new`, newSigned, rotated]] as const) {
+      await pushImage(registry, repository, 'v1', built)
+      const sig = signedSigLayer({ pki, imageDigest: built.manifestDigest, signer: { kind: 'keyed', key }, timestamps: 'none' })
+      await pushLegacySignature(registry, repository, built.manifestDigest, [sig.layer])
+    }
+    running = await startCustoms({
+      state: rotationState,
+      baseDir: work,
+      config: `
+upstreams: [{ name: docker.io, url: "${registry.url}", default: true }]
+trust:
+  keys: [{ name: release, file: keys/release.pub }]
+policy: { path: "${policyDir}", watch: false }
+`,
+    })
+  })
+
+  after(async () => {
+    await running?.stop()
+  })
+
+  it('clears what the key in the file signed, and detains what another key signed', async () => {
+    const url = (running as CustomsHandle).url
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-old/manifests/v1`, oldSigned.mediaType), 200)
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-old/blobs/${oldSigned.layers[0]!.digest}`), 200)
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-new/manifests/v1`, newSigned.mediaType), 403)
+  })
+
+  it('after the file is replaced and the trust reloaded, detains the old key\'s image and clears the new key\'s', async () => {
+    const { services, url } = running as CustomsHandle
+    const walkedUnder = services.reevaluator.current().revision
+    await writeFile(keyFile(), rotated.publicKeyPem)
+    const renewal = await services.reloadTrust()
+    assert.equal(renewal.ok, true, renewal.error)
+    assert.notEqual(renewal.revision, renewal.previous)
+    // The reload started the walk; it judges both records again under the new trust.
+    await services.reevaluator.idle()
+    const progress = services.reevaluator.current()
+    assert.equal(progress.state, 'finished', JSON.stringify(progress))
+    assert.notEqual(progress.revision, walkedUnder)
+    assert.equal(progress.trigger, 'trust-reload')
+    assert.deepEqual([progress.detained, progress.cleared, progress.errors], [1, 1, 0], JSON.stringify(progress))
+    // The gate is closed by the walk, before any pull under the new trust.
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-old/blobs/${oldSigned.layers[0]!.digest}`), 404)
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-old/manifests/v1`, oldSigned.mediaType), 403)
+    const record = await rotationState.getQuarantine({ upstream: 'docker.io', repository: `signed/${ROTATION}-old` }, oldSigned.manifestDigest as Digest)
+    assert.equal(record?.state, 'revoked')
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-new/blobs/${newSigned.layers[0]!.digest}`), 200)
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-new/manifests/v1`, newSigned.mediaType), 200)
+  })
+
+  it('keeps the trust in force when the replaced file is not a key, and says which file', async () => {
+    const { services, url } = running as CustomsHandle
+    await writeFile(keyFile(), signer.publicKeyPem.slice(0, 40))
+    const renewal = await services.reloadTrust()
+    assert.equal(renewal.ok, false)
+    assert.equal(renewal.error, `trust.keys[0].file: ${keyFile()} is not a PEM public key`)
+    assert.equal(renewal.revision, renewal.previous)
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-new/manifests/v1`, newSigned.mediaType), 200)
+    assert.equal(await status(`${url}/v2/signed/${ROTATION}-old/manifests/v1`, oldSigned.mediaType), 403)
   })
 })
