@@ -50,12 +50,18 @@ export interface PullCpu {
   customs?: { main: number; hasher: number; rest: number }
   /** Everything above together. */
   total: number
+  /**
+   * The bench process itself meanwhile (waiting on curl, sampling RSS): not part of `total`, but
+   * it shares the same cores, so it is shown.
+   */
+  bench: number
 }
 
 export class CpuWindow {
   readonly #server: number
   readonly #customs: number | undefined
   readonly #client = childrenMs()
+  readonly #bench = threadMs(process.pid)
   readonly #serverStart: Map<number, number>
   readonly #customsStart: Map<number, number>
 
@@ -71,14 +77,15 @@ export class CpuWindow {
   stop(): PullCpu {
     const client = childrenMs() - this.#client
     const server = sum(since(this.#serverStart, threadMs(this.#server)))
-    if (this.#customs === undefined) return { client, server, total: client + server }
+    const bench = sum(since(this.#bench, threadMs(process.pid)))
+    if (this.#customs === undefined) return { client, server, total: client + server, bench }
     const spent = since(this.#customsStart, threadMs(this.#customs))
     const main = spent.get(this.#customs) ?? 0
     spent.delete(this.#customs)
     const others = [...spent.values()].sort((a, b) => b - a)
     const hasher = others[0] ?? 0
     const rest = others.slice(1).reduce((a, b) => a + b, 0)
-    return { client, server, customs: { main, hasher, rest }, total: client + server + main + hasher + rest }
+    return { client, server, customs: { main, hasher, rest }, total: client + server + main + hasher + rest, bench }
   }
 }
 

@@ -477,7 +477,8 @@ function coldCpuLines(pairs: readonly ColdPull[]): string[] {
     lines.push(
       `  ${i + 1}. Customs pull: curl ${ms(c.client)} + registry ${ms(c.server)} + Customs ${t === undefined ? '?' : `${ms(t.main)} main, ${ms(t.hasher)} hash worker, ${ms(t.rest)} other threads`}` +
         ` = ${ms(c.total)}; spread over ${CORES} cores at least ${floor.toFixed(3)} s (${(floor / nginx.seconds).toFixed(2)}x nginx), took ${customs.seconds.toFixed(3)} s` +
-        ` | nginx pull: curl ${ms(cpu.nginx.client)} + nginx ${ms(cpu.nginx.server)} = ${ms(cpu.nginx.total)}`
+        ` | nginx pull: curl ${ms(cpu.nginx.client)} + nginx ${ms(cpu.nginx.server)} = ${ms(cpu.nginx.total)}` +
+        ` | the bench process meanwhile: ${ms(c.bench)} and ${ms(cpu.nginx.bench)}`
     )
   }
   return lines

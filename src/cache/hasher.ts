@@ -87,10 +87,12 @@ type WorkerMessage =
 /**
  * An idle worker is stopped after this long. A worker is a whole V8 isolate and node environment:
  * about 11 MiB resident while it lives, most of it returned when it stops (measured with one
- * hashing worker: 41.6 MiB before, 53.2 running, 44.8 after terminate). Starting one again costs
- * a few tens of milliseconds, once per burst of large fills.
+ * hashing worker: 41.6 MiB before, 53.2 running, 44.8 after terminate). Starting one again cost
+ * 70-100 ms of CPU here, on a core the fill that asked for it needs too. A minute, as the read
+ * buffers' pool (reader.ts) is kept: nodes pull in bursts (a rollout, a CI job's images), and with
+ * 10 s many bursts paid for a new worker.
  */
-export const WORKER_IDLE_MS = 10_000
+export const WORKER_IDLE_MS = 60_000
 
 /** A small pool of hashing workers, started on first use, holding the process open only while busy. */
 export class HashPool {

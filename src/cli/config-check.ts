@@ -69,8 +69,9 @@ async function fileProblems(config: Config, base: string): Promise<string[]> {
     try {
       return await load()
     } catch (err) {
-      if (!(err instanceof TlsError || err instanceof TrustFileError)) throw err
-      found.push(err.message)
+      if (err instanceof TlsError) found.push(...err.problems)
+      else if (err instanceof TrustFileError) found.push(err.message)
+      else throw err
       return undefined
     }
   }

@@ -22,10 +22,16 @@ export type TlsErrorCode =
 /** A refusal with a message fit to print as it is, without a stack trace. */
 export class TlsError extends Error {
   readonly code: TlsErrorCode
+  /**
+   * One message per unusable part of a setting (a listener's certificate and its client CA, say),
+   * so `config check` can list each; the message is these, one a line.
+   */
+  readonly problems: readonly string[]
 
-  constructor(code: TlsErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: TlsErrorCode, message: string, options?: { cause?: unknown; problems?: readonly string[] }) {
     super(message, options)
     this.name = 'TlsError'
     this.code = code
+    this.problems = options?.problems ?? [message]
   }
 }

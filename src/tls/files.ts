@@ -82,6 +82,59 @@ export function checkValidity(leaf: X509Certificate, setting: string, file: stri
   }
 }
 
+/** Names a certificate and its key go by: the settings (`tls.cert`) and the resolved files. */
+export interface KeyPairFiles {
+  readonly certSetting: string
+  readonly keySetting: string
+  readonly certFile: string
+  readonly keyFile: string
+}
+
+/**
+ * Reads and checks a certificate and its key: both readable, the certificate PEM and within its
+ * validity (`renew` says what to do about an expired one), the key unencrypted PEM and the
+ * certificate's own. Throws TlsError naming the setting and the file.
+ */
+export async function loadKeyPair(
+  files: KeyPairFiles,
+  options: { now: Date; renew: string }
+): Promise<{ cert: string; key: string; leaf: X509Certificate }> {
+  const { certSetting, keySetting, certFile, keyFile } = files
+  const cert = await readSetting(certSetting, certFile)
+  const key = await readSetting(keySetting, keyFile)
+  const leaf = leafCertificate(cert, certSetting, certFile)
+  checkKeyPair(leaf, parseKey(key, keySetting, keyFile), { keySetting, keyFile, certFile })
+  checkValidity(leaf, certSetting, certFile, options)
+  return { cert, key, leaf }
+}
+
+/** Reads a CA file and checks it holds CA certificates only (`code` otherwise); its text. */
+export async function loadCaFile(setting: string, file: string, code: TlsErrorCode): Promise<string> {
+  const text = await readSetting(setting, file)
+  checkCaFile(text, setting, file, code)
+  return text
+}
+
+/**
+ * Loads the independent parts of one TLS setting (a certificate and a CA file) and, when any is
+ * refused, throws one TlsError holding every refusal: a check that stopped at the first would
+ * have an operator fix, run, and find the next.
+ */
+export async function loadParts<T extends readonly unknown[]>(parts: { readonly [K in keyof T]: () => Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled((parts as ReadonlyArray<() => Promise<unknown>>).map((load) => load()))
+  const refusals: TlsError[] = []
+  for (const outcome of settled) {
+    if (outcome.status === 'fulfilled') continue
+    if (!(outcome.reason instanceof TlsError)) throw outcome.reason
+    refusals.push(outcome.reason)
+  }
+  const [first] = refusals
+  if (first === undefined) return settled.map((o) => (o as PromiseFulfilledResult<unknown>).value) as unknown as T
+  if (refusals.length === 1) throw first
+  const problems = refusals.flatMap((r) => r.problems)
+  throw new TlsError(first.code, problems.join('\n'), { cause: refusals, problems })
+}
+
 /** A file of one or more CA certificates, every one a CA; `code` otherwise. */
 export function checkCaFile(text: string, setting: string, file: string, code: TlsErrorCode): X509Certificate[] {
   const cas = parseCertificates(text, setting, file, code)

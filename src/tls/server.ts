@@ -5,7 +5,7 @@ import type { Server as HttpsServer } from 'node:https'
 import { resolve } from 'node:path'
 import type { Logger } from '../observability/logger.js'
 import { TlsError } from './errors.js'
-import { checkCaFile, checkKeyPair, checkValidity, leafCertificate, parseKey, readSetting } from './files.js'
+import { loadCaFile, loadKeyPair, loadParts } from './files.js'
 
 /** The `tls` section of the configuration. */
 export interface TlsSettings {
@@ -58,26 +58,15 @@ export async function loadTlsMaterial(
   const keyFile = resolve(options.base, settings.key)
   const clientCaFile =
     settings.clientCa === undefined ? undefined : resolve(options.base, settings.clientCa)
-  const certPem = await readSetting('tls.cert', certFile)
-  const keyPem = await readSetting('tls.key', keyFile)
-  const caPem =
-    clientCaFile === undefined ? undefined : await readSetting('tls.clientCa', clientCaFile)
-
-  const leaf = leafCertificate(certPem, 'tls.cert', certFile)
-  const key = parseKey(keyPem, 'tls.key', keyFile)
-  checkKeyPair(leaf, key, { keySetting: 'tls.key', keyFile, certFile })
-  checkValidity(leaf, 'tls.cert', certFile, { now, renew: 'renew it (customs certs renew)' })
+  const [{ cert: certPem, key: keyPem, leaf }, caPem] = await loadParts<[Awaited<ReturnType<typeof loadKeyPair>>, string | undefined]>([
+    () => loadKeyPair({ certSetting: 'tls.cert', keySetting: 'tls.key', certFile, keyFile }, { now, renew: 'renew it (customs certs renew)' }),
+    async () => {
+      if (clientCaFile !== undefined) return loadCaFile('tls.clientCa', clientCaFile, 'CLIENT_CA_INVALID')
+      if (!settings.requireClientCert) return undefined
+      throw new TlsError('CLIENT_CA_INVALID', 'tls.requireClientCert needs tls.clientCa, the CA that signs client certificates')
+    },
+  ])
   const notAfter = new Date(leaf.validTo)
-
-  if (settings.requireClientCert && caPem === undefined) {
-    throw new TlsError(
-      'CLIENT_CA_INVALID',
-      'tls.requireClientCert needs tls.clientCa, the CA that signs client certificates'
-    )
-  }
-  if (caPem !== undefined && clientCaFile !== undefined) {
-    checkCaFile(caPem, 'tls.clientCa', clientCaFile, 'CLIENT_CA_INVALID')
-  }
 
   return {
     serverOptions: {

@@ -12,6 +12,7 @@ import { Header } from '../oci/media-types.js'
 import { UpstreamAuth, type Credentials } from './auth.js'
 import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { parseChallenge } from './challenge.js'
+import { cachedSocketLookup } from './dns-cache.js'
 import { guardedLookup, isInternalRedirect, systemLookup, type HostLookup } from './egress.js'
 import { keepAliveAgents, keepAliveHttpsAgent, retireAgent, send, type Agents, type UpstreamResponse } from './transport.js'
 import { TlsSessions } from './tls-sessions.js'
@@ -100,6 +101,8 @@ export class UpstreamClient {
   readonly #lookup: HostLookup
   /** The redirect rule, applied when a connection to a redirect's target is made. */
   readonly #redirectLookup: LookupFunction
+  /** The upstream's own name, resolved for blob connections and kept a while (dns-cache.ts). */
+  readonly #ownLookup = cachedSocketLookup()
   /** The TLS settings in force and the pools made under them, replaced whole by {@link renewTls}. */
   #pools: Pools
   /** Sessions for wire.ts's connections; node:https agents keep their own. */
@@ -380,7 +383,7 @@ export class UpstreamClient {
     const pools = this.#pools
     const tls = tlsFor(pools.tls, this.origin, url)
     if (purpose === 'registry' && url.hostname !== this.#base.hostname) return { lookup: this.#redirectLookup, agents: pools.elsewhere, tls }
-    return { agents: url.origin === this.origin ? pools.own : pools.anyHost, tls }
+    return { lookup: this.#ownLookup, agents: url.origin === this.origin ? pools.own : pools.anyHost, tls }
   }
 
   #recordRateLimit(res: UpstreamResponse): void {

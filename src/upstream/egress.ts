@@ -124,8 +124,23 @@ function ipv6Bytes(ipv6: string): number[] | undefined {
  * to the connection (DNS rebinding). IP literals never reach a lookup; that check judges them.
  */
 export function guardedLookup(upstreamHost: string, resolve: HostLookup, refuse: (host: string) => Error): LookupFunction {
+  return lookupFunction(async (host) => {
+    const addresses = await resolve(host)
+    // Every address is judged, not only those of the family asked for: the same rule as the check.
+    if (isInternalAddress(host) || addresses.some((a) => isInternalAddress(a))) {
+      if (!(await resolvesInternal(upstreamHost, resolve))) throw refuse(host)
+    }
+    return addresses
+  })
+}
+
+/**
+ * A socket's `lookup` answering from `addresses(host)`, in the form the socket asks for: every
+ * address, or the first, of one family or of any.
+ */
+export function lookupFunction(addresses: HostLookup): LookupFunction {
   return (hostname, options, callback) => {
-    connectable(hostname, options, upstreamHost, resolve, refuse).then(
+    addresses(hostname).then((all) => ofFamily(hostname, all, options)).then(
       (found) => {
         if (options.all === true) callback(null, found)
         else callback(null, (found[0] as LookupAddress).address, (found[0] as LookupAddress).family)
@@ -135,13 +150,8 @@ export function guardedLookup(upstreamHost: string, resolve: HostLookup, refuse:
   }
 }
 
-/** The addresses of `host` a socket may connect to, in the resolver's order; throws when none may be. */
-async function connectable(host: string, options: LookupOptions, upstreamHost: string, resolve: HostLookup, refuse: (host: string) => Error): Promise<LookupAddress[]> {
-  const addresses = await resolve(host)
-  // Every address is judged, not only those of the family asked for: the same rule as the check.
-  if (isInternalAddress(host) || addresses.some((a) => isInternalAddress(a))) {
-    if (!(await resolvesInternal(upstreamHost, resolve))) throw refuse(host)
-  }
+/** The addresses of the family the socket asked for, in the resolver's order; ENOTFOUND when none is. */
+function ofFamily(host: string, addresses: readonly string[], options: LookupOptions): LookupAddress[] {
   const family = options.family === 4 || options.family === 'IPv4' ? 4 : options.family === 6 || options.family === 'IPv6' ? 6 : 0
   const found = addresses.map((address) => ({ address, family: isIP(address) })).filter((a) => a.family !== 0 && (family === 0 || a.family === family))
   if (found.length === 0) throw Object.assign(new Error(`${host} has no address to connect to`), { code: 'ENOTFOUND', hostname: host })

@@ -13,14 +13,13 @@
 //   disclose the operator's identity to whoever runs that host, and a redirect is the upstream's
 //   (or an attacker's) choice, not the operator's.
 
-import type { X509Certificate } from 'node:crypto'
 import { resolve } from 'node:path'
 import { createSecureContext, rootCertificates, type ConnectionOptions, type SecureContext } from 'node:tls'
 import type { UpstreamConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
 import { DAY_MS, EXPIRY_WARNING_DAYS } from '../tls/server.js'
 import { TlsError } from '../tls/errors.js'
-import { checkCaFile, checkKeyPair, checkValidity, leafCertificate, parseKey, readSetting } from '../tls/files.js'
+import { loadCaFile, loadKeyPair, loadParts } from '../tls/files.js'
 
 /** The `tls` section of an upstream. */
 export type UpstreamTlsSettings = NonNullable<UpstreamConfig['tls']>
@@ -43,26 +42,20 @@ export interface UpstreamTls {
  */
 export async function loadUpstreamTls(settings: UpstreamTlsSettings, options: { setting: string; base: string; now?: Date }): Promise<UpstreamTls> {
   const { setting, base } = options
-  let ca: string[] | undefined
-  let caFile: string | undefined
-  if (settings.ca !== undefined) {
-    caFile = resolve(base, settings.ca)
-    const text = await readSetting(`${setting}.ca`, caFile)
-    checkCaFile(text, `${setting}.ca`, caFile, 'CA_INVALID')
-    // In addition to the system's, not instead: node's `ca` replaces its default set.
-    ca = [...rootCertificates, text]
-  }
-  let identity: { cert: string; key: string; certFile: string; leaf: X509Certificate } | undefined
-  if (settings.cert !== undefined && settings.key !== undefined) {
-    const certFile = resolve(base, settings.cert)
-    const keyFile = resolve(base, settings.key)
-    const cert = await readSetting(`${setting}.cert`, certFile)
-    const key = await readSetting(`${setting}.key`, keyFile)
-    const leaf = leafCertificate(cert, `${setting}.cert`, certFile)
-    checkKeyPair(leaf, parseKey(key, `${setting}.key`, keyFile), { keySetting: `${setting}.key`, keyFile, certFile })
-    checkValidity(leaf, `${setting}.cert`, certFile, { now: options.now ?? new Date(), renew: 'renew it with the CA that issued it' })
-    identity = { cert, key, certFile, leaf }
-  }
+  const caFile = settings.ca === undefined ? undefined : resolve(base, settings.ca)
+  const certFile = settings.cert === undefined ? undefined : resolve(base, settings.cert)
+  const keyFile = settings.key === undefined ? undefined : resolve(base, settings.key)
+  const [caText, identity] = await loadParts<[string | undefined, (Awaited<ReturnType<typeof loadKeyPair>> & { certFile: string }) | undefined]>([
+    async () => (caFile === undefined ? undefined : loadCaFile(`${setting}.ca`, caFile, 'CA_INVALID')),
+    async () => {
+      if (certFile === undefined || keyFile === undefined) return undefined
+      const files = { certSetting: `${setting}.cert`, keySetting: `${setting}.key`, certFile, keyFile }
+      const pair = await loadKeyPair(files, { now: options.now ?? new Date(), renew: 'renew it with the CA that issued it' })
+      return { ...pair, certFile }
+    },
+  ])
+  // In addition to the system's, not instead: node's `ca` replaces its default set.
+  const ca = caText === undefined ? undefined : [...rootCertificates, caText]
   const context = (extra: { cert: string; key: string } | undefined): SecureContext => {
     try {
       return createSecureContext({ ...(ca !== undefined ? { ca } : {}), ...extra })
@@ -73,7 +66,7 @@ export async function loadUpstreamTls(settings: UpstreamTlsSettings, options: { 
   // One context each, made once: a `ca` option instead would have node parse every root
   // certificate again for each connection.
   const anyHost: ConnectionOptions = ca === undefined ? {} : { secureContext: context(undefined) }
-  const origin: ConnectionOptions = identity === undefined ? anyHost : { secureContext: context(identity) }
+  const origin: ConnectionOptions = identity === undefined ? anyHost : { secureContext: context({ cert: identity.cert, key: identity.key }) }
   return {
     anyHost,
     origin,

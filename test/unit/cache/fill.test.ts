@@ -110,6 +110,15 @@ function newFill(content: Buffer, declared: { digest?: Digest; size?: number } =
   return { fill, tmp, part, final }
 }
 
+/** Runs `fill` on a body that sends `content` whole and ends. */
+async function runWhole(fill: Fill, content: Buffer): Promise<void> {
+  const body = controlledBody()
+  const running = fill.run(body.stream, never(), 5000)
+  body.push(content)
+  body.close()
+  await running
+}
+
 describe('Fill with rangeStream readers', () => {
   describe('when a reader reads a fill in progress', () => {
     it('returns bytes as they are written, but the last byte only once all are verified', async () => {
@@ -306,11 +315,7 @@ describe('Fill with rangeStream readers', () => {
       const content = Buffer.from('sha512 content')
       const like = `sha512:${'0'.repeat(128)}` as Digest
       const { fill, final } = newFill(content, { digest: digestOf(content, like) })
-      const body = controlledBody()
-      const running = fill.run(body.stream, never(), 5000)
-      body.push(content)
-      body.close()
-      await running
+      await runWhole(fill, content)
       assert.equal(fill.state, 'committed')
       assert.deepEqual(await readFile(final), content)
     })
@@ -452,11 +457,7 @@ describe('Fill with rangeStream readers', () => {
       fill.prepare()
       await until(() => existsSync(part), 'the prepared temp file')
       assert.deepEqual(await readdir(tmp), ['blob.part'])
-      const body = controlledBody()
-      const running = fill.run(body.stream, never(), 5000)
-      body.push(content)
-      body.close()
-      await running
+      await runWhole(fill, content)
       assert.equal(fill.state, 'committed')
       assert.deepEqual(await readFile(final), content)
       assert.deepEqual(await readdir(tmp), [])

@@ -119,4 +119,16 @@ describe('configCheck and the files a configuration names', () => {
     assert.match(err, /\(4 problems\)\n$/)
   })
 
+  it('reports both parts of one TLS setting: the listener’s certificate and its client CA, an upstream’s CA and its client certificate', async () => {
+    const { code, err } = await check(configText({ serverCert: 'missing.pem', clientCa: 'client.pem', upstreamCa: 'not-pem.txt', upstreamKey: 'server.key' }))
+    assert.equal(code, 1)
+    assert.deepEqual(problemLines(err), [
+      `tls.cert: cannot read ${join(dir, 'missing.pem')} (ENOENT)`,
+      `tls.clientCa: ${pki.clientCertFile} must hold one or more PEM CA certificates`,
+      `upstreams[1].tls.ca: ${join(dir, 'not-pem.txt')} must hold one or more PEM CA certificates`,
+      `upstreams[1].tls.key: ${pki.serverKeyFile} is not the key of the certificate in ${pki.clientCertFile}`,
+    ])
+    assert.match(err, /\(4 problems\)\n$/)
+  })
+
 })

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
 import { createServer, get, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -173,6 +173,41 @@ describe('sendRange', () => {
         assert.ok(result.sent < content.byteLength, `sent all ${result.sent} bytes to a client that left`)
         await until(() => released() === 1, 'the source to be released')
         // Every lent read buffer comes back, the one in hand when the client left included.
+        await until(() => readBuffers.lent === 0, 'the read buffers to be given back')
+      } finally {
+        server.close()
+      }
+    })
+  })
+
+  describe('when the client half-closes mid-answer and goes on reading', () => {
+    it('stops at the next chunk, reports the answer aborted, and gives every buffer back', async () => {
+      const content = randomBytes(64 * READ_CHUNK)
+      const { source, released } = await committed(content)
+      await until(() => readBuffers.lent === 0, 'earlier answers to give their buffers back')
+      const { url, outcome, server } = await serving(source, 0, content.byteLength - 1)
+      const { port } = new URL(url)
+      try {
+        // A raw client: it sends its end (FIN) after the first bytes, then reads on to the close.
+        // node's server then ends its side (allowHalfOpen is off) while the answer is still going:
+        // the answer must stop there and give back what it holds, whichever way the socket is
+        // found at the next chunk (here it is destroyed by then; sendRange also stops on one that
+        // is only no longer writable, whose writes node would park and never flush).
+        const received = await new Promise<number>((resolve, reject) => {
+          let got = 0
+          const socket = connect(Number(port), '127.0.0.1', () => socket.write(`GET / HTTP/1.1\r\nHost: x\r\n\r\n`))
+          socket.on('data', (chunk: Buffer) => {
+            got += chunk.byteLength
+            if (got >= READ_CHUNK && socket.writable) socket.end()
+          })
+          socket.on('close', () => resolve(got))
+          socket.on('error', reject)
+        })
+        const result = await outcome
+        assert.equal(result.aborted, true)
+        assert.ok(result.sent < content.byteLength, `sent all ${result.sent} bytes after the client's end`)
+        assert.ok(received < content.byteLength, 'the client got the whole blob')
+        await until(() => released() === 1, 'the source to be released')
         await until(() => readBuffers.lent === 0, 'the read buffers to be given back')
       } finally {
         server.close()

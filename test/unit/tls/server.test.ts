@@ -178,6 +178,18 @@ describe('loadTlsMaterial', () => {
       await loadError({ ...plain, requireClientCert: true }, 'CLIENT_CA_INVALID')
     })
   })
+
+  describe('when both the certificate and the client CA are unusable', () => {
+    it('refuses with one error that names both, the first part’s code, one problem a line', async () => {
+      const err = await loadError({ ...plain, key: 'other.key', clientCa: 'garbage.pem' }, 'KEY_MISMATCH')
+      const problems = [
+        `tls.key: ${join(dir, 'other.key')} is not the key of the certificate in ${join(dir, 'server.crt')}`,
+        `tls.clientCa: ${join(dir, 'garbage.pem')} must hold one or more PEM CA certificates`,
+      ]
+      assert.deepEqual(err.problems, problems)
+      assert.equal(err.message, problems.join('\n'))
+    })
+  })
 })
 
 describe('the tls configuration section', () => {
