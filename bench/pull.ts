@@ -191,7 +191,7 @@ async function expectManifest(customsUrl: string, p: Prepared): Promise<void> {
 
 /** A download to `file`, checked for size and then digest (after curl's timing ended). */
 async function pullChecked(
-  pull: Promise<Pull>,
+  pull: Pull | Promise<Pull>,
   size: number,
   digest: string,
   file: string,
@@ -288,10 +288,11 @@ async function main(): Promise<number> {
       // Each pull's CPU is read as soon as its curl has exited, before the bench hashes the output.
       const cpu: Partial<ColdPull['cpu']> = {}
       const nginxCpu = new CpuWindow(nginx.process.pid)
-      const nginxPull = curlGet(`${nginx.url}/cold-${i + 1}.blob`, { output: n }).finally(() => (cpu.nginx = nginxCpu.stop()))
-      const nginxCold = await pullChecked(nginxPull, BIG, p.digest, n, 'nginx cold')
+      const nginxPull = await curlGet(`${nginx.url}/cold-${i + 1}.blob`, { output: n }).finally(() => (cpu.nginx = nginxCpu.stop()))
       const customsCpu = new CpuWindow(registry.process.pid, proxy.process.pid)
-      const coldPull = timed('1 cold pull', () => curlGet(blobUrl(proxy.url, p), { output: c })).finally(() => (cpu.customs = customsCpu.stop()))
+      const coldPull = await timed('1 cold pull', () => curlGet(blobUrl(proxy.url, p), { output: c })).finally(() => (cpu.customs = customsCpu.stop()))
+      // Both outputs are checked after both pulls: the bench's own hashing stays out of either.
+      const nginxCold = await pullChecked(nginxPull, BIG, p.digest, n, 'nginx cold')
       const customsCold = await pullChecked(coldPull, BIG, p.digest, c, 'Customs cold')
       const upstream = await settledUpstreamGets(registryLog, p.repo, p.digest)
       cold.push({ customs: customsCold, nginx: nginxCold, upstream, pretouch, cpu: cpu as ColdPull['cpu'] })
