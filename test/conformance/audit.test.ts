@@ -8,7 +8,6 @@ import { randomUUID } from 'node:crypto'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
-import { Writable } from 'node:stream'
 import { ChainVerifier, type VerifyReport } from '../../src/audit/chain.js'
 import type { CustomsEvent } from '../../src/audit/events.js'
 import { AuditFile, verifyAuditFile } from '../../src/audit/file.js'
@@ -22,6 +21,7 @@ import { stateKeys } from '../../src/state/keys.js'
 import { RedisStateStore } from '../../src/state/redis.js'
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js'
 import { makeTempDir } from '../helpers/processes.js'
+import { logLines } from '../helpers/logs.js'
 
 /** A chain kept by one backend; `replica()` opens another writer on the same chain. */
 interface Backend {
@@ -213,13 +213,7 @@ describe('AuditLog while Redis is away', () => {
   })
 
   it('keeps writing the file, retries the store, and counts what a full queue drops', async () => {
-    const lines: Array<Record<string, unknown>> = []
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
-        cb()
-      },
-    })
+    const { destination, lines } = logLines()
     const metrics = new Metrics()
     const path = join(dir, 'audit.jsonl')
     const store = new RedisAuditStore({ client: state.redis.client, keys: stateKeys(prefix), retention: 1000 })

@@ -4,7 +4,6 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
@@ -16,6 +15,7 @@ import { createLogger } from '../../src/observability/logger.js'
 import { Metrics } from '../../src/observability/metrics.js'
 import { createServices, type Services } from '../../src/services.js'
 import type { StateStore } from '../../src/state/store.js'
+import { logLines } from './logs.js'
 
 export interface CustomsHandle {
   readonly url: string
@@ -42,13 +42,7 @@ export async function startCustoms(options: StartOptions = {}): Promise<CustomsH
   const storage = options.storage ?? (await mkdtemp(join(tmpdir(), 'customs-storage-')))
   const parsed = parseConfig(options.config ?? '', { env: {} }) as Config
   const config: Config = { ...parsed, storage: { ...parsed.storage, path: storage } }
-  const logs: Array<Record<string, unknown>> = []
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString().split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
-      cb()
-    },
-  })
+  const { destination, lines: logs } = logLines()
   const logger = createLogger({ level: 'debug', destination })
   const services = await createServices(config, logger, {
     metrics: new Metrics(),

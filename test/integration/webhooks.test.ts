@@ -9,7 +9,6 @@ import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { after, afterEach, describe, it } from 'node:test'
 import { EventBus, type CustomsEvent, type EventType } from '../../src/audit/events.js'
 import { parseConfig } from '../../src/config/load.js'
@@ -22,6 +21,7 @@ import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/cus
 import { buildImage, pushImage, randomBlob } from '../helpers/images.js'
 import { makeTempDir } from '../helpers/processes.js'
 import { startRegistry, type RegistryHandle } from '../helpers/registry.js'
+import { logLines } from '../helpers/logs.js'
 
 const SECRET = 'receiver-shared-secret-0123456789'
 
@@ -129,13 +129,7 @@ describe('webhooks', () => {
     receiver = await startReceiver()
     const bus = new EventBus(logger)
     const metrics = new Metrics()
-    const logs: Array<Record<string, unknown>> = []
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
-        cb()
-      },
-    })
+    const { destination, lines: logs } = logLines()
     const hookLogger = createLogger({ level: 'info', destination })
     notifier = new Notifier([hook(receiver.url, extra)], { metrics, logger: hookLogger })
     notifier.subscribe(bus)

@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict'
 import { rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
 import { EMPTY_HEAD, canonical, chainEvents } from '../../../src/audit/chain.js'
 import { AuditFileError, verifyAuditFile } from '../../../src/audit/file.js'
@@ -20,6 +19,7 @@ import { createLogger } from '../../../src/observability/logger.js'
 import { Metrics } from '../../../src/observability/metrics.js'
 import { MemoryStateStore } from '../../../src/state/memory.js'
 import { makeTempDir } from '../../helpers/processes.js'
+import { logLines } from '../../helpers/logs.js'
 
 const configWith = (file: string): Config => parseConfig(`audit: { file: ${JSON.stringify(file)} }`, { env: {} }) as Config
 
@@ -48,13 +48,7 @@ describe('createAuditLog', () => {
     ])
     const text = entries.map((e) => `${canonical(e)}\n`).join('')
     await writeFile(path, text.slice(0, -10))
-    const lines: Array<Record<string, unknown>> = []
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
-        cb()
-      },
-    })
+    const { destination, lines } = logLines()
     const log = await createAuditLog(configWith(path), new MemoryStateStore(), { metrics: new Metrics(), logger: createLogger({ level: 'info', destination }) })
     log.record({ type: 'admin', time: '2026-01-01T00:00:02.000Z', actor: 'carol', action: 'evict' })
     await log.close()

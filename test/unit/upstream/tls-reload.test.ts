@@ -11,7 +11,6 @@ import { createServer, type Server } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { after, before, beforeEach, describe, it } from 'node:test'
 import { parseConfig } from '../../../src/config/load.js'
@@ -26,6 +25,7 @@ import { TlsSessions } from '../../../src/upstream/tls-sessions.js'
 import { readBody } from '../../../src/upstream/transport.js'
 import { waitFor } from '../../helpers/ports.js'
 import { makeTestPki, type TestPki } from '../../helpers/tls-pki.js'
+import { logLines } from '../../helpers/logs.js'
 
 const TLS = { ca: 'ca.pem', cert: 'current.pem', key: 'current.key' }
 
@@ -110,16 +110,8 @@ interface Setup {
 async function setup(): Promise<Setup> {
   const yaml = `upstreams:\n  - name: internal.corp\n    url: ${origin}\n    retries: { max: 0 }\n    timeout: 5s\n    tls: { ca: ${TLS.ca}, cert: ${TLS.cert}, key: ${TLS.key} }\n`
   const upstreams = parseConfig(yaml).upstreams as UpstreamConfig[]
-  const logs: Array<Record<string, unknown>> = []
-  const logger = createLogger({
-    level: 'info',
-    destination: new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
-        cb()
-      },
-    }),
-  })
+  const { destination, lines: logs } = logLines()
+  const logger = createLogger({ level: 'info', destination })
   const metrics = new Metrics()
   const tls = new Map([['internal.corp', await loadUpstreamTls(upstreams[0]?.tls as NonNullable<UpstreamConfig['tls']>, { setting: 'upstreams[0].tls', base: dir })]])
   const pool = new UpstreamPool(upstreams, { metrics, logger, credentials: () => undefined, tls })

@@ -8,7 +8,6 @@ import { createServer, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import type { TLSSocket } from 'node:tls'
 import { after, before, describe, it } from 'node:test'
 import { parseConfig } from '../../../src/config/load.js'
@@ -23,6 +22,7 @@ import { UpstreamClient, type UpstreamRequest } from '../../../src/upstream/clie
 import { loadUpstreamTls, loadUpstreamsTls, logUpstreamTls, tlsFor, type UpstreamTlsSettings } from '../../../src/upstream/tls-settings.js'
 import { readBody } from '../../../src/upstream/transport.js'
 import { makeTestPki, type TestPki } from '../../helpers/tls-pki.js'
+import { logLines } from '../../helpers/logs.js'
 
 let dir: string
 let pki: TestPki
@@ -122,13 +122,7 @@ describe('loadUpstreamTls', () => {
 describe('logUpstreamTls', () => {
   /** The JSON lines a logger wrote. */
   function capture(): { logger: ReturnType<typeof createLogger>; lines: Array<Record<string, unknown>> } {
-    const lines: Array<Record<string, unknown>> = []
-    const destination = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
-        cb()
-      },
-    })
+    const { destination, lines } = logLines()
     return { logger: createLogger({ level: 'info', destination }), lines }
   }
 

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { after, before, beforeEach, describe, it } from 'node:test'
 import { parseConfig } from '../../../src/config/load.js'
 import { createLogger } from '../../../src/observability/logger.js'
@@ -17,6 +16,7 @@ import { TrustHolder, trustReloader, type TrustRenewal } from '../../../src/veri
 import { SignatureVerifier } from '../../../src/verify/verifier.js'
 import { signedDsseBundle, signedMessageBundle } from '../../helpers/cosign.js'
 import { createTestPki, keyPair, type TestKeyPair, type TestPki } from '../../helpers/pki.js'
+import { logLines } from '../../helpers/logs.js'
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`
 
@@ -53,16 +53,8 @@ interface Setup {
 /** The trust as createServices builds it: the files loaded, a holder, a verifier and a reloader. */
 async function setup(): Promise<Setup> {
   const config = trustConfig()
-  const logs: Array<Record<string, unknown>> = []
-  const logger = createLogger({
-    level: 'info',
-    destination: new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        for (const line of chunk.toString().split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
-        cb()
-      },
-    }),
-  })
+  const { destination, lines: logs } = logLines()
+  const logger = createLogger({ level: 'info', destination })
   const holder = new TrustHolder(await loadTrust(config, dir))
   const changes: string[] = []
   const reload = trustReloader(config, holder, { base: dir, logger, onChange: (revision) => changes.push(revision) })
