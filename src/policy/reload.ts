@@ -4,6 +4,7 @@
 
 import { watch, type FSWatcher } from 'node:fs'
 import type { Logger } from '../observability/logger.js'
+import { oneAtATime } from '../serial.js'
 import type { PolicyEngine } from './engine.js'
 import type { PolicySet } from './types.js'
 
@@ -19,7 +20,6 @@ export class PolicyReloader {
   readonly #logger: Logger
   #watcher: FSWatcher | undefined
   #timer: NodeJS.Timeout | undefined
-  #running: Promise<ReloadResult> | undefined
   /** Every reload attempt, newest last (bounded), for operators and the admin API. */
   readonly history: Array<ReloadResult & { readonly at: string }> = []
 
@@ -35,10 +35,14 @@ export class PolicyReloader {
 
   /** Loads the set again; the previous set stays when the new one does not validate. */
   reload(): Promise<ReloadResult> {
-    // Overlapping triggers share one load; a change during it schedules another via watch.
-    this.#running ??= this.#reload().finally(() => (this.#running = undefined))
-    return this.#running
+    return this.#inOrder()
   }
+
+  /**
+   * One load at a time, each after the last: joining a load under way would lose a SIGHUP sent
+   * after it had read the folder (watch catches a change only when watching is on).
+   */
+  readonly #inOrder = oneAtATime(() => this.#reload())
 
   async #reload(): Promise<ReloadResult> {
     let result: ReloadResult

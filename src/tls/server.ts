@@ -4,6 +4,7 @@
 import type { Server as HttpsServer } from 'node:https'
 import { resolve } from 'node:path'
 import type { Logger } from '../observability/logger.js'
+import { oneAtATime } from '../serial.js'
 import { TlsError } from './errors.js'
 import { loadCaFile, loadKeyPair, loadParts } from './files.js'
 
@@ -121,7 +122,8 @@ export function tlsReloader(
   settings: TlsSettings,
   options: { base: string; logger: Logger }
 ): () => Promise<void> {
-  return async function reloadTls() {
+  // In the order asked: two SIGHUPs in a row must not let the first, finishing last, serve older files.
+  return oneAtATime(async function reloadTls() {
     try {
       const material = await loadTlsMaterial(settings, { base: options.base })
       const { cert, key, ca } = material.serverOptions
@@ -131,5 +133,5 @@ export function tlsReloader(
       const reason = err instanceof TlsError ? err.message : String(err)
       options.logger.error({ reason }, 'tls reload failed; still serving the previous certificates')
     }
-  }
+  })
 }

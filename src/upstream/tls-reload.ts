@@ -6,6 +6,7 @@
 
 import type { UpstreamConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
+import { oneAtATime } from '../serial.js'
 import { TlsError } from '../tls/errors.js'
 import type { UpstreamPool } from './pool.js'
 import { loadUpstreamTls, logUpstreamTls, upstreamTlsSetting } from './tls-settings.js'
@@ -45,12 +46,5 @@ export function upstreamTlsReloader(
     }
     return renewals
   }
-  // One reload at a time, in the order asked: two SIGHUPs in a row must not let the first one's
-  // reading, finishing last, put older files in force over the second's.
-  let previous: Promise<unknown> = Promise.resolve()
-  return () => {
-    const run = previous.then(renewAll)
-    previous = run.catch(() => undefined)
-    return run
-  }
+  return oneAtATime(renewAll)
 }

@@ -7,6 +7,7 @@
 
 import type { TrustConfig } from '../config/trust-schema.js'
 import type { Logger } from '../observability/logger.js'
+import { oneAtATime } from '../serial.js'
 import { loadTrust, TrustFileError, type TrustStore } from './trust.js'
 
 /**
@@ -66,12 +67,5 @@ export function trustReloader(
     if (trust.revision !== previous) onChange?.(trust.revision)
     return { ok: true, revision: trust.revision, previous }
   }
-  // One reload at a time, in the order asked: two SIGHUPs in a row must not let the first one's
-  // reading, finishing last, put older files in force over the second's.
-  let last: Promise<unknown> = Promise.resolve()
-  return () => {
-    const run = last.then(renew)
-    last = run.catch(() => undefined)
-    return run
-  }
+  return oneAtATime(renew)
 }
