@@ -50,6 +50,8 @@ export class Fill {
   #handle: FileHandle | undefined
   /** The temp file being opened (see prepare), or undefined until something asks for it. */
   #opening: Promise<FileHandle> | undefined
+  /** run() was called: from then on the temp file is run()'s to close or remove. */
+  #started = false
   #readers = 0
   /** The furthest byte handed to any reader: the fastest reader's position. */
   #lead = 0
@@ -94,9 +96,8 @@ export class Fill {
   /** Closes and removes the temp file of a fill that was prepared but will never run. */
   async discard(): Promise<void> {
     const opening = this.#opening
-    if (opening === undefined || this.#state !== 'filling') return
-    this.#state = 'failed'
-    this.#error = new CustomsError('UPSTREAM_UNAVAILABLE', 'the blob fill was not started')
+    if (opening === undefined || this.#started) return
+    this.#opening = undefined
     const handle = await opening.catch(() => undefined)
     if (handle === undefined) return
     await handle.close().catch(() => {})
@@ -136,6 +137,7 @@ export class Fill {
    * outcome is in `state`/`error`. `signal` bounds the whole fill (not any one client).
    */
   async run(body: BodyStream, signal: AbortSignal, idleTimeout: number): Promise<void> {
+    this.#started = true
     const hash = this.#hashes.hasher(digestAlgorithm(this.digest), this.size)
     let idle: NodeJS.Timeout | undefined
     let patience: NodeJS.Timeout | undefined
