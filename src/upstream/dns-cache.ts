@@ -6,10 +6,9 @@
 // is kept here: a redirect's target is resolved afresh each time, and judged by the redirect rule
 // on the very addresses the socket is given (egress.ts).
 
-import dns from 'node:dns'
 import type { LookupFunction } from 'node:net'
 import { Lru } from '../lru.js'
-import { lookupFunction, type HostLookup } from './egress.js'
+import { lookupFunction, systemLookup, type HostLookup } from './egress.js'
 
 /**
  * How long an answer is used. The resolver does not say a record's TTL; 30 s is the JVM's default
@@ -20,22 +19,10 @@ export const DNS_CACHE_MS = 30_000
 const MAX_NAMES = 64
 
 /**
- * The system's resolver as the sockets use it: node's `dns.lookup` (getaddrinfo: /etc/hosts, the
- * search domains), looked up at each call so that whatever replaced it (a test) is honoured.
- */
-export const socketResolver: HostLookup = (host) =>
-  new Promise((resolve, reject) => {
-    dns.lookup(host, { all: true, verbatim: true }, (err, addresses) => {
-      if (err !== null) reject(err)
-      else resolve(addresses.map((a) => a.address))
-    })
-  })
-
-/**
  * `resolve`, with each name's answer kept for `ttlMs` and lookups of a name already under way
  * shared. A failed lookup is not kept: the next connection asks again.
  */
-export function cachingLookup(resolve: HostLookup = socketResolver, options: { ttlMs?: number; now?: () => number } = {}): HostLookup {
+export function cachingLookup(resolve: HostLookup = systemLookup, options: { ttlMs?: number; now?: () => number } = {}): HostLookup {
   const ttlMs = options.ttlMs ?? DNS_CACHE_MS
   const now = options.now ?? Date.now
   const answers = new Lru<{ readonly at: number; readonly addresses: Promise<readonly string[]> }>(MAX_NAMES)
@@ -54,5 +41,5 @@ export function cachingLookup(resolve: HostLookup = socketResolver, options: { t
 
 /** A socket `lookup` over {@link cachingLookup} of the system's resolver. */
 export function cachedSocketLookup(options: { ttlMs?: number; now?: () => number } = {}): LookupFunction {
-  return lookupFunction(cachingLookup(socketResolver, options))
+  return lookupFunction(cachingLookup(systemLookup, options))
 }

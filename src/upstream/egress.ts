@@ -4,13 +4,24 @@
 // mirror on 10.x) may redirect within its network.
 
 import type { LookupAddress, LookupOptions } from 'node:dns'
-import { lookup } from 'node:dns/promises'
+import dns from 'node:dns'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
 
 /** A host name's addresses. */
 export type HostLookup = (host: string) => Promise<readonly string[]>
 
-export const systemLookup: HostLookup = async (host) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address)
+/**
+ * The system's resolver, as sockets use it by default: node's `dns.lookup` (getaddrinfo: /etc/hosts,
+ * the search domains), read at each call so that the redirect rule and a socket ask the same one
+ * (and a test that replaces it replaces it for both).
+ */
+export const systemLookup: HostLookup = (host) =>
+  new Promise((resolve, reject) => {
+    dns.lookup(host, { all: true, verbatim: true }, (err, addresses) => {
+      if (err !== null) reject(err)
+      else resolve(addresses.map((a) => a.address))
+    })
+  })
 
 /** Whether a redirect from an upstream on `upstreamHost` to `targetHost` leads inside the network. */
 export async function isInternalRedirect(upstreamHost: string, targetHost: string, resolve: HostLookup = systemLookup): Promise<boolean> {

@@ -8,6 +8,11 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, describe, it } from 'node:test'
 import { cachedSocketLookup, cachingLookup, DNS_CACHE_MS } from '../../../src/upstream/dns-cache.js'
+import { parseConfig } from '../../../src/config/load.js'
+import type { UpstreamConfig } from '../../../src/config/schema.js'
+import { createLogger } from '../../../src/observability/logger.js'
+import { Metrics } from '../../../src/observability/metrics.js'
+import { UpstreamClient } from '../../../src/upstream/client.js'
 import { readBody } from '../../../src/upstream/transport.js'
 import { getStreamed } from '../../../src/upstream/wire.js'
 
@@ -95,6 +100,17 @@ describe('cachedSocketLookup on blob connections', () => {
         const res = await getStreamed(new URL(`http://registry.example:${port}/v2/blob`), { headers: {}, lookup })
         assert.equal(res.status, 200)
         assert.equal((await readBody(res, 1024, { tooLarge: () => new Error('too large'), broken: (cause) => cause as Error })).toString(), 'blob')
+      }
+      assert.equal(lookups, 1)
+
+      // And through an upstream's client: its large blobs' own connections share the answer.
+      lookups = 0
+      const config = parseConfig(`upstreams:\n  - name: registry.example\n    url: http://registry.example:${port}\n    default: true\n`).upstreams[0] as UpstreamConfig
+      const client = new UpstreamClient(config, { metrics: new Metrics(), logger: createLogger({ level: 'silent' }) })
+      for (let i = 0; i < 3; i++) {
+        const res = await client.send({ method: 'GET', path: '/v2/blob', bulk: true })
+        assert.equal(res.status, 200)
+        await res.discard()
       }
       assert.equal(lookups, 1)
     } finally {
