@@ -90,22 +90,27 @@ export interface KeyPairFiles {
   readonly keyFile: string
 }
 
+/** A certificate and its key as loadKeyPair checked them: the PEM texts, the parsed leaf, its file. */
+export interface KeyPair {
+  readonly cert: string
+  readonly key: string
+  readonly leaf: X509Certificate
+  readonly certFile: string
+}
+
 /**
  * Reads and checks a certificate and its key: both readable, the certificate PEM and within its
  * validity (`renew` says what to do about an expired one), the key unencrypted PEM and the
  * certificate's own. Throws TlsError naming the setting and the file.
  */
-export async function loadKeyPair(
-  files: KeyPairFiles,
-  options: { now: Date; renew: string }
-): Promise<{ cert: string; key: string; leaf: X509Certificate }> {
+export async function loadKeyPair(files: KeyPairFiles, options: { now: Date; renew: string }): Promise<KeyPair> {
   const { certSetting, keySetting, certFile, keyFile } = files
   const cert = await readSetting(certSetting, certFile)
   const key = await readSetting(keySetting, keyFile)
   const leaf = leafCertificate(cert, certSetting, certFile)
   checkKeyPair(leaf, parseKey(key, keySetting, keyFile), { keySetting, keyFile, certFile })
   checkValidity(leaf, certSetting, certFile, options)
-  return { cert, key, leaf }
+  return { cert, key, leaf, certFile }
 }
 
 /** Reads a CA file and checks it holds CA certificates only (`code` otherwise); its text. */

@@ -6,7 +6,7 @@ import { resolve } from 'node:path'
 import type { Logger } from '../observability/logger.js'
 import { oneAtATime } from '../serial.js'
 import { TlsError } from './errors.js'
-import { loadCaFile, loadKeyPair, loadParts } from './files.js'
+import { loadCaFile, loadKeyPair, loadParts, type KeyPair } from './files.js'
 
 /** The `tls` section of the configuration. */
 export interface TlsSettings {
@@ -59,7 +59,7 @@ export async function loadTlsMaterial(
   const keyFile = resolve(options.base, settings.key)
   const clientCaFile =
     settings.clientCa === undefined ? undefined : resolve(options.base, settings.clientCa)
-  const [{ cert: certPem, key: keyPem, leaf }, caPem] = await loadParts<[Awaited<ReturnType<typeof loadKeyPair>>, string | undefined]>([
+  const [{ cert: certPem, key: keyPem, leaf }, caPem] = await loadParts<[KeyPair, string | undefined]>([
     () => loadKeyPair({ certSetting: 'tls.cert', keySetting: 'tls.key', certFile, keyFile }, { now, renew: 'renew it (customs certs renew)' }),
     async () => {
       if (clientCaFile !== undefined) return loadCaFile('tls.clientCa', clientCaFile, 'CLIENT_CA_INVALID')

@@ -19,7 +19,7 @@ import type { UpstreamConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
 import { DAY_MS, EXPIRY_WARNING_DAYS } from '../tls/server.js'
 import { TlsError } from '../tls/errors.js'
-import { loadCaFile, loadKeyPair, loadParts } from '../tls/files.js'
+import { loadCaFile, loadKeyPair, loadParts, type KeyPair } from '../tls/files.js'
 
 /** The `tls` section of an upstream. */
 export type UpstreamTlsSettings = NonNullable<UpstreamConfig['tls']>
@@ -45,13 +45,12 @@ export async function loadUpstreamTls(settings: UpstreamTlsSettings, options: { 
   const caFile = settings.ca === undefined ? undefined : resolve(base, settings.ca)
   const certFile = settings.cert === undefined ? undefined : resolve(base, settings.cert)
   const keyFile = settings.key === undefined ? undefined : resolve(base, settings.key)
-  const [caText, identity] = await loadParts<[string | undefined, (Awaited<ReturnType<typeof loadKeyPair>> & { certFile: string }) | undefined]>([
+  const [caText, identity] = await loadParts<[string | undefined, KeyPair | undefined]>([
     async () => (caFile === undefined ? undefined : loadCaFile(`${setting}.ca`, caFile, 'CA_INVALID')),
     async () => {
       if (certFile === undefined || keyFile === undefined) return undefined
       const files = { certSetting: `${setting}.cert`, keySetting: `${setting}.key`, certFile, keyFile }
-      const pair = await loadKeyPair(files, { now: options.now ?? new Date(), renew: 'renew it with the CA that issued it' })
-      return { ...pair, certFile }
+      return loadKeyPair(files, { now: options.now ?? new Date(), renew: 'renew it with the CA that issued it' })
     },
   ])
   // In addition to the system's, not instead: node's `ca` replaces its default set.
