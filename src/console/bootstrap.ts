@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Config } from '../config/schema.js'
-import { readTextBounded } from '../files.js'
+import { FileTooLargeError, readTextBounded } from '../files.js'
 import type { Logger } from '../observability/logger.js'
 
 export const BOOTSTRAP_TOKEN_FILE = 'console-admin-token'
@@ -37,8 +37,12 @@ export async function bootstrapConsoleToken(config: Config, logger: Logger): Pro
     created = token
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    // A token file is one line; anything much larger is not one (and is not read whole).
-    token = (await readTextBounded(file, 4096)).trim()
+    // A token file is one line; anything much larger is not one, and is not read whole.
+    const text = await readTextBounded(file, 4096).catch((err: unknown) => {
+      if (err instanceof FileTooLargeError) return ''
+      throw err
+    })
+    token = text.trim()
     if (!/^[A-Za-z0-9_-]{43}$/.test(token)) {
       throw new Error(`${file} does not hold a console token; delete it to have a new one made`)
     }

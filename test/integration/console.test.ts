@@ -5,7 +5,7 @@
 // the policies cleared again, listed and shown as such.
 
 import assert from 'node:assert/strict'
-import { mkdir, rm, stat, readFile } from 'node:fs/promises'
+import { mkdir, rm, stat, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startCustoms, upstreamConfig, type CustomsHandle } from '../helpers/customs.js'
@@ -474,6 +474,17 @@ describe('the quick start token', () => {
     const again = await bootstrapConsoleToken(config(storage), logger)
     assert.equal(again?.created, undefined)
     assert.deepEqual(again?.config.admin.tokens, first.config.admin.tokens)
+  })
+
+  it('refuses a token file that holds something else, or far too much, naming the file and the fix', async () => {
+    for (const [name, text] of [['garbled', 'not a token\n'], ['huge', 'x'.repeat(1024 * 1024)]] as const) {
+      const storage = join(work, `token-${name}`)
+      await mkdir(storage, { recursive: true })
+      await writeFile(join(storage, 'console-admin-token'), text)
+      await assert.rejects(bootstrapConsoleToken(config(storage), logger), {
+        message: `${join(storage, 'console-admin-token')} does not hold a console token; delete it to have a new one made`,
+      })
+    }
   })
 
   it('is not made when admin.tokens are configured or the console is off', async () => {

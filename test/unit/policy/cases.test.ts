@@ -19,7 +19,7 @@ import {
   runCases,
   type CaseIssue,
 } from '../../../src/policy/cases.js'
-import { loadPolicies } from '../../../src/policy/load.js'
+import { loadPolicies, MAX_POLICY_FILE_BYTES } from '../../../src/policy/load.js'
 import { exceptionDoc, load, policyDoc, yaml } from './helpers.js'
 
 const NOW = Date.UTC(2026, 0, 1)
@@ -366,6 +366,11 @@ describe('policyTestCases', () => {
     const missing = join(root, 'missing.yaml')
     assert.equal(await policyTestCases(policies, missing, io, options), 2)
     assert.equal(io.err(), `${missing}:1:1: cannot read the cases file (ENOENT)\n`)
+    const huge = join(root, 'huge.yaml')
+    await writeFile(huge, `# ${'x'.repeat(MAX_POLICY_FILE_BYTES)}\n`)
+    const ioHuge = captureIo()
+    assert.equal(await policyTestCases(policies, huge, ioHuge, options), 2)
+    assert.equal(ioHuge.err(), `${huge}:1:1: cannot read the cases file (over the 1.0 MiB limit)\n`)
     const bad = join(root, 'bad.yaml')
     await writeFile(bad, '- name: x\n')
     const io2 = captureIo()
