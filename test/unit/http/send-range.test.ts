@@ -81,6 +81,18 @@ async function until(check: () => boolean, what: string, ms = 3000): Promise<voi
   }
 }
 
+/**
+ * The answer of `total` bytes was cut short and reported so, its source released and every read
+ * buffer it borrowed given back, the one in hand when it stopped included.
+ */
+async function assertCutShort(outcome: Promise<SendOutcome>, total: number, released: () => number): Promise<void> {
+  const result = await outcome
+  assert.equal(result.aborted, true)
+  assert.ok(result.sent < total, `sent all ${result.sent} bytes to a client that had left`)
+  await until(() => released() === 1, 'the source to be released')
+  await until(() => readBuffers.lent === 0, 'the read buffers to be given back')
+}
+
 describe('sendRange', () => {
   describe('when the client reads the whole answer', () => {
     it('sends every byte in order, releases the source and gives the buffers back', async () => {
@@ -168,12 +180,7 @@ describe('sendRange', () => {
       try {
         const { bytes } = await download(url, { stopAfter: READ_CHUNK })
         assert.ok(bytes.byteLength < content.byteLength)
-        const result = await outcome
-        assert.equal(result.aborted, true)
-        assert.ok(result.sent < content.byteLength, `sent all ${result.sent} bytes to a client that left`)
-        await until(() => released() === 1, 'the source to be released')
-        // Every lent read buffer comes back, the one in hand when the client left included.
-        await until(() => readBuffers.lent === 0, 'the read buffers to be given back')
+        await assertCutShort(outcome, content.byteLength, released)
       } finally {
         server.close()
       }
@@ -203,12 +210,8 @@ describe('sendRange', () => {
           socket.on('close', () => resolve(got))
           socket.on('error', reject)
         })
-        const result = await outcome
-        assert.equal(result.aborted, true)
-        assert.ok(result.sent < content.byteLength, `sent all ${result.sent} bytes after the client's end`)
         assert.ok(received < content.byteLength, 'the client got the whole blob')
-        await until(() => released() === 1, 'the source to be released')
-        await until(() => readBuffers.lent === 0, 'the read buffers to be given back')
+        await assertCutShort(outcome, content.byteLength, released)
       } finally {
         server.close()
       }
