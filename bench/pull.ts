@@ -81,7 +81,12 @@ const SETTINGS: Settings = {
   quick: QUICK,
   big: (QUICK ? 32 : 200) * MiB,
   warmup: (QUICK ? 8 : 16) * MiB,
-  coldRuns: QUICK ? 1 : 3,
+  // Five: one pair caught at a bad moment of the VM (curl alone has taken 160 to 430 ms of CPU for
+  // the same 200 MiB) then moves the median less than it moved a median of three.
+  coldRuns: QUICK ? 1 : 5,
+  // A pair allocates three blobs' worth of pages: nginx's curl output, Customs' curl output and
+  // Customs' cache file. One more for the registry's and the clients' socket buffers.
+  pretouch: 4 * (QUICK ? 32 : 200) * MiB,
   mid: (QUICK ? 16 : 64) * MiB,
   clients: 32,
   warmRuns: 5,
@@ -165,6 +170,10 @@ async function scratchDir(fallback: string): Promise<string> {
  * recycled one on its first write (the 'disk' line shows it), and which kind a pull's writes land
  * on otherwise depends on what ran before. Done before each cold pair, it hands both sides (curl's
  * output on /dev/shm, Customs' cache file) recycled pages, as on a server that has been up a while.
+ * The guest gives freed memory back to the host within seconds (virtio-balloon free page
+ * reporting), so the touch must come right before the pair and cover all of it: at 2x the blob,
+ * the first pair (whose curl outputs are both new files) ran Customs' side on fresh pages, and its
+ * pull cost 1.34 s of CPU against 0.63-0.65 for the pairs after it.
  */
 async function touchMemory(dir: string, bytes: number): Promise<number> {
   const file = join(dir, 'touch.scratch')
@@ -284,7 +293,7 @@ async function main(): Promise<number> {
     const cold: ColdPull[] = []
     for (const [i, p] of colds.entries()) {
       await expectManifest(proxy.url, p)
-      const pretouch = await touchMemory(dir, 2 * BIG)
+      const pretouch = await touchMemory(dir, SETTINGS.pretouch)
       // Each pull's CPU is read as soon as its curl has exited, before the bench hashes the output.
       const cpu: Partial<ColdPull['cpu']> = {}
       const nginxCpu = new CpuWindow(nginx.process.pid)

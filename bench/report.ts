@@ -21,6 +21,8 @@ export interface Settings {
   warmup: number
   /** Cold pulls, each of a blob of its own; the median is judged. */
   coldRuns: number
+  /** Bytes written to a scratch file and removed before each cold pair (see touchMemory). */
+  pretouch: number
   mid: number
   clients: number
   warmRuns: number
@@ -269,7 +271,7 @@ export function printResults(r: Results, s: Settings): void {
   const secs = (pulls: Pull[]): string => pulls.map((p) => p.seconds.toFixed(3)).join(' ')
   const pairs = r.cold.map((p) => `${p.customs.seconds.toFixed(3)}/${p.nginx.seconds.toFixed(3)}`).join(' ')
   const touches = r.cold.map((p) => p.pretouch.toFixed(3)).join(' ')
-  console.log(`  cold pairs, Customs/nginx (s): ${pairs}; memory touch before each (${(2 * s.big) / MiB} MiB written and removed): ${touches} s`)
+  console.log(`  cold pairs, Customs/nginx (s): ${pairs}; memory touch before each (${s.pretouch / MiB} MiB written and removed): ${touches} s`)
   console.log(
     `  before them, one cold pull of a ${s.warmup / MiB} MiB blob of its own, not counted (Customs starts its hash worker ` +
       `and optimizes the fill's code on its first large fill): Customs ${r.warmup.customs.seconds.toFixed(3)} s, nginx ${r.warmup.nginx.seconds.toFixed(3)} s`
