@@ -15,6 +15,7 @@ import { imageFacts, type ImageFacts } from './facts.js'
 import { evaluate, type Decision } from '../policy/evaluate.js'
 import type { Metrics } from '../observability/metrics.js'
 import type { PolicyEngine } from '../policy/engine.js'
+import type { PolicySet } from '../policy/types.js'
 import type { Descriptor } from '../oci/manifest.js'
 
 export interface InspectionInput {
@@ -65,7 +66,13 @@ export class Inspector {
 
   /** The trust and policy revision in force: a verdict reached under another one is stale. */
   get revision(): string {
-    return `${BUILTIN_REVISION}:${this.#deps.trust?.current.revision ?? 'none'}:${this.#deps.policies.current().revision}`
+    return this.#inForce().revision
+  }
+
+  /** The revision in force and the policy set it names, read at one moment. */
+  #inForce(): { revision: string; policies: PolicySet } {
+    const policies = this.#deps.policies.current()
+    return { revision: `${BUILTIN_REVISION}:${this.#deps.trust?.current.revision ?? 'none'}:${policies.revision}`, policies }
   }
 
   /**
@@ -95,7 +102,10 @@ export class Inspector {
 
   async #inspect(input: InspectionInput): Promise<Inspection & { decision?: Decision }> {
     const manifest = checkIntegrity(input)
-    const revision = this.revision
+    // The set is read with the revision, not after the awaits below: a reload meanwhile must not
+    // have a verdict reached under the new set recorded under the old revision's name. Under the
+    // old one it is stale at once, and judged again (the walk, or the next pull).
+    const { revision, policies } = this.#inForce()
     // Judged by what it is, never by who asked: a runnable image fetched as "a signature" (a
     // .sig tag pointing at an image) is judged like any image.
     const artifact = isSignatureArtifact(manifest)
@@ -108,7 +118,7 @@ export class Inspector {
       // Signatures and attestations are not themselves judged: downstream verifiers need them.
       return { manifest, image, links, verdict: { outcome: 'cleared', reasons: [], revision, decidedAt: Date.now() } }
     }
-    const decision = evaluate(this.#deps.policies.current(), {
+    const decision = evaluate(policies, {
       upstream: input.repo.upstream,
       repository: input.repo.repository,
       digest: input.digest,

@@ -210,7 +210,8 @@ export class ManifestService {
     if (req.reference.kind !== 'tag' || req.artifact === true || record.image === undefined) return own
     const set = this.#deps.policies.current()
     if (!isTagSensitive(set)) return own
-    const key = `${req.repo.upstream} ${req.repo.repository} ${record.digest} ${req.reference.tag} ${record.verdict.revision}`
+    // The set's own revision too: a record read just before a reload is judged by the new set.
+    const key = `${req.repo.upstream} ${req.repo.repository} ${record.digest} ${req.reference.tag} ${record.verdict.revision} ${set.revision}`
     let decided = this.#tagDecisions.get(key)
     if (decided === undefined) {
       const decision = judgeRecord(set, req.repo, record, record.image, req.reference.tag)

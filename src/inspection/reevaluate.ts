@@ -112,7 +112,10 @@ export class Reevaluator {
 
   async #walkLocked(trigger: string): Promise<void> {
     const { state, logger, lockTtl } = this.#deps
+    // Read together: the walk judges by the very set its revision names, even if a reload lands
+    // while the lock is taken (that reload queues the next walk).
     const revision = this.#deps.revision()
+    const set = this.#deps.policies.current()
     const startedAt = new Date().toISOString()
     this.#progress = { state: 'running', total: 0, done: 0, cleared: 0, detained: 0, unchanged: 0, errors: 0, revision, startedAt, trigger }
     let token: string | null
@@ -134,7 +137,7 @@ export class Reevaluator {
     this.#deps.events.emit({ type: 'reevaluation', action: 'reevaluate', revision, detail: { phase: 'started', trigger } })
     logger.info({ revision, trigger }, 're-evaluation started')
     try {
-      await this.#walk(revision, this.#deps.policies.current())
+      await this.#walk(revision, set)
       this.#finish('finished')
     } catch (err) {
       this.#finish('failed', (err as Error).message)

@@ -180,6 +180,31 @@ function checkReevaluation(open: () => Promise<StateStore>): void {
     })
   })
 
+  describe('when a reload lands while a walk takes its lock', () => {
+    it('judges by the set its revision names; the walk the reload queues judges by the new one', async () => {
+      const digest = await admitted('mid-walk')
+      policies.replace(NON_ROOT)
+      const walkedUnder = revision()
+      const acquire = state.acquireLock.bind(state)
+      // The reload lands after the walk read the revision in force, before it has the lock.
+      state.acquireLock = async (name, ttl) => {
+        policies.replace(ANY)
+        return acquire(name, ttl)
+      }
+      assert.equal(reevaluator.start('test'), true)
+      await reevaluator.idle()
+      const record = await state.getManifest(REPO, digest)
+      assert.equal(record?.verdict.revision, walkedUnder)
+      assert.equal(record?.verdict.outcome, 'detained', 'judged by NON_ROOT, whose revision it records')
+      state.acquireLock = acquire
+      assert.equal(reevaluator.start('reload'), true)
+      await reevaluator.idle()
+      const again = await state.getManifest(REPO, digest)
+      assert.equal(again?.verdict.revision, revision())
+      assert.equal(again?.verdict.outcome, 'cleared')
+    })
+  })
+
   describe('when a digest detained from the start is cleared by a walk', () => {
     it('records it cleared if a pull of it was refused, and creates no record otherwise', async () => {
       policies.replace(NON_ROOT)
