@@ -4,7 +4,7 @@
 // request and answer shapes.
 
 import assert from 'node:assert/strict'
-import { mkdir, readFile } from 'node:fs/promises'
+import { mkdir, readFile, truncate, writeFile } from 'node:fs/promises'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { join, resolve } from 'node:path'
@@ -462,5 +462,15 @@ describe('purge and decisions against the CONTRACT STAND-IN, over HTTPS with mTL
     const out = await cli(decisionsCommand, ['ls', '--token', VIEWER, '--url', standIn.url, '--ca', join(tlsDir, 'missing.crt')])
     assert.equal(out.code, 2)
     assert.match(out.stderr, /--ca .*missing\.crt: ENOENT/)
+  })
+
+  it('exits 2 when the --key file is over the bound for such files, without reading it whole', async () => {
+    // Sparse: 64 MiB that take no disk, a file named by mistake.
+    const huge = join(tlsDir, 'huge.key')
+    await writeFile(huge, '')
+    await truncate(huge, 64 * 1024 * 1024)
+    const out = await cli(decisionsCommand, ['ls', '--token', VIEWER, ...tlsFlags.slice(0, -1), huge])
+    assert.equal(out.code, 2)
+    assert.match(out.stderr, /^customs: --key .*huge\.key: over the 4\.0 MiB limit\n/)
   })
 })

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict'
 import { X509Certificate, createPrivateKey } from 'node:crypto'
-import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -267,6 +267,18 @@ describe('customs certs renew', () => {
       const run = await certs('renew', '--out', out)
       assert.equal(run.code, 1)
       assert.match(run.stderr, /server\.crt names no hosts \(no subjectAltName\): pass --hosts/)
+    })
+  })
+
+  describe('when the CA certificate file is over the bound for such files', () => {
+    it('returns 1 and names the file and the bound, without reading it whole', async () => {
+      const out = outDir()
+      await certs('init', '--hosts', 'a.io', '--out', out)
+      // Sparse: 64 MiB that take no disk, as a file put there by mistake.
+      await truncate(join(out, 'ca.crt'), 64 * 1024 * 1024)
+      const run = await certs('renew', '--out', out)
+      assert.equal(run.code, 1)
+      assert.match(run.stderr, /^customs certs: .*ca\.crt is over the 4\.0 MiB limit for this file\n$/)
     })
   })
 
