@@ -11,30 +11,11 @@ import { PolicyEngine } from '../../../src/policy/engine.js'
 import type { PolicySet } from '../../../src/policy/types.js'
 import type { RepoKey } from '../../../src/state/store.js'
 import { buildImage } from '../../helpers/images.js'
-import { load, yaml } from '../policy/helpers.js'
+import { ANY, NON_ROOT } from './sets.js'
 
 const REPO: RepoKey = { upstream: 'docker.io', repository: 'acme/app' }
 
-// The image below sets no user, so it runs as root: NON_ROOT detains it, ANY clears it.
-const NON_ROOT = load(yaml`
-  apiVersion: customs.dev/v1
-  kind: ImagePolicy
-  metadata: { name: acme-non-root }
-  spec:
-    mode: enforce
-    match: [{ repository: "acme/**" }]
-    rules: { nonRoot: true }
-`)
-const ANY = load(yaml`
-  apiVersion: customs.dev/v1
-  kind: ImagePolicy
-  metadata: { name: acme-any }
-  spec:
-    mode: enforce
-    match: [{ repository: "acme/**" }]
-    rules: {}
-`)
-
+// Sets no user, so it runs as root: NON_ROOT detains it, ANY clears it.
 const image = buildImage({ mediaType: 'oci', seed: 'inspector-revision' })
 const input = { repo: REPO, digest: parseDigest(image.manifestDigest), bytes: image.manifest, mediaType: image.mediaType }
 const revisionOf = (set: PolicySet): string => `builtin-1:none:${set.revision}`

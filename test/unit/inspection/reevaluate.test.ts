@@ -16,37 +16,16 @@ import { digestOf, type Digest } from '../../../src/oci/digest.js'
 import { createLogger } from '../../../src/observability/logger.js'
 import { PolicyEngine } from '../../../src/policy/engine.js'
 import { evaluate } from '../../../src/policy/evaluate.js'
-import { parsePolicyDocuments } from '../../../src/policy/load.js'
 import type { PolicySet } from '../../../src/policy/types.js'
 import { MemoryStateStore } from '../../../src/state/memory.js'
 import { RedisStateStore } from '../../../src/state/redis.js'
 import { NO_FACTS } from '../../../src/verify/facts.js'
 import type { ManifestRecord, RepoKey, StateStore, Verdict } from '../../../src/state/store.js'
 import { startRedisServer, type RedisServer } from '../../helpers/redis-server.js'
+import { ANY, NON_ROOT, policySet } from './sets.js'
 
 const REPO: RepoKey = { upstream: 'docker.io', repository: 'acme/app' }
 const logger = createLogger({ level: 'silent' })
-
-const set = (name: string, text: string): PolicySet => parsePolicyDocuments([{ path: `${name}.yaml`, text }], { keyNames: new Set() })
-// The images below set no user: they run as root, which this set refuses and the other allows.
-const NON_ROOT = set('non-root', `
-apiVersion: customs.dev/v1
-kind: ImagePolicy
-metadata: { name: acme-non-root }
-spec:
-  mode: enforce
-  match: [{ repository: "acme/**" }]
-  rules: { nonRoot: true }
-`)
-const ANY = set('any', `
-apiVersion: customs.dev/v1
-kind: ImagePolicy
-metadata: { name: acme-any }
-spec:
-  mode: enforce
-  match: [{ repository: "acme/**" }]
-  rules: {}
-`)
 
 // Another set that allows the same: a new revision under which nothing changes side.
 const ANY_AGAIN = `
@@ -60,7 +39,7 @@ spec:
 `
 
 // Under unmatched: deny the digest alone is admitted by no policy; pulls by the tags named are.
-const tagScoped = (name: string, tags: string): PolicySet => set(name, `
+const tagScoped = (name: string, tags: string): PolicySet => policySet(name, `
 apiVersion: customs.dev/v1
 kind: PolicySettings
 metadata: { name: settings }
@@ -250,7 +229,7 @@ function checkReevaluation(open: () => Promise<StateStore>): void {
       const digest = await admitted('tag refused')
       // A pull by a tag a policy bans was refused while the digest itself was served.
       await state.recordDetention(REPO, digest, { reference: 'latest', reasons: ["policy 'no-latest' rule 'tags': latest"], at: 1000 })
-      const progress = await walkUnder(set('any-again', ANY_AGAIN))
+      const progress = await walkUnder(policySet('any-again', ANY_AGAIN))
       assert.equal(progress.unchanged, 1)
       assert.equal((await state.getQuarantine(REPO, digest))?.state, 'detained')
       assert.deepEqual(events.filter((e) => e.type === 'clearance'), [])
@@ -258,7 +237,7 @@ function checkReevaluation(open: () => Promise<StateStore>): void {
     it('resolves a record left revoked while the content was served', async () => {
       const digest = await admitted('left revoked')
       await state.markRevoked(REPO, digest, { reasons: ['root'], revision: 'an older one', at: 1000 })
-      await walkUnder(set('any-again', ANY_AGAIN))
+      await walkUnder(policySet('any-again', ANY_AGAIN))
       assert.equal((await state.getQuarantine(REPO, digest))?.state, 'cleared')
       assert.deepEqual(events.filter((e) => e.type === 'clearance').map((e) => e.detail?.previous), ['revoked'])
     })
