@@ -109,10 +109,13 @@ export class Inspector {
     // Judged by what it is, never by who asked: a runnable image fetched as "a signature" (a
     // .sig tag pointing at an image) is judged like any image.
     const artifact = isSignatureArtifact(manifest)
-    const config = manifest.kind === 'image' && !artifact ? await this.#deps.readConfig(input.repo, manifest.config) : undefined
-    const image = imageFacts(manifest, config)
+    // The config and the signatures are read at once: each is upstream round trips of its own.
     // Discovery's own reads, and artifacts, are not searched for signatures (no recursion).
-    const facts = artifact || input.artifact === true ? undefined : await this.#facts(input)
+    const [config, facts] = await Promise.all([
+      manifest.kind === 'image' && !artifact ? this.#deps.readConfig(input.repo, manifest.config) : undefined,
+      artifact || input.artifact === true ? undefined : this.#facts(input),
+    ])
+    const image = imageFacts(manifest, config)
     const links = linksOf(manifest)
     if (artifact) {
       // Signatures and attestations are not themselves judged: downstream verifiers need them.

@@ -13,6 +13,7 @@ import type { PolicyEngine } from '../policy/engine.js'
 import type { PolicySet } from '../policy/types.js'
 import { effectiveState, type ManifestRecord, type RepoKey, type StateStore, type Verdict } from '../state/store.js'
 import { clearQuarantine } from './clearance.js'
+import { mapInLanes } from '../lanes.js'
 import type { ManifestService } from './manifests.js'
 
 export interface ReevaluationDeps {
@@ -177,7 +178,7 @@ export class Reevaluator {
         return true
       })
       this.#progress = { ...this.#progress, total: this.#progress.total + fresh.length }
-      await pool(fresh, this.#deps.concurrency ?? REEVALUATION_CONCURRENCY, async ({ repo, record }) => {
+      await mapInLanes(fresh, this.#deps.concurrency ?? REEVALUATION_CONCURRENCY, async ({ repo, record }) => {
         // Shutting down: the rest is left to the next walk (their revision is still the old one).
         if (this.#closed) return
         try {
@@ -298,13 +299,4 @@ function byTags(set: PolicySet, repo: RepoKey, record: ManifestRecord, revision:
   }
   if (first === undefined) return undefined
   return { outcome: first.outcome, reasons: first.reasons, revision, decidedAt: Date.now(), admittedByTags: admitting }
-}
-
-/** Runs `work` over `items`, at most `limit` at a time. */
-async function pool<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0
-  const lanes = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) await work(items[next++] as T)
-  })
-  await Promise.all(lanes)
 }

@@ -4,6 +4,7 @@
 // and served to downstream `cosign verify` and admission controllers too.
 
 import { isCustomsError } from '../errors.js'
+import { mapInLanes } from '../lanes.js'
 import type { Digest } from '../oci/digest.js'
 import { parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.js'
 import { referrersTag } from '../oci/reference.js'
@@ -49,42 +50,80 @@ export interface DiscoverOptions {
   readonly maxArtifacts: number
 }
 
+/**
+ * How many of one source's artifacts are read at once. The sources themselves (referrers, `.sig`,
+ * `.att`) are read at the same time, each a chain of round trips of its own.
+ */
+const LANES = 4
+
+/** What one source found: its candidates in order (at most maxArtifacts), and why it failed. */
+interface Found {
+  readonly candidates: readonly Candidate[]
+  readonly errors: readonly string[]
+  readonly notation?: number
+}
+
+/**
+ * Every signature and attestation candidate of `digest`. The three sources are independent, so
+ * they are read at once: a first pull waits for the longest chain of upstream round trips
+ * (referrers, then the tag fallback, then each referrer's manifest and bundle) rather than for
+ * all of them one after another; against a remote upstream each round trip is tens of ms. Each
+ * source reads at most `maxArtifacts` artifacts; the candidates are then taken in a fixed order
+ * (referrers, `.sig`, `.att`) and cut to `maxArtifacts`, so which ones are examined depends on the
+ * upstream's content, never on which source answered first.
+ */
 export async function discover(reader: ArtifactReader, repo: RepoKey, digest: Digest, options: DiscoverOptions): Promise<Discovery> {
-  const candidates: Candidate[] = []
-  const errors: string[] = []
-  let notation = 0
-  const room = () => candidates.length < options.maxArtifacts
+  const sources = [
+    fromReferrers(reader, repo, digest, options.maxArtifacts),
+    fromTag(reader, repo, 'legacy-sig', `${referrersTag(digest)}.sig`, options.maxArtifacts),
+    ...(options.attestations ? [fromTag(reader, repo, 'legacy-att', `${referrersTag(digest)}.att`, options.maxArtifacts)] : []),
+  ]
+  const found = await Promise.all(sources)
+  return {
+    candidates: found.flatMap((f) => f.candidates).slice(0, options.maxArtifacts),
+    notation: found.reduce((n, f) => n + (f.notation ?? 0), 0),
+    errors: found.flatMap((f) => f.errors),
+  }
+}
 
+/** The OCI 1.1 referrers of `digest` that carry Sigstore bundles or cosign signatures. */
+async function fromReferrers(reader: ArtifactReader, repo: RepoKey, digest: Digest, max: number): Promise<Found> {
   try {
-    for (const d of await reader.referrers(repo, digest)) {
-      const type = d.artifactType ?? ''
-      if (type === ArtifactType.NOTATION) notation++
-      else if (room() && (type.startsWith(ArtifactType.BUNDLE_PREFIX) || type === ArtifactType.COSIGN_OCI11_SIG)) {
-        candidates.push(...(await fromReferrer(reader, repo, d)))
-      }
-    }
+    const referrers = await reader.referrers(repo, digest)
+    const notation = referrers.filter((d) => d.artifactType === ArtifactType.NOTATION).length
+    // Each referrer makes one candidate or more: `max` of them are enough to fill the bound.
+    const wanted = referrers.filter((d) => isSigstoreReferrer(d.artifactType ?? '')).slice(0, max)
+    // One referrer that cannot be read costs only its own candidates.
+    const each = await mapInLanes(wanted, LANES, (d) =>
+      fromReferrer(reader, repo, d).then(
+        (candidates): Found => ({ candidates, errors: [] }),
+        (err: unknown): Found => ({ candidates: [], errors: [`referrer ${d.digest}: ${describe(err)}`] })
+      )
+    )
+    return { candidates: each.flatMap((f) => f.candidates).slice(0, max), errors: each.flatMap((f) => f.errors), notation }
   } catch (err) {
-    errors.push(`referrers: ${describe(err)}`)
+    return { candidates: [], errors: [`referrers: ${describe(err)}`] }
   }
+}
 
-  const tags: Array<[ArtifactSource, string]> = [['legacy-sig', `${referrersTag(digest)}.sig`]]
-  if (options.attestations) tags.push(['legacy-att', `${referrersTag(digest)}.att`])
-  for (const [source, tag] of tags) {
-    if (!room()) break
-    try {
-      const found = await reader.manifest(repo, tag)
-      if (found !== null) candidates.push(...(await fromLegacy(reader, repo, found, source)).slice(0, options.maxArtifacts - candidates.length))
-    } catch (err) {
-      errors.push(`${tag}: ${describe(err)}`)
-    }
+function isSigstoreReferrer(type: string): boolean {
+  return type.startsWith(ArtifactType.BUNDLE_PREFIX) || type === ArtifactType.COSIGN_OCI11_SIG
+}
+
+/** The layers of the legacy cosign signature or attestation manifest tagged `tag`, if there is one. */
+async function fromTag(reader: ArtifactReader, repo: RepoKey, source: ArtifactSource, tag: string, max: number): Promise<Found> {
+  try {
+    const found = await reader.manifest(repo, tag)
+    return { candidates: found === null ? [] : await fromLegacy(reader, repo, found, source, max), errors: [] }
+  } catch (err) {
+    return { candidates: [], errors: [`${tag}: ${describe(err)}`] }
   }
-  return { candidates, notation, errors }
 }
 
 async function fromReferrer(reader: ArtifactReader, repo: RepoKey, d: Descriptor): Promise<Candidate[]> {
   const found = await reader.manifest(repo, d.digest)
   if (found === null) return [{ source: 'referrer', artifact: d.digest, error: 'the referrer manifest is gone' }]
-  if (d.artifactType === ArtifactType.COSIGN_OCI11_SIG) return fromLegacy(reader, repo, found, 'referrer')
+  if (d.artifactType === ArtifactType.COSIGN_OCI11_SIG) return fromLegacy(reader, repo, found, 'referrer', Infinity)
   const manifest = imageManifest(found)
   const layer = manifest?.layers[0]
   if (manifest === undefined || layer === undefined) return [{ source: 'referrer', artifact: d.digest, error: 'the referrer is not a one-layer bundle manifest' }]
@@ -97,36 +136,33 @@ async function fromReferrer(reader: ArtifactReader, repo: RepoKey, d: Descriptor
   }
 }
 
+/**
+ * The candidates of a cosign signature or attestation manifest: one per signature or envelope
+ * layer, at most `max`. Only those layers' blobs are read: a manifest listing thousands of layers
+ * costs no more than one listing `max`.
+ */
 async function fromLegacy(
   reader: ArtifactReader,
   repo: RepoKey,
   found: { digest: Digest; bytes: Buffer; mediaType: string },
-  source: ArtifactSource
+  source: ArtifactSource,
+  max: number
 ): Promise<Candidate[]> {
   const manifest = imageManifest(found)
   if (manifest === undefined) return [{ source, artifact: found.digest, error: 'the signature manifest is not an image manifest' }]
-  const out: Candidate[] = []
-  for (const layer of manifest.layers) {
-    const annotations = layer.annotations ?? {}
-    if (layer.size > MAX_SIGNATURE_BLOB) {
-      out.push({ source, artifact: found.digest, error: `a signature layer is ${layer.size} bytes, over the limit` })
-      continue
-    }
-    const isSig = layer.mediaType === SIMPLE_SIGNING_MEDIA_TYPE
-    const isAtt = layer.mediaType === DSSE_MEDIA_TYPE
-    if (!isSig && !isAtt) continue
+  const layers = manifest.layers.filter((l) => l.mediaType === SIMPLE_SIGNING_MEDIA_TYPE || l.mediaType === DSSE_MEDIA_TYPE).slice(0, max)
+  return mapInLanes(layers, LANES, async (layer): Promise<Candidate> => {
+    if (layer.size > MAX_SIGNATURE_BLOB) return { source, artifact: found.digest, error: `a signature layer is ${layer.size} bytes, over the limit` }
     const blob = await reader.blob(repo, layer.digest, layer.size)
+    const annotations = layer.annotations ?? {}
     try {
-      out.push(
-        isSig
-          ? { source, artifact: found.digest, bundle: legacySignatureBundle(blob, annotations), payload: blob }
-          : { source, artifact: found.digest, bundle: legacyAttestationBundle(blob, annotations) }
-      )
+      return layer.mediaType === SIMPLE_SIGNING_MEDIA_TYPE
+        ? { source, artifact: found.digest, bundle: legacySignatureBundle(blob, annotations), payload: blob }
+        : { source, artifact: found.digest, bundle: legacyAttestationBundle(blob, annotations) }
     } catch (err) {
-      out.push({ source, artifact: found.digest, error: describe(err) })
+      return { source, artifact: found.digest, error: describe(err) }
     }
-  }
-  return out
+  })
 }
 
 function imageManifest(found: { bytes: Buffer; mediaType: string }): ImageManifest | undefined {

@@ -10,6 +10,8 @@ import { parseDigest } from '../../../src/oci/digest.js'
 import { PolicyEngine } from '../../../src/policy/engine.js'
 import type { PolicySet } from '../../../src/policy/types.js'
 import type { RepoKey } from '../../../src/state/store.js'
+import { NO_FACTS } from '../../../src/verify/facts.js'
+import type { SignatureService } from '../../../src/verify/service.js'
 import { buildImage } from '../../helpers/images.js'
 import { ANY, NON_ROOT } from './sets.js'
 
@@ -62,5 +64,30 @@ describe('Inspector revision', () => {
     assert.equal(verdict.outcome, 'detained')
     assert.equal(verdict.revision, revisionOf(NON_ROOT))
     assert.notEqual(verdict.revision, inspecting.revision)
+  })
+
+  it('reads the image config and looks for signatures at once', async () => {
+    const asked: string[] = []
+    let answer!: () => void
+    const gate = new Promise<void>((resolve) => (answer = resolve))
+    const signatures = {
+      factsFor: async () => {
+        asked.push('signatures')
+        await gate
+        return NO_FACTS
+      },
+    } as unknown as SignatureService
+    const readConfig: ConfigReader = async () => {
+      asked.push('config')
+      await gate
+      return image.config
+    }
+    const inspecting = new Inspector({ policies: new PolicyEngine(ANY), readConfig, signatures }).inspect(input)
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.deepEqual(asked.sort(), ['config', 'signatures'], 'both asked before either answered')
+    answer()
+    const { verdict, facts } = await inspecting
+    assert.equal(verdict.outcome, 'cleared')
+    assert.deepEqual(facts, NO_FACTS)
   })
 })
