@@ -95,7 +95,7 @@ async function fromReferrers(reader: ArtifactReader, repo: RepoKey, digest: Dige
     const wanted = referrers.filter((d) => isSigstoreReferrer(d.artifactType ?? '')).slice(0, max)
     // One referrer that cannot be read costs only its own candidates.
     const each = await mapInLanes(wanted, LANES, (d) =>
-      fromReferrer(reader, repo, d).then(
+      fromReferrer(reader, repo, d, max).then(
         (candidates): Found => ({ candidates, errors: [] }),
         (err: unknown): Found => ({ candidates: [], errors: [`referrer ${d.digest}: ${describe(err)}`] })
       )
@@ -120,10 +120,10 @@ async function fromTag(reader: ArtifactReader, repo: RepoKey, source: ArtifactSo
   }
 }
 
-async function fromReferrer(reader: ArtifactReader, repo: RepoKey, d: Descriptor): Promise<Candidate[]> {
+async function fromReferrer(reader: ArtifactReader, repo: RepoKey, d: Descriptor, max: number): Promise<Candidate[]> {
   const found = await reader.manifest(repo, d.digest)
   if (found === null) return [{ source: 'referrer', artifact: d.digest, error: 'the referrer manifest is gone' }]
-  if (d.artifactType === ArtifactType.COSIGN_OCI11_SIG) return fromLegacy(reader, repo, found, 'referrer', Infinity)
+  if (d.artifactType === ArtifactType.COSIGN_OCI11_SIG) return fromLegacy(reader, repo, found, 'referrer', max)
   const manifest = imageManifest(found)
   const layer = manifest?.layers[0]
   if (manifest === undefined || layer === undefined) return [{ source: 'referrer', artifact: d.digest, error: 'the referrer is not a one-layer bundle manifest' }]

@@ -155,6 +155,17 @@ describe('discover', () => {
     assert.equal(reader.mostBlobsAtOnce, 4)
   })
 
+  it('reads no more than maxArtifacts layers of a cosign OCI 1.1 signature referrer either', async () => {
+    const reader = new ScriptedReader()
+    const manifest = manifestOf(sigLayers('referred', 5000, reader.blobs))
+    reader.manifests.set(manifest.digest, manifest)
+    reader.referrerList = [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: ArtifactType.COSIGN_OCI11_SIG, digest: manifest.digest, size: manifest.bytes.length }]
+    const found = await discover(reader, REPO, SUBJECT, OPTIONS)
+    assert.equal(found.candidates.length, 16)
+    assert.ok(found.candidates.every((c) => c.source === 'referrer' && c.error === undefined))
+    assert.equal(reader.calls.filter((c) => c.startsWith('sha256:') && c !== manifest.digest).length, 16, 'blobs read')
+  })
+
   it('keeps referrers first and cuts the whole to maxArtifacts', async () => {
     const reader = new ScriptedReader()
     reader.referrerList = Array.from({ length: 10 }, (_, i) => bundleReferrer(reader, `r${i}`))
