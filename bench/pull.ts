@@ -80,7 +80,7 @@ const QUICK = flags.quick === true
 const SETTINGS: Settings = {
   quick: QUICK,
   big: (QUICK ? 32 : 200) * MiB,
-  warmup: (QUICK ? 8 : 16) * MiB,
+  warmup: (QUICK ? 8 : 64) * MiB,
   // Five: one pair caught at a bad moment of the VM (curl alone has taken 160 to 430 ms of CPU for
   // the same 200 MiB) then moves the median less than it moved a median of three.
   coldRuns: QUICK ? 1 : 5,
@@ -279,9 +279,12 @@ async function main(): Promise<number> {
 
     // A running mirror, not a process just started: the first large fill after start also starts
     // the hash worker (a new isolate, 70-100 ms of CPU here) and runs the fill's code before it
-    // is optimized, about 180 ms of CPU more than the pulls after it. One pull of a small blob of
-    // its own does that first; its times are printed, nothing else of it is counted.
-    progress('warm-up: one cold pull of a small blob of its own, through Customs and nginx')
+    // is optimized, about 180 ms of CPU more than the pulls after it. One pull of a blob of its
+    // own does that first; its times are printed, nothing else of it is counted. At 16 MiB it was
+    // too short for V8 to optimize all of the path: in five runs the main thread spent 138-218 ms
+    // on the first timed pull and 95-137 on the fourth and fifth; after 64 MiB, 119-128 on the
+    // first and 103-138 on every later one (three runs).
+    progress('warm-up: one cold pull of a blob of its own, through Customs and nginx')
     sampler.phase('1. cold pull')
     await expectManifest(proxy.url, warmupBlob)
     const warmup = {

@@ -53,7 +53,7 @@ export interface ColdPull {
 /** Everything measured, Customs and nginx side by side. */
 export interface Results {
   direct: Pull
-  /** The pull of a small blob of its own before the cold pulls (Customs, then nginx). */
+  /** The pull of a blob of its own before the cold pulls (Customs, then nginx). */
   warmup: { customs: Pull; nginx: Pull }
   cold: ColdPull[]
   warm: { customs: Pull[]; nginx: Pull[]; upstreamWholeRun: UpstreamGets }
