@@ -190,6 +190,7 @@ export async function createServices(config: Config, logger: Logger, overrides: 
     metrics,
     logger,
     events,
+    staleRecorded: () => void reevaluator?.start('stale-verdict'),
   })
   metrics.sources.quarantineRecords = () => state.countQuarantine()
   metrics.sources.singleFlightWaiters = () => (manifests as ManifestService).waiters()

@@ -72,6 +72,12 @@ export interface ManifestServiceDeps {
   readonly logger: Logger
   /** Where decisions and detentions are announced (audit log, webhooks). */
   readonly events: EventBus
+  /**
+   * Told when an inspection recorded a verdict reached under a revision no longer in force: a
+   * reload landed while it ran, and the walk that reload started may have passed this digest
+   * already, leaving its blob gate as the old policies set it. Services queue another walk.
+   */
+  readonly staleRecorded?: () => void
 }
 
 /** Tag-level decisions remembered per (digest, tag, revision); cleared wholesale when full. */
@@ -543,6 +549,7 @@ export class ManifestService {
     }
     await this.#deps.state.recordManifest(repo, record, links)
     if (!artifact && manifest.kind === 'index' && verdict.outcome === 'detained') await this.#detainChildren(repo, record, manifest.manifests)
+    if (verdict.revision !== this.#deps.inspector.revision) this.#deps.staleRecorded?.()
     return record
   }
 
