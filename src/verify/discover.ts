@@ -1,7 +1,8 @@
 // Finding the signatures and attestations of a digest (PROTOCOL §4.8): OCI 1.1 referrers (with
-// the sha256-<hex> tag fallback), then the legacy cosign `.sig` and `.att` tags. Artifacts are
-// fetched through Customs' own manifest and blob paths, so they are verified by digest, cached,
-// and served to downstream `cosign verify` and admission controllers too.
+// the sha256-<hex> tag fallback) and the legacy cosign `.sig` and `.att` tags, read at once and
+// taken in that order. Artifacts are fetched through Customs' own manifest and blob paths, so
+// they are verified by digest, cached, and served to downstream `cosign verify` and admission
+// controllers too.
 
 import { isCustomsError } from '../errors.js'
 import { mapInLanes } from '../lanes.js'
