@@ -10,6 +10,7 @@ import type { ManifestLinks, RepoKey, Verdict } from '../state/store.js'
 import type { VerificationFacts } from '../verify/facts.js'
 import type { SignatureService } from '../verify/service.js'
 import type { TrustHolder } from '../verify/trust-reload.js'
+import type { TrustStore } from '../verify/trust.js'
 import { isSignatureArtifact } from './artifacts.js'
 import { imageFacts, type ImageFacts } from './facts.js'
 import { evaluate, type Decision } from '../policy/evaluate.js'
@@ -57,8 +58,17 @@ export interface InspectorDeps {
  */
 export const BUILTIN_REVISION = 'builtin-1'
 
+/** A revision and what it names: the trust store (if any) and the policy set in force together. */
+interface InForce {
+  readonly trust: TrustStore | undefined
+  readonly policies: PolicySet
+  readonly revision: string
+}
+
 export class Inspector {
   readonly #deps: InspectorDeps
+  /** The last revision made: every manifest GET asks for it, and it changes only on a reload. */
+  #last: InForce | undefined
 
   constructor(deps: InspectorDeps) {
     this.#deps = deps
@@ -70,9 +80,14 @@ export class Inspector {
   }
 
   /** The revision in force and the policy set it names, read at one moment. */
-  #inForce(): { revision: string; policies: PolicySet } {
+  #inForce(): InForce {
+    const trust = this.#deps.trust?.current
     const policies = this.#deps.policies.current()
-    return { revision: `${BUILTIN_REVISION}:${this.#deps.trust?.current.revision ?? 'none'}:${policies.revision}`, policies }
+    const last = this.#last
+    if (last !== undefined && last.trust === trust && last.policies === policies) return last
+    const revision = `${BUILTIN_REVISION}:${trust?.revision ?? 'none'}:${policies.revision}`
+    this.#last = { trust, policies, revision }
+    return this.#last
   }
 
   /**

@@ -12,6 +12,8 @@ import type { PolicySet } from '../../../src/policy/types.js'
 import type { RepoKey } from '../../../src/state/store.js'
 import { NO_FACTS } from '../../../src/verify/facts.js'
 import type { SignatureService } from '../../../src/verify/service.js'
+import { TrustHolder } from '../../../src/verify/trust-reload.js'
+import type { TrustStore } from '../../../src/verify/trust.js'
 import { buildImage } from '../../helpers/images.js'
 import { ANY, NON_ROOT } from './sets.js'
 
@@ -89,5 +91,18 @@ describe('Inspector revision', () => {
     const { verdict, facts } = await inspecting
     assert.equal(verdict.outcome, 'cleared')
     assert.deepEqual(facts, NO_FACTS)
+  })
+
+  it('follows a replaced trust or policy set, and is the same string while neither changes', () => {
+    const policies = new PolicyEngine(ANY)
+    const trust = new TrustHolder({ revision: 't1' } as TrustStore)
+    const inspecting = new Inspector({ policies, readConfig: async () => image.config, trust })
+    const first = inspecting.revision
+    assert.equal(first, `builtin-1:t1:${ANY.revision}`)
+    assert.equal(inspecting.revision, first)
+    trust.replace({ revision: 't2' } as TrustStore)
+    assert.equal(inspecting.revision, `builtin-1:t2:${ANY.revision}`)
+    policies.replace(NON_ROOT)
+    assert.equal(inspecting.revision, `builtin-1:t2:${NON_ROOT.revision}`)
   })
 })
