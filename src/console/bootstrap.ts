@@ -12,6 +12,8 @@ import { FileTooLargeError, readTextBounded } from '../files.js'
 import type { Logger } from '../observability/logger.js'
 
 export const BOOTSTRAP_TOKEN_FILE = 'console-admin-token'
+/** A token file is one line; anything much larger is not one, and is not read whole. */
+const MAX_TOKEN_FILE_BYTES = 4096
 export const BOOTSTRAP_TOKEN_NAME = 'console-bootstrap'
 
 export interface Bootstrap {
@@ -37,8 +39,7 @@ export async function bootstrapConsoleToken(config: Config, logger: Logger): Pro
     created = token
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-    // A token file is one line; anything much larger is not one, and is not read whole.
-    const text = await readTextBounded(file, 4096).catch((err: unknown) => {
+    const text = await readTextBounded(file, MAX_TOKEN_FILE_BYTES).catch((err: unknown) => {
       if (err instanceof FileTooLargeError) return ''
       throw err
     })

@@ -15,8 +15,9 @@ import { TlsError, type TlsErrorCode } from './errors.js'
 export const MAX_SETTING_FILE_BYTES = 4 * 1024 * 1024
 
 /**
- * The file's text, at most MAX_SETTING_FILE_BYTES; otherwise the error `fail` makes of a message naming `setting`, the file and
- * the reason (TlsError FILE_UNREADABLE by default; trust files have their own error).
+ * The file's text, at most MAX_SETTING_FILE_BYTES; otherwise the error `fail` makes of a message
+ * naming `setting`, the file and the reason (TlsError FILE_UNREADABLE by default; trust files
+ * have their own error).
  */
 export async function readSetting(
   setting: string,

@@ -101,8 +101,8 @@ export class UpstreamClient {
   readonly #lookup: HostLookup
   /** The redirect rule, applied when a connection to a redirect's target is made. */
   readonly #redirectLookup: LookupFunction
-  /** The upstream's own name, resolved for blob connections and kept a while (dns-cache.ts). */
-  readonly #ownLookup = cachedSocketLookup()
+  /** Names this client may reach other than a redirect's target, resolved and kept a while (dns-cache.ts). */
+  readonly #configuredLookup = cachedSocketLookup()
   /** The TLS settings in force and the pools made under them, replaced whole by {@link renewTls}. */
   #pools: Pools
   /** Sessions for wire.ts's connections; node:https agents keep their own. */
@@ -375,15 +375,15 @@ export class UpstreamClient {
   /**
    * How a connection to `url` is made. A registry request to another host than the upstream's (a
    * redirect's target) resolves through the redirect rule, in pools of this client's own; one to
-   * the upstream's host, and a token request (its realm was checked against tokenRealmHosts), on
-   * node's resolver. TLS as tls-settings.ts says: the CA everywhere, the client certificate to
-   * the upstream's own origin only.
+   * the upstream's host, and a token request (its realm was checked against tokenRealmHosts),
+   * through the system's resolver with its answers kept 30 s. TLS as tls-settings.ts says: the CA
+   * everywhere, the client certificate to the upstream's own origin only.
    */
   #connection(url: URL, purpose: 'registry' | 'token'): { agents?: Agents; lookup?: LookupFunction; tls: ConnectionOptions } {
     const pools = this.#pools
     const tls = tlsFor(pools.tls, this.origin, url)
     if (purpose === 'registry' && url.hostname !== this.#base.hostname) return { lookup: this.#redirectLookup, agents: pools.elsewhere, tls }
-    return { lookup: this.#ownLookup, agents: url.origin === this.origin ? pools.own : pools.anyHost, tls }
+    return { lookup: this.#configuredLookup, agents: url.origin === this.origin ? pools.own : pools.anyHost, tls }
   }
 
   #recordRateLimit(res: UpstreamResponse): void {

@@ -2,9 +2,10 @@
 // connection of its own (wire.ts), and each connection resolved the name again: for a cold image
 // of ten layers, ten lookups of the same name. In a Kubernetes pod a lookup of
 // registry-1.docker.io is several DNS queries (ndots:5 tries the cluster's search domains first),
-// and node's resolver keeps nothing. Only the upstream's own name, which the operator configured,
-// is kept here: a redirect's target is resolved afresh each time, and judged by the redirect rule
-// on the very addresses the socket is given (egress.ts).
+// and node's resolver keeps nothing. Only names the operator chose are kept here: the upstream's
+// own host, and a token realm's (checked against tokenRealmHosts before it is asked). A redirect's
+// target is resolved afresh each time, and judged by the redirect rule on the very addresses the
+// socket is given (egress.ts).
 
 import type { LookupFunction } from 'node:net'
 import { Lru } from '../lru.js'
