@@ -13,7 +13,7 @@ import type { PolicyEngine } from '../policy/engine.js'
 import type { PolicySet } from '../policy/types.js'
 import { effectiveState, type ManifestRecord, type RepoKey, type StateStore, type Verdict } from '../state/store.js'
 import { clearQuarantine } from './clearance.js'
-import { mapInLanes } from '../lanes.js'
+import { mapInLanes } from '../concurrency.js'
 import type { ManifestService } from './manifests.js'
 
 export interface ReevaluationDeps {

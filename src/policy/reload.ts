@@ -4,7 +4,7 @@
 
 import { watch, type FSWatcher } from 'node:fs'
 import type { Logger } from '../observability/logger.js'
-import { oneAtATime } from '../serial.js'
+import { oneAtATime } from '../concurrency.js'
 import type { PolicyEngine } from './engine.js'
 import type { PolicySet } from './types.js'
 

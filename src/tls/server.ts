@@ -4,7 +4,7 @@
 import type { Server as HttpsServer } from 'node:https'
 import { resolve } from 'node:path'
 import type { Logger } from '../observability/logger.js'
-import { oneAtATime } from '../serial.js'
+import { oneAtATime } from '../concurrency.js'
 import { TlsError } from './errors.js'
 import { loadCaFile, loadKeyPair, loadParts, type KeyPair } from './files.js'
 

@@ -6,7 +6,7 @@
 
 import type { UpstreamConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
-import { oneAtATime } from '../serial.js'
+import { oneAtATime } from '../concurrency.js'
 import { TlsError } from '../tls/errors.js'
 import type { UpstreamPool } from './pool.js'
 import { loadUpstreamTls, logUpstreamTls, upstreamTlsSetting } from './tls-settings.js'

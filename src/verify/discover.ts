@@ -5,7 +5,7 @@
 // controllers too.
 
 import { isCustomsError } from '../errors.js'
-import { mapInLanes } from '../lanes.js'
+import { mapInLanes } from '../concurrency.js'
 import type { Digest } from '../oci/digest.js'
 import { parseManifest, type Descriptor, type ImageManifest } from '../oci/manifest.js'
 import { referrersTag } from '../oci/reference.js'

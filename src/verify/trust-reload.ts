@@ -7,7 +7,7 @@
 
 import type { TrustConfig } from '../config/trust-schema.js'
 import type { Logger } from '../observability/logger.js'
-import { oneAtATime } from '../serial.js'
+import { oneAtATime } from '../concurrency.js'
 import { loadTrust, TrustFileError, type TrustStore } from './trust.js'
 
 /**
